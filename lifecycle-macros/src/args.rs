@@ -1,0 +1,370 @@
+//! Argument parsing shared by every attribute: `key`, `key = "value"`, `key = path`, durations,
+//! names, `crate = "..."`, and error collection.
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Meta, Token};
+
+/// Every error found in one item, reported together (the user fixes them all in one compile).
+#[derive(Default)]
+pub(crate) struct Errors {
+    combined: Option<syn::Error>,
+}
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.combined {
+            Some(combined) => combined.combine(error),
+            None => self.combined = Some(error),
+        }
+    }
+
+    /// An error under `tokens`.
+    pub(crate) fn at(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    /// An error at `span`.
+    pub(crate) fn at_span(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.combined.is_none()
+    }
+
+    /// The `compile_error!` invocations, or nothing.
+    pub(crate) fn to_compile_errors(&self) -> TokenStream {
+        match &self.combined {
+            Some(error) => error.to_compile_error(),
+            None => TokenStream::new(),
+        }
+    }
+}
+
+/// One `key` or `key = value` argument.
+pub(crate) struct Arg {
+    pub(crate) key: Ident,
+    pub(crate) value: Option<Expr>,
+}
+
+impl Arg {
+    /// The key and its value, for errors about the argument as a whole.
+    pub(crate) fn tokens(&self) -> TokenStream {
+        let key = &self.key;
+        match &self.value {
+            Some(value) => quote!(#key = #value),
+            None => quote!(#key),
+        }
+    }
+}
+
+/// Parses `key, key = value, ...`. Malformed input is an error; an empty list is fine.
+pub(crate) fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Vec<Arg> {
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens) {
+        Ok(metas) => metas,
+        Err(error) => {
+            errors.push(error);
+            return Vec::new();
+        }
+    };
+    let mut args = Vec::new();
+    for meta in metas {
+        let (path, value) = match meta {
+            Meta::Path(path) => (path, None),
+            Meta::NameValue(name_value) => (name_value.path, Some(name_value.value)),
+            Meta::List(list) => {
+                errors.at(
+                    &list,
+                    format!(
+                        "expected `key` or `key = value`, found `{}(...)`",
+                        list.path.to_token_stream()
+                    ),
+                );
+                continue;
+            }
+        };
+        match path.segments.len() {
+            1 if path.leading_colon.is_none() => args.push(Arg {
+                key: path.segments[0].ident.clone(),
+                value,
+            }),
+            _ => errors.at(&path, "expected a plain key such as `interval`, not a path"),
+        }
+    }
+    args
+}
+
+/// Rejects keys outside `valid` (naming the valid ones, and the closest one when it is a typo)
+/// and repeated keys. Returns the arguments that passed.
+pub(crate) fn check_keys(
+    args: Vec<Arg>,
+    attribute: &str,
+    valid: &[&str],
+    errors: &mut Errors,
+) -> Vec<Arg> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut kept = Vec::new();
+    for arg in args {
+        let key = arg.key.to_string();
+        if !valid.contains(&key.as_str()) {
+            let hint = match closest(&key, valid) {
+                Some(close) => format!(" (did you mean `{close}`?)"),
+                None => String::new(),
+            };
+            errors.at(
+                &arg.key,
+                format!(
+                    "unknown key `{key}` in #[{attribute}]{hint}; valid keys: {}",
+                    valid.join(", ")
+                ),
+            );
+            continue;
+        }
+        if seen.contains(&key) {
+            errors.at(
+                arg.tokens(),
+                format!("`{key}` is given more than once in #[{attribute}]; keep one"),
+            );
+            continue;
+        }
+        seen.push(key);
+        kept.push(arg);
+    }
+    kept
+}
+
+/// The valid key closest to a misspelt one, if any is close.
+fn closest<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
+    valid
+        .iter()
+        .map(|candidate| (edit_distance(key, candidate), *candidate))
+        .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 3))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The string literal of `key = "..."`.
+pub(crate) fn lit_str(arg: &Arg, example: &str, errors: &mut Errors) -> Option<LitStr> {
+    match &arg.value {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        })) => Some(lit.clone()),
+        _ => {
+            errors.at(
+                arg.tokens(),
+                format!(
+                    "`{}` takes a string: write `{} = {example}`",
+                    arg.key, arg.key
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The integer literal of `key = 4`.
+pub(crate) fn lit_int(arg: &Arg, example: &str, errors: &mut Errors) -> Option<LitInt> {
+    match &arg.value {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        })) => Some(lit.clone()),
+        _ => {
+            errors.at(
+                arg.tokens(),
+                format!(
+                    "`{}` takes a whole number: write `{} = {example}`",
+                    arg.key, arg.key
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A flag written bare (`critical`), not `critical = ...`.
+pub(crate) fn flag(arg: &Arg, errors: &mut Errors) -> Option<Span> {
+    match &arg.value {
+        None => Some(arg.key.span()),
+        Some(_) => {
+            errors.at(
+                arg.tokens(),
+                format!("`{}` is a flag: write just `{}`", arg.key, arg.key),
+            );
+            None
+        }
+    }
+}
+
+/// Whether a duration may be zero.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Zero {
+    Allowed,
+    Rejected(&'static str),
+}
+
+/// A duration written as a humantime string (`"5s"`, `"250ms"`, `"1m 30s"`).
+#[derive(Clone)]
+pub(crate) struct DurationArg {
+    pub(crate) value: Duration,
+}
+
+impl DurationArg {
+    /// `Duration::from_secs(5)` (or millis, micros, nanos: the coarsest exact unit), through
+    /// the runtime's re-export.
+    pub(crate) fn tokens(&self, krate: &syn::Path) -> TokenStream {
+        duration_tokens(self.value, krate)
+    }
+}
+
+/// Tokens building `duration` exactly, in the coarsest whole unit.
+pub(crate) fn duration_tokens(duration: Duration, krate: &syn::Path) -> TokenStream {
+    let nanos = duration.as_nanos();
+    let (constructor, amount) = if nanos % 1_000_000_000 == 0 {
+        ("from_secs", nanos / 1_000_000_000)
+    } else if nanos % 1_000_000 == 0 {
+        ("from_millis", nanos / 1_000_000)
+    } else if nanos % 1_000 == 0 {
+        ("from_micros", nanos / 1_000)
+    } else {
+        ("from_nanos", nanos)
+    };
+    let constructor = Ident::new(constructor, Span::call_site());
+    let amount = u64::try_from(amount).unwrap_or(u64::MAX);
+    let amount = proc_macro2::Literal::u64_unsuffixed(amount);
+    quote!(#krate::__private::Duration::#constructor(#amount))
+}
+
+/// Parses the duration of `key = "..."`.
+pub(crate) fn duration(arg: &Arg, zero: Zero, errors: &mut Errors) -> Option<DurationArg> {
+    let lit = lit_str(arg, "\"5s\"", errors)?;
+    parse_duration_lit(&lit, &arg.key.to_string(), zero, errors)
+}
+
+/// Parses a duration literal; `what` names it in errors.
+pub(crate) fn parse_duration_lit(
+    lit: &LitStr,
+    what: &str,
+    zero: Zero,
+    errors: &mut Errors,
+) -> Option<DurationArg> {
+    let text = lit.value();
+    match humantime::parse_duration(text.trim()) {
+        Ok(value) => {
+            if let (Zero::Rejected(why), true) = (zero, value.is_zero()) {
+                errors.at(lit, format!("`{what}` must be greater than zero: {why}"));
+                return None;
+            }
+            Some(DurationArg { value })
+        }
+        Err(error) => {
+            errors.at(
+                lit,
+                format!(
+                    "`{what}` = \"{text}\" is not a duration ({error}); write it like \"5s\", \"250ms\" or \"1m 30s\""
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The path the generated code uses to reach the runtime: `::lifecycle_runtime`, or what
+/// `crate = "..."` says for users who renamed the dependency.
+pub(crate) fn crate_path(arg: Option<&Arg>, errors: &mut Errors) -> syn::Path {
+    let default: syn::Path = syn::parse_quote!(::lifecycle_runtime);
+    let Some(arg) = arg else { return default };
+    let Some(lit) = lit_str(arg, "\"my_runtime\"", errors) else {
+        return default;
+    };
+    match lit.parse::<syn::Path>() {
+        Ok(path) => path,
+        Err(_) => {
+            errors.at(
+                &lit,
+                format!(
+                    "`crate = \"{}\"` is not a path; write the name you gave lifecycle-runtime in Cargo.toml, like `crate = \"lifecycle\"`",
+                    lit.value()
+                ),
+            );
+            default
+        }
+    }
+}
+
+/// A non-empty name for logs and reports.
+pub(crate) fn name(arg: &Arg, errors: &mut Errors) -> Option<LitStr> {
+    let lit = lit_str(arg, "\"auto-flush\"", errors)?;
+    if lit.value().trim().is_empty() {
+        errors.at(&lit, format!("`{}` must not be empty", arg.key));
+        return None;
+    }
+    Some(lit)
+}
+
+/// One of a fixed set of string values.
+pub(crate) fn choice<'a>(arg: &Arg, choices: &[&'a str], errors: &mut Errors) -> Option<&'a str> {
+    let example = format!("\"{}\"", choices[0]);
+    let lit = lit_str(arg, &example, errors)?;
+    let value = lit.value();
+    match choices.iter().find(|choice| **choice == value) {
+        Some(choice) => Some(choice),
+        None => {
+            let list: Vec<String> = choices
+                .iter()
+                .map(|choice| format!("\"{choice}\""))
+                .collect();
+            errors.at(
+                &lit,
+                format!(
+                    "`{}` = \"{value}\" is not one of {}",
+                    arg.key,
+                    list.join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_key_catches_typos_only() {
+        let valid = ["interval", "shutdown", "stop_timeout", "timeout"];
+        assert_eq!(closest("intervall", &valid), Some("interval"));
+        assert_eq!(closest("shutdwn", &valid), Some("shutdown"));
+        assert_eq!(closest("colour", &valid), None);
+    }
+
+    #[test]
+    fn durations_use_the_coarsest_exact_unit() {
+        let krate: syn::Path = syn::parse_quote!(::lifecycle_runtime);
+        let text = |d| duration_tokens(d, &krate).to_string();
+        assert!(text(Duration::from_secs(5)).ends_with("from_secs (5)"));
+        assert!(text(Duration::from_millis(1500)).ends_with("from_millis (1500)"));
+        assert!(text(Duration::from_micros(3)).ends_with("from_micros (3)"));
+        assert!(text(Duration::from_nanos(7)).ends_with("from_nanos (7)"));
+    }
+}

@@ -1,0 +1,180 @@
+//! `#[main]`: runs `async fn main` on a tokio runtime under the global coordinator, with signal
+//! handling, a bounded shutdown, a printed report and an honest exit code.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{ItemFn, ReturnType};
+
+use crate::args::{self, DurationArg, Errors, Zero};
+
+const MAIN_KEYS: &[&str] = &[
+    "shutdown_timeout",
+    "drain",
+    "stop_timeout",
+    "worker_threads",
+    "flavor",
+    "crate",
+];
+
+/// The runtime's default stop timeout for the body of `main`.
+const DEFAULT_MAIN_STOP_TIMEOUT_SECS: u64 = 5;
+
+struct MainArgs {
+    shutdown_timeout: Option<DurationArg>,
+    drain: Option<DurationArg>,
+    stop_timeout: Option<DurationArg>,
+    worker_threads: Option<(usize, TokenStream)>,
+    current_thread: Option<TokenStream>,
+    krate: syn::Path,
+}
+
+impl MainArgs {
+    fn parse(tokens: TokenStream, errors: &mut Errors) -> MainArgs {
+        let parsed = args::parse_args(tokens, errors);
+        let parsed = args::check_keys(parsed, "main", MAIN_KEYS, errors);
+        let mut main = MainArgs {
+            shutdown_timeout: None,
+            drain: None,
+            stop_timeout: None,
+            worker_threads: None,
+            current_thread: None,
+            krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
+        };
+        for arg in &parsed {
+            match arg.key.to_string().as_str() {
+                "shutdown_timeout" => {
+                    main.shutdown_timeout = args::duration(
+                        arg,
+                        Zero::Rejected(
+                            "nothing could stop or close; give shutdown a budget such as \"30s\"",
+                        ),
+                        errors,
+                    );
+                }
+                "drain" => main.drain = args::duration(arg, Zero::Allowed, errors),
+                "stop_timeout" => {
+                    main.stop_timeout = args::duration(
+                        arg,
+                        Zero::Rejected("main would be dropped the moment shutdown starts"),
+                        errors,
+                    );
+                }
+                "worker_threads" => {
+                    if let Some(lit) = args::lit_int(arg, "4", errors) {
+                        match lit.base10_parse::<usize>() {
+                            Ok(0) | Err(_) => errors.at(
+                                &lit,
+                                "`worker_threads` must be a whole number of at least 1",
+                            ),
+                            Ok(threads) => main.worker_threads = Some((threads, arg.tokens())),
+                        }
+                    }
+                }
+                "flavor" => {
+                    if args::choice(arg, &["multi_thread", "current_thread"], errors)
+                        == Some("current_thread")
+                    {
+                        main.current_thread = Some(arg.tokens());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let (Some(_), Some((_, tokens))) = (&main.current_thread, &main.worker_threads) {
+            errors.at(
+                tokens,
+                "`worker_threads` applies to the multi-thread runtime; remove it or remove `flavor = \"current_thread\"`",
+            );
+        }
+        main
+    }
+}
+
+pub(crate) fn expand_main(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let main = MainArgs::parse(args, &mut errors);
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            errors.at_span(
+                Span::call_site(),
+                "#[lifecycle_runtime::main] goes on `async fn main()`",
+            );
+            return fallback(item, &errors);
+        }
+    };
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        errors.at(
+            sig.fn_token,
+            "#[lifecycle_runtime::main] needs `async fn main()`: add `async`",
+        );
+    }
+    if !sig.inputs.is_empty() {
+        errors.at(&sig.inputs, "`main` takes no parameters");
+    }
+    if !sig.generics.params.is_empty() {
+        errors.at(&sig.generics, "`main` cannot be generic");
+    }
+    if !errors.is_empty() {
+        return fallback(function.into_token_stream(), &errors);
+    }
+
+    let krate = &main.krate;
+    let private = quote!(#krate::__private);
+    let attrs = &function.attrs;
+    let vis = &function.vis;
+    let ident = &sig.ident;
+    let block = &function.block;
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let option = |value: Option<TokenStream>| match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    };
+    let shutdown_timeout = option(main.shutdown_timeout.as_ref().map(|d| d.tokens(krate)));
+    let drain = option(main.drain.as_ref().map(|d| d.tokens(krate)));
+    let stop_timeout = match &main.stop_timeout {
+        Some(stop_timeout) => stop_timeout.tokens(krate),
+        None => args::duration_tokens(
+            std::time::Duration::from_secs(DEFAULT_MAIN_STOP_TIMEOUT_SECS),
+            krate,
+        ),
+    };
+    let worker_threads = option(main.worker_threads.as_ref().map(|(threads, _)| {
+        let threads = proc_macro2::Literal::usize_unsuffixed(*threads);
+        quote!(#threads)
+    }));
+    let flavor = if main.current_thread.is_some() {
+        quote!(#private::Flavor::CurrentThread)
+    } else {
+        quote!(#private::Flavor::MultiThread)
+    };
+    let body = quote_spanned!(block.span()=> async move #block);
+    quote! {
+        #(#attrs)*
+        #vis fn #ident() -> ::std::process::ExitCode {
+            #private::run_main::<#output, _>(
+                #private::MainSpec {
+                    shutdown_timeout: #shutdown_timeout,
+                    drain: #drain,
+                    stop_timeout: #stop_timeout,
+                    worker_threads: #worker_threads,
+                    flavor: #flavor,
+                },
+                #body,
+            )
+        }
+    }
+}
+
+fn fallback(item: TokenStream, errors: &Errors) -> TokenStream {
+    let errors = errors.to_compile_errors();
+    quote! {
+        #errors
+        #item
+    }
+}

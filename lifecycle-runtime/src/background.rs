@@ -1,0 +1,430 @@
+//! What `#[background]` expands to: a spec of the loop and a ticker that drives it.
+//!
+//! The generated code owns the loop, so a tick's body can borrow the fn's parameters across
+//! ticks:
+//!
+//! ```text
+//! spawn_background(SPEC, move |mut ticker| async move {
+//!     while ticker.next_tick().await {
+//!         ticker.run_tick::<Result<(), Error>, _>(async { /* the fn body */ }).await;
+//!     }
+//!     ticker
+//! })
+//! ```
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::coordinator::{Coordinator, WorkerKind, with_current};
+use crate::group::GroupInner;
+use crate::panic::{self, CatchUnwind};
+use crate::report::format_duration;
+use crate::shutdown::{Shutdown, ShutdownReason};
+use crate::snapshot::{StateCell, TaskState};
+use crate::task::{TaskError, TaskHandle, TaskName};
+use crate::thread::ThreadHandle;
+
+/// What happens to a tick when shutdown comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Finish the running tick, start no new one.
+    Finish,
+    /// Cancel the running tick at its next `.await`.
+    Abort,
+    /// Finish the running tick, then run one last tick.
+    FinalTick,
+}
+
+/// What an interval does when a tick ran longer than the period (tokio's `MissedTickBehavior`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissedTick {
+    /// Skip the missed ticks and stay on the original schedule.
+    Skip,
+    /// Start the next period from when the late tick ran.
+    Delay,
+    /// Run the missed ticks back to back to catch up.
+    Burst,
+}
+
+/// Everything `#[background(...)]` said, as constants.
+#[derive(Clone, Copy, Debug)]
+pub struct BackgroundSpec {
+    /// Name in logs, reports and thread names.
+    pub name: &'static str,
+    /// `None` for a service: the body runs once.
+    pub interval: Option<Duration>,
+    /// What shutdown does to a tick.
+    pub shutdown: ShutdownMode,
+    /// How long shutdown waits for the task before aborting it.
+    pub stop_timeout: Duration,
+    /// Limit for one tick.
+    pub timeout: Option<Duration>,
+    /// Task group whose permit each tick holds.
+    pub group: Option<&'static str>,
+    /// Whether a failure triggers shutdown.
+    pub critical: bool,
+    /// Missed-tick behaviour of the interval.
+    pub missed_tick: MissedTick,
+}
+
+/// What a `#[background]` body may return: `()` or `Result<(), E>` with `E: Display`.
+#[diagnostic::on_unimplemented(
+    message = "a `#[background]` body must return `()` or `Result<(), E>` where `E: Display`, not `{Self}`",
+    label = "the body returns `{Self}`",
+    note = "an error is logged with the task's name and counted, and the loop goes on (unless the task is `critical`)"
+)]
+pub trait TickResult {
+    /// `Err` carries the error as displayed.
+    fn into_tick_result(self) -> Result<(), String>;
+}
+
+impl TickResult for () {
+    fn into_tick_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Display> TickResult for Result<(), E> {
+    fn into_tick_result(self) -> Result<(), String> {
+        self.map_err(|error| error.to_string())
+    }
+}
+
+/// How one tick ended.
+enum TickEnd {
+    Done(Result<(), String>),
+    Panicked(String),
+    TimedOut(Duration),
+    Cancelled,
+}
+
+/// Shared by the async and the thread ticker: what to do with a tick's end.
+struct Settle<'a> {
+    spec: &'a BackgroundSpec,
+    coordinator: &'a Coordinator,
+    exit: &'a mut Option<TaskError>,
+}
+
+impl Settle<'_> {
+    fn settle(self, end: TickEnd) {
+        let spec = self.spec;
+        let service = spec.interval.is_none();
+        let message = match end {
+            TickEnd::Done(Ok(())) | TickEnd::Cancelled => return,
+            TickEnd::Done(Err(message)) => {
+                if service {
+                    *self.exit = Some(TaskError::Failed {
+                        task: spec.name.into(),
+                        message: message.clone(),
+                    });
+                } else {
+                    self.coordinator.inner.counters.add_failed();
+                    tracing::error!(task = spec.name, error = %message, "tick failed");
+                }
+                message
+            }
+            TickEnd::Panicked(message) => {
+                if service {
+                    *self.exit = Some(TaskError::Panicked {
+                        task: spec.name.into(),
+                        message: message.clone(),
+                    });
+                } else {
+                    self.coordinator.inner.counters.add_panicked();
+                    tracing::error!(task = spec.name, panic = %message, "tick panicked");
+                }
+                format!("panicked: {message}")
+            }
+            TickEnd::TimedOut(limit) => {
+                self.coordinator.inner.counters.add_timed_out();
+                tracing::warn!(task = spec.name, limit = %format_duration(limit), "tick timed out and was cancelled");
+                format!("tick timed out after {}", format_duration(limit))
+            }
+        };
+        if spec.critical {
+            self.coordinator
+                .trigger(ShutdownReason::CriticalTaskFailed {
+                    task: spec.name.to_owned(),
+                    error: message,
+                });
+        }
+    }
+}
+
+/// Drives one `#[background]` task: waits for ticks, runs them under the spec's rules.
+#[derive(Debug)]
+pub struct Ticker {
+    spec: BackgroundSpec,
+    coordinator: Coordinator,
+    shutdown: Shutdown,
+    interval: Option<Interval>,
+    state: Arc<StateCell>,
+    group: Option<Arc<GroupInner>>,
+    ticks: u64,
+    in_final_tick: bool,
+    exit: Option<TaskError>,
+}
+
+impl Ticker {
+    /// Waits for the next tick, or for shutdown. Returns false when the loop must end.
+    ///
+    /// The first tick is immediate. Waiting is event-driven (a timer and the shutdown token), so
+    /// an idle loop uses no CPU. With `final_tick`, one more tick follows shutdown.
+    pub async fn next_tick(&mut self) -> bool {
+        let Some(period) = self.spec.interval else {
+            // A service: the body runs once.
+            self.ticks += 1;
+            if self.ticks == 1 {
+                self.state.tick_started(TaskState::Running);
+                return true;
+            }
+            return false;
+        };
+        if self.in_final_tick {
+            return false;
+        }
+        if !self.shutdown.is_triggered() {
+            let missed_tick = self.spec.missed_tick;
+            let interval = self
+                .interval
+                .get_or_insert_with(|| new_interval(period, missed_tick));
+            self.state.set(TaskState::Idle);
+            let ticked = tokio::select! {
+                biased;
+                () = self.shutdown.triggered() => false,
+                _ = interval.tick() => true,
+            };
+            if ticked {
+                self.ticks += 1;
+                self.state.tick_started(TaskState::Ticking);
+                return true;
+            }
+        }
+        if self.spec.shutdown == ShutdownMode::FinalTick {
+            self.in_final_tick = true;
+            self.state.tick_started(TaskState::FinalTick);
+            return true;
+        }
+        false
+    }
+
+    /// The shutdown token, for a body that takes a `Shutdown` parameter.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Runs one tick: holds the group permit, applies the tick timeout, cancels the tick at
+    /// shutdown in `abort` mode, and logs, counts and (for `critical`) escalates failures.
+    pub async fn run_tick<R, F>(&mut self, tick: F)
+    where
+        R: TickResult,
+        F: Future<Output = R>,
+    {
+        let _permit = match &self.group {
+            None => None,
+            Some(group) => {
+                // The last tick of a flusher waits for its permit even during shutdown.
+                let give_up_on = (!self.in_final_tick).then_some(&self.shutdown);
+                match group.acquire(give_up_on).await {
+                    Some(permit) => Some(permit),
+                    None => return,
+                }
+            }
+        };
+        let tick = limited(self.spec.timeout, CatchUnwind::new(tick));
+        let end = if self.spec.shutdown == ShutdownMode::Abort {
+            tokio::select! {
+                end = tick => end,
+                () = self.shutdown.triggered() => TickEnd::Cancelled,
+            }
+        } else {
+            tick.await
+        };
+        Settle {
+            spec: &self.spec,
+            coordinator: &self.coordinator,
+            exit: &mut self.exit,
+        }
+        .settle(end);
+    }
+}
+
+async fn limited<R: TickResult, F: Future<Output = R>>(
+    timeout: Option<Duration>,
+    tick: CatchUnwind<F>,
+) -> TickEnd {
+    let ended = match timeout {
+        None => tick.await,
+        Some(limit) => match tokio::time::timeout(limit, tick).await {
+            Ok(ended) => ended,
+            Err(_) => return TickEnd::TimedOut(limit),
+        },
+    };
+    match ended {
+        Ok(result) => TickEnd::Done(result.into_tick_result()),
+        Err(message) => TickEnd::Panicked(message),
+    }
+}
+
+fn new_interval(period: Duration, missed_tick: MissedTick) -> Interval {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(match missed_tick {
+        MissedTick::Skip => MissedTickBehavior::Skip,
+        MissedTick::Delay => MissedTickBehavior::Delay,
+        MissedTick::Burst => MissedTickBehavior::Burst,
+    });
+    interval
+}
+
+/// Spawns a `#[background]` task on the current coordinator. `body` receives the ticker and
+/// gives it back when the loop ends.
+#[track_caller]
+pub fn spawn_background<F, Fut>(spec: BackgroundSpec, body: F) -> TaskHandle
+where
+    F: FnOnce(Ticker) -> Fut,
+    Fut: Future<Output = Ticker> + Send + 'static,
+{
+    with_current(|coordinator| {
+        let state = Arc::new(StateCell::default());
+        let ticker = Ticker {
+            spec,
+            coordinator: coordinator.clone(),
+            shutdown: coordinator.shutdown_signal(),
+            interval: None,
+            state: state.clone(),
+            group: spec
+                .group
+                .map(|name| coordinator.group(name).inner().clone()),
+            ticks: 0,
+            in_final_tick: false,
+            exit: None,
+        };
+        let run = body(ticker);
+        coordinator.spawn_worker(
+            TaskName::from(spec.name),
+            WorkerKind::Task,
+            spec.stop_timeout,
+            Some(state),
+            async move {
+                match run.await.exit {
+                    None => Ok(()),
+                    Some(error) => Err(error),
+                }
+            },
+        )
+    })
+}
+
+/// Drives one `#[background(thread)]` loop on its OS thread.
+#[derive(Debug)]
+pub struct ThreadTicker {
+    spec: BackgroundSpec,
+    coordinator: Coordinator,
+    shutdown: Shutdown,
+    state: Arc<StateCell>,
+    next_due: Option<Instant>,
+    ticks: u64,
+    in_final_tick: bool,
+    exit: Option<TaskError>,
+}
+
+impl ThreadTicker {
+    /// Blocks until the next tick or shutdown. Returns false when the loop must end.
+    pub fn next_tick(&mut self) -> bool {
+        let Some(period) = self.spec.interval else {
+            self.ticks += 1;
+            if self.ticks == 1 {
+                self.state.tick_started(TaskState::Running);
+                return true;
+            }
+            return false;
+        };
+        if self.in_final_tick {
+            return false;
+        }
+        if !self.shutdown.is_triggered() {
+            let now = Instant::now();
+            let due = self.next_due.unwrap_or(now);
+            self.state.set(TaskState::Idle);
+            let stopped = due > now && self.coordinator.wait_stop_blocking(Some(due - now));
+            if !stopped && !self.shutdown.is_triggered() {
+                let started = Instant::now();
+                self.next_due = Some(match self.spec.missed_tick {
+                    MissedTick::Burst => due + period,
+                    MissedTick::Delay => started + period,
+                    MissedTick::Skip => {
+                        let mut next = due + period;
+                        if next <= started {
+                            let behind =
+                                started.duration_since(due).as_nanos() / period.as_nanos().max(1);
+                            next = due + period.mul_f64((behind + 1) as f64);
+                        }
+                        next
+                    }
+                });
+                self.ticks += 1;
+                self.state.tick_started(TaskState::Ticking);
+                return true;
+            }
+        }
+        if self.spec.shutdown == ShutdownMode::FinalTick {
+            self.in_final_tick = true;
+            self.state.tick_started(TaskState::FinalTick);
+            return true;
+        }
+        false
+    }
+
+    /// The shutdown token, for a body that takes a `Shutdown` parameter.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Runs one tick, catching panics, and logs, counts and escalates failures.
+    pub fn run_tick<R: TickResult, F: FnOnce() -> R>(&mut self, tick: F) {
+        let end = match panic::catch(tick) {
+            Ok(result) => TickEnd::Done(result.into_tick_result()),
+            Err(message) => TickEnd::Panicked(message),
+        };
+        Settle {
+            spec: &self.spec,
+            coordinator: &self.coordinator,
+            exit: &mut self.exit,
+        }
+        .settle(end);
+    }
+}
+
+/// Starts a `#[background(thread)]` loop on a named OS thread of the current coordinator.
+#[track_caller]
+pub fn spawn_background_thread<F>(spec: BackgroundSpec, body: F) -> ThreadHandle
+where
+    F: FnOnce(ThreadTicker) -> ThreadTicker + Send + 'static,
+{
+    with_current(|coordinator| {
+        let state = Arc::new(StateCell::default());
+        let ticker = ThreadTicker {
+            spec,
+            coordinator: coordinator.clone(),
+            shutdown: coordinator.shutdown_signal(),
+            state: state.clone(),
+            next_due: None,
+            ticks: 0,
+            in_final_tick: false,
+            exit: None,
+        };
+        coordinator.spawn_thread_worker(
+            TaskName::from(spec.name),
+            spec.stop_timeout,
+            Some(state),
+            move |_shutdown| match body(ticker).exit {
+                None => Ok(()),
+                Some(error) => Err(error),
+            },
+        )
+    })
+}

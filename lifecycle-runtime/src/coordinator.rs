@@ -1,0 +1,1022 @@
+//! The shutdown coordinator: registries of tasks, threads and resources, and the bounded shutdown
+//! sequence that stops and closes them.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::group::GroupInner;
+use crate::os_threads;
+use crate::report::{Entry, EntryKind, Outcome, ShutdownReport};
+use crate::resource::ResourceRegistry;
+use crate::shutdown::{Shutdown, ShutdownReason};
+use crate::snapshot::CounterCells;
+use crate::task::TaskName;
+
+/// The global budget for the whole shutdown sequence when nothing else is configured.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the coordinator waits for aborted tasks to actually go before it calls them leaked.
+/// An abort takes effect at the task's next `.await`; a task still present after this is blocking
+/// its worker thread in synchronous code.
+const ABORT_GRACE: Duration = Duration::from_millis(100);
+
+tokio::task_local! {
+    static CURRENT: Coordinator;
+}
+
+thread_local! {
+    static THREAD_CURRENT: RefCell<Option<Coordinator>> = const { RefCell::new(None) };
+}
+
+static GLOBAL: OnceLock<Coordinator> = OnceLock::new();
+
+/// Where the shutdown sequence is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Phase {
+    Running = 0,
+    Draining = 1,
+    Stopping = 2,
+    Closing = 3,
+    Done = 4,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Phase {
+        match value {
+            0 => Phase::Running,
+            1 => Phase::Draining,
+            2 => Phase::Stopping,
+            3 => Phase::Closing,
+            _ => Phase::Done,
+        }
+    }
+}
+
+/// Settings of one coordinator.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) drain: Duration,
+    /// Whether the report lists OS threads still alive after shutdown (from `/proc`). Off for
+    /// coordinators that share their process with others (tests), where a thread cannot be
+    /// attributed.
+    pub(crate) scan_os_threads: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            drain: Duration::ZERO,
+            scan_os_threads: true,
+        }
+    }
+}
+
+/// What kind of worker a registry entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum WorkerKind {
+    Task,
+    Thread,
+    Main,
+}
+
+impl WorkerKind {
+    pub(crate) fn entry_kind(self) -> EntryKind {
+        match self {
+            WorkerKind::Task => EntryKind::Task,
+            WorkerKind::Thread => EntryKind::Thread,
+            WorkerKind::Main => EntryKind::Main,
+        }
+    }
+}
+
+/// How the coordinator can stop a worker that ignores the shutdown signal.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Registered, not spawned yet.
+    Pending,
+    Task(tokio::task::AbortHandle),
+    /// OS threads cannot be aborted: one that does not stop is reported as leaked.
+    Thread,
+}
+
+/// What shutdown decided about a worker that did not stop in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    None,
+    Aborted,
+    Leaked,
+}
+
+/// One live task or thread.
+#[derive(Debug)]
+pub(crate) struct WorkerEntry {
+    pub(crate) name: TaskName,
+    pub(crate) kind: WorkerKind,
+    pub(crate) stop_timeout: Duration,
+    pub(crate) started: Instant,
+    pub(crate) control: Control,
+    pub(crate) state: Option<Arc<crate::snapshot::StateCell>>,
+    pub(crate) verdict: Verdict,
+    /// Distinguishes this entry from a later one that reuses its slab key.
+    pub(crate) serial: u64,
+}
+
+/// How a worker ended, as seen by its own guard.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    Completed,
+    Failed(String),
+    Panicked(String),
+    /// Ran past its group's per-task limit and was cancelled.
+    TimedOut(Duration),
+    /// Shutdown began while it waited for a permit of this group.
+    NotStarted(String),
+    /// Dropped before completion: aborted by shutdown, by its handle, or by the runtime.
+    Cancelled,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Workers {
+    pub(crate) slab: Slab<WorkerEntry>,
+    /// Entries shutdown has given up on (threads that would not stop, tasks stuck in sync code).
+    leaked: usize,
+    pub(crate) spawned: u64,
+    pub(crate) completed: u64,
+    pub(crate) cancelled: u64,
+}
+
+impl Workers {
+    /// True when every remaining entry has been given up on: nothing left to wait for.
+    fn settled(&self) -> bool {
+        self.slab.len() == self.leaked
+    }
+}
+
+/// A worker's ending, kept while shutdown is under way for the report.
+#[derive(Debug)]
+struct StopRecord {
+    name: TaskName,
+    kind: WorkerKind,
+    outcome: Outcome,
+    detail: Option<String>,
+    ended: Instant,
+}
+
+pub(crate) struct Inner {
+    is_global: bool,
+    config: Mutex<Config>,
+    reason: OnceLock<ShutdownReason>,
+    /// Cancelled when shutdown is triggered (step 1).
+    triggered: CancellationToken,
+    /// Cancelled when tasks are told to stop (step 3): the token behind [`Shutdown`].
+    pub(crate) stop: CancellationToken,
+    /// The same moment as `stop`, for OS threads waiting in blocking code.
+    blocking_stop: (Mutex<bool>, Condvar),
+    ready: AtomicBool,
+    phase: AtomicU8,
+    pub(crate) workers: Mutex<Workers>,
+    settled: Notify,
+    pub(crate) resources: Mutex<ResourceRegistry>,
+    pub(crate) groups: Mutex<HashMap<Arc<str>, Arc<GroupInner>>>,
+    pub(crate) counters: CounterCells,
+    stop_records: Mutex<Vec<StopRecord>>,
+    sequence_started_at: OnceLock<Instant>,
+    stop_started_at: OnceLock<Instant>,
+    sequence_started: AtomicBool,
+    /// The resource being closed right now, for the "still pending" list of a second signal.
+    closing_now: Mutex<Option<String>>,
+    report: watch::Sender<Option<Arc<ShutdownReport>>>,
+    handle: OnceLock<tokio::runtime::Handle>,
+    baseline_threads: Vec<os_threads::OsThread>,
+}
+
+/// Registries of tasks, threads and resources, and the shutdown sequence over them.
+///
+/// Cheap to clone: clones share one coordinator. Most programs never name this type: the
+/// process-global coordinator serves `#[lifecycle_runtime::main]`, and `#[lifecycle_runtime::test]`
+/// gives each test its own. Embedders that run several independent services in one process create
+/// one per service and run each service inside [`Coordinator::scope`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use lifecycle_runtime::Coordinator;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let coordinator = Coordinator::builder()
+///     .shutdown_timeout(Duration::from_secs(5))
+///     .build();
+/// let report = coordinator
+///     .scope(async {
+///         lifecycle_runtime::spawn("waiter", async {
+///             lifecycle_runtime::shutdown_signal().triggered().await;
+///         });
+///         lifecycle_runtime::shutdown().await
+///     })
+///     .await;
+/// assert!(report.is_clean(), "{report}");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Coordinator {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("global", &self.inner.is_global)
+            .field("phase", &self.phase())
+            .field("reason", &self.inner.reason.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Coordinator`] with its own budget and drain time.
+#[derive(Debug, Clone, Default)]
+pub struct CoordinatorBuilder {
+    config: Config,
+}
+
+impl CoordinatorBuilder {
+    /// The global budget for the whole shutdown sequence (drain, stop, close, report).
+    /// Default: [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub fn shutdown_timeout(mut self, budget: Duration) -> Self {
+        self.config.shutdown_timeout = budget;
+        self
+    }
+
+    /// How long to wait after readiness flips to false before tasks are told to stop, so a load
+    /// balancer can stop sending traffic. Default: zero.
+    pub fn drain(mut self, drain: Duration) -> Self {
+        self.config.drain = drain;
+        self
+    }
+
+    /// Whether the report lists OS threads that are still alive after shutdown and were not
+    /// started through this crate (Linux only). Default: on. Turn it off when the coordinator
+    /// shares its process with unrelated work, as tests do.
+    pub fn scan_os_threads(mut self, scan: bool) -> Self {
+        self.config.scan_os_threads = scan;
+        self
+    }
+
+    /// Creates the coordinator.
+    pub fn build(self) -> Coordinator {
+        Coordinator::from_config(self.config, false)
+    }
+}
+
+impl Default for Coordinator {
+    fn default() -> Self {
+        Coordinator::new()
+    }
+}
+
+impl Coordinator {
+    /// A coordinator with default settings.
+    pub fn new() -> Coordinator {
+        CoordinatorBuilder::default().build()
+    }
+
+    /// Starts building a coordinator.
+    pub fn builder() -> CoordinatorBuilder {
+        CoordinatorBuilder::default()
+    }
+
+    fn from_config(config: Config, is_global: bool) -> Coordinator {
+        let baseline_threads = if config.scan_os_threads {
+            os_threads::list()
+        } else {
+            Vec::new()
+        };
+        Coordinator {
+            inner: Arc::new(Inner {
+                is_global,
+                config: Mutex::new(config),
+                reason: OnceLock::new(),
+                triggered: CancellationToken::new(),
+                stop: CancellationToken::new(),
+                blocking_stop: (Mutex::new(false), Condvar::new()),
+                ready: AtomicBool::new(true),
+                phase: AtomicU8::new(Phase::Running as u8),
+                workers: Mutex::new(Workers::default()),
+                settled: Notify::new(),
+                resources: Mutex::new(ResourceRegistry::default()),
+                groups: Mutex::new(HashMap::new()),
+                counters: CounterCells::default(),
+                stop_records: Mutex::new(Vec::new()),
+                sequence_started_at: OnceLock::new(),
+                stop_started_at: OnceLock::new(),
+                sequence_started: AtomicBool::new(false),
+                closing_now: Mutex::new(None),
+                report: watch::Sender::new(None),
+                handle: OnceLock::new(),
+                baseline_threads,
+            }),
+        }
+    }
+
+    /// The process-global coordinator, created on first use with default settings.
+    pub fn global() -> &'static Coordinator {
+        GLOBAL.get_or_init(|| Coordinator::from_config(Config::default(), true))
+    }
+
+    /// The coordinator that free functions ([`spawn`](crate::spawn), [`shutdown`](crate::shutdown),
+    /// macros) act on here: the innermost [`scope`](Self::scope), else the coordinator of the OS
+    /// thread (see [`enter`](Self::enter)), else [`global`](Self::global).
+    pub fn current() -> Coordinator {
+        with_current(Coordinator::clone)
+    }
+
+    /// Runs `fut` with this coordinator as the current one. Tasks spawned through this crate
+    /// inside it inherit the scope.
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
+        CURRENT.scope(self.clone(), fut)
+    }
+
+    /// Makes this coordinator the current one for synchronous code on this OS thread until the
+    /// guard is dropped.
+    pub fn enter(&self) -> EnterGuard {
+        let previous = THREAD_CURRENT.with(|slot| slot.replace(Some(self.clone())));
+        EnterGuard { previous }
+    }
+
+    /// Changes the shutdown budget. Takes effect if shutdown has not started yet.
+    pub fn set_shutdown_timeout(&self, budget: Duration) {
+        self.config_mut().shutdown_timeout = budget;
+    }
+
+    /// Changes the drain time. Takes effect if shutdown has not started yet.
+    pub fn set_drain(&self, drain: Duration) {
+        self.config_mut().drain = drain;
+    }
+
+    /// The shutdown budget in force.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.config().shutdown_timeout
+    }
+
+    /// The token that tasks and threads watch; see [`Shutdown`].
+    pub fn shutdown_signal(&self) -> Shutdown {
+        Shutdown::new(self.clone())
+    }
+
+    /// Starts shutdown without waiting for it. Idempotent: only the first reason is kept.
+    /// Works from synchronous code and from any thread.
+    #[track_caller]
+    pub fn trigger_shutdown(&self) {
+        self.trigger(ShutdownReason::Requested {
+            location: crate::shutdown::Location::caller(),
+        });
+    }
+
+    /// Starts shutdown (if it has not started) and waits for the report. Concurrent and repeated
+    /// callers get the same report.
+    #[track_caller]
+    pub fn shutdown(&self) -> impl Future<Output = ShutdownReport> + Send + use<> {
+        let reason = ShutdownReason::Requested {
+            location: crate::shutdown::Location::caller(),
+        };
+        self.shutdown_with(reason)
+    }
+
+    /// Starts shutdown for `reason` and waits for the report.
+    pub(crate) fn shutdown_with(
+        &self,
+        reason: ShutdownReason,
+    ) -> impl Future<Output = ShutdownReport> + Send + use<> {
+        self.trigger(reason);
+        let this = self.clone();
+        async move { this.report().await }
+    }
+
+    /// Waits until shutdown has been triggered and finished, and returns the report. Does not
+    /// trigger anything itself.
+    pub async fn report(&self) -> ShutdownReport {
+        // Triggered from a thread before any runtime was known: the sequence starts here.
+        self.start_sequence();
+        let mut rx = self.inner.report.subscribe();
+        let report = match rx.wait_for(Option::is_some).await {
+            Ok(report) => report.clone(),
+            // Unreachable: `inner` owns the sender for as long as `self` lives.
+            Err(_) => None,
+        };
+        match report {
+            Some(report) => (*report).clone(),
+            None => ShutdownReport::empty(),
+        }
+    }
+
+    /// Waits until shutdown is triggered (step 1), before any drain.
+    pub async fn triggered(&self) {
+        self.inner.triggered.cancelled().await;
+    }
+
+    /// Whether shutdown has been triggered.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.triggered.is_cancelled()
+    }
+
+    /// Why shutdown was triggered, once it was.
+    pub fn reason(&self) -> Option<&ShutdownReason> {
+        self.inner.reason.get()
+    }
+
+    /// False from the moment shutdown is triggered: a readiness probe should answer "not ready".
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Names of what shutdown is still waiting for: live tasks and threads, the resource being
+    /// closed, and resources not closed yet.
+    pub fn pending(&self) -> Vec<String> {
+        let mut pending: Vec<String> = {
+            let workers = self.workers();
+            workers
+                .slab
+                .iter()
+                .map(|(_, entry)| format!("{} {}", entry.kind.entry_kind(), entry.name))
+                .collect()
+        };
+        if let Some(name) = lock(&self.inner.closing_now).clone() {
+            pending.push(format!("resource {name} (closing)"));
+        }
+        pending.extend(
+            lock(&self.inner.resources)
+                .open_names()
+                .into_iter()
+                .map(|name| format!("resource {name}")),
+        );
+        pending
+    }
+
+    // ----- crate-internal plumbing -------------------------------------------------------------
+
+    pub(crate) fn config(&self) -> Config {
+        lock(&self.inner.config).clone()
+    }
+
+    fn config_mut(&self) -> MutexGuard<'_, Config> {
+        lock(&self.inner.config)
+    }
+
+    pub(crate) fn is_global(&self) -> bool {
+        self.inner.is_global
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        Phase::from_u8(self.inner.phase.load(Ordering::Acquire))
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.inner.phase.store(phase as u8, Ordering::Release);
+    }
+
+    pub(crate) fn workers(&self) -> MutexGuard<'_, Workers> {
+        lock(&self.inner.workers)
+    }
+
+    /// Remembers the runtime so that a trigger from a plain OS thread can run the sequence there.
+    pub(crate) fn remember_runtime(&self) {
+        if self.inner.handle.get().is_none() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let _ = self.inner.handle.set(handle);
+            }
+        }
+    }
+
+    /// Blocks the calling OS thread until tasks are told to stop or `timeout` passes.
+    /// Returns true when stopped.
+    pub(crate) fn wait_stop_blocking(&self, timeout: Option<Duration>) -> bool {
+        let (flag, condvar) = &self.inner.blocking_stop;
+        let guard = lock(flag);
+        match timeout {
+            None => {
+                let guard = condvar
+                    .wait_while(guard, |stopped| !*stopped)
+                    .unwrap_or_else(|poison| poison.into_inner());
+                *guard
+            }
+            Some(timeout) => {
+                let (guard, _) = condvar
+                    .wait_timeout_while(guard, timeout, |stopped| !*stopped)
+                    .unwrap_or_else(|poison| poison.into_inner());
+                *guard
+            }
+        }
+    }
+
+    /// Step 1. Returns true for the first trigger.
+    pub(crate) fn trigger(&self, reason: ShutdownReason) -> bool {
+        let first = self.inner.reason.set(reason).is_ok();
+        if first {
+            let _ = self.inner.sequence_started_at.set(Instant::now());
+            self.inner.ready.store(false, Ordering::Release);
+            self.set_phase(Phase::Draining);
+            if let Some(reason) = self.inner.reason.get() {
+                tracing::info!(%reason, "shutdown triggered");
+            }
+            self.inner.triggered.cancel();
+            if self.config().drain.is_zero() {
+                // No drain: tasks hear it now, not when the sequence task gets scheduled.
+                self.signal_stop();
+            }
+            self.start_sequence();
+        }
+        first
+    }
+
+    /// Tells tasks and threads to stop (step 3). Idempotent.
+    fn signal_stop(&self) {
+        let _ = self.inner.stop_started_at.set(Instant::now());
+        if self.phase() < Phase::Stopping {
+            self.set_phase(Phase::Stopping);
+        }
+        self.inner.stop.cancel();
+        let (flag, condvar) = &self.inner.blocking_stop;
+        *lock(flag) = true;
+        condvar.notify_all();
+    }
+
+    /// Spawns the shutdown sequence once, on the current runtime or the remembered one.
+    fn start_sequence(&self) {
+        if !self.is_triggered() || self.inner.sequence_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let handle = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.inner.handle.get().cloned());
+        let Some(handle) = handle else {
+            // No runtime yet: the first `shutdown().await` or `report()` caller starts it.
+            self.inner.sequence_started.store(false, Ordering::Release);
+            return;
+        };
+        let this = self.clone();
+        handle.spawn(async move {
+            let report = this.run_sequence().await;
+            this.inner.report.send_replace(Some(Arc::new(report)));
+        });
+    }
+
+    /// Registers a worker before it is spawned. O(1). Returns its key and serial.
+    pub(crate) fn register_worker(&self, mut entry: WorkerEntry) -> (usize, u64) {
+        let mut workers = self.workers();
+        workers.spawned += 1;
+        entry.serial = workers.spawned;
+        (workers.slab.insert(entry), workers.spawned)
+    }
+
+    /// Attaches the abort handle once the worker is spawned. The worker may already have ended
+    /// and its key been reused; the serial tells.
+    pub(crate) fn set_control(&self, key: usize, serial: u64, control: Control) {
+        let mut workers = self.workers();
+        if let Some(entry) = workers.slab.get_mut(key) {
+            if entry.serial == serial {
+                // Shutdown may have judged it while it was pending: honour the abort now.
+                if let (Verdict::Aborted, Control::Task(abort)) = (entry.verdict, &control) {
+                    abort.abort();
+                }
+                entry.control = control;
+            }
+        }
+    }
+
+    /// Removes a worker that ended and, while shutdown is under way, records how. O(1).
+    pub(crate) fn worker_ended(&self, key: usize, ended: Ended) {
+        let (entry, settled) = {
+            let mut workers = self.workers();
+            let Some(entry) = workers.slab.try_remove(key) else {
+                return;
+            };
+            match ended {
+                Ended::Cancelled | Ended::NotStarted(_) => workers.cancelled += 1,
+                _ => workers.completed += 1,
+            }
+            if entry.verdict == Verdict::Leaked {
+                workers.leaked -= 1;
+            }
+            (entry, workers.settled())
+        };
+        match &ended {
+            Ended::Panicked(message) => {
+                self.inner.counters.add_panicked();
+                tracing::error!(task = %entry.name, panic = %message, "task panicked");
+            }
+            Ended::Failed(message) => {
+                self.inner.counters.add_failed();
+                tracing::error!(task = %entry.name, error = %message, "task failed");
+            }
+            Ended::TimedOut(limit) => {
+                self.inner.counters.add_timed_out();
+                tracing::warn!(task = %entry.name, ?limit, "task timed out and was cancelled");
+            }
+            Ended::NotStarted(group) => {
+                tracing::warn!(task = %entry.name, %group, "task never started: shutdown began while it waited for a group permit");
+            }
+            Ended::Cancelled
+                if entry.verdict == Verdict::None && self.phase() < Phase::Stopping =>
+            {
+                tracing::debug!(task = %entry.name, "task cancelled");
+            }
+            _ => {}
+        }
+        if self.phase() >= Phase::Draining
+            && self.phase() < Phase::Done
+            && entry.verdict != Verdict::Leaked
+        {
+            let (outcome, detail) = match ended {
+                Ended::Completed => (Outcome::Closed, None),
+                Ended::Failed(message) => (Outcome::Error(message), None),
+                Ended::Panicked(message) => (Outcome::Panicked, Some(message)),
+                Ended::TimedOut(limit) => (
+                    Outcome::TimedOut,
+                    Some(format!(
+                        "ran past its group limit of {}",
+                        crate::report::format_duration(limit)
+                    )),
+                ),
+                Ended::NotStarted(group) => (
+                    Outcome::Skipped,
+                    Some(format!(
+                        "never started: shutdown began while it waited for a permit of group `{group}`"
+                    )),
+                ),
+                Ended::Cancelled => match entry.verdict {
+                    Verdict::Aborted => (
+                        Outcome::Aborted,
+                        Some(format!(
+                            "ignored shutdown; aborted after its stop timeout of {}",
+                            crate::report::format_duration(entry.stop_timeout)
+                        )),
+                    ),
+                    _ => (Outcome::Aborted, Some("cancelled by its handle".to_owned())),
+                },
+            };
+            lock(&self.inner.stop_records).push(StopRecord {
+                name: entry.name,
+                kind: entry.kind,
+                outcome,
+                detail,
+                ended: Instant::now(),
+            });
+        }
+        if settled {
+            self.inner.settled.notify_waiters();
+        }
+    }
+
+    /// Waits until nothing is left to wait for, or `deadline`. Returns true when settled.
+    async fn wait_settled_until(&self, deadline: Instant) -> bool {
+        loop {
+            let notified = self.inner.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.workers().settled() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+            {
+                return self.workers().settled();
+            }
+        }
+    }
+
+    // ----- the sequence ------------------------------------------------------------------------
+
+    async fn run_sequence(&self) -> ShutdownReport {
+        let started = *self.inner.sequence_started_at.get_or_init(Instant::now);
+        let config = self.config();
+        let deadline = started + config.shutdown_timeout;
+        let mut entries = Vec::new();
+
+        // Step 2: drain. Readiness went false at the trigger.
+        if !config.drain.is_zero() {
+            let wait = config
+                .drain
+                .min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(wait).await;
+            let (outcome, detail) = if wait < config.drain {
+                (
+                    Outcome::Skipped,
+                    Some("drain cut short by the shutdown budget".to_owned()),
+                )
+            } else {
+                (Outcome::Closed, None)
+            };
+            entries.push(
+                Entry::new("drain", EntryKind::Drain, outcome, Duration::ZERO, wait)
+                    .with_detail(detail),
+            );
+        }
+
+        // Step 3: stop tasks and threads.
+        self.signal_stop();
+        let stop_started = self
+            .inner
+            .stop_started_at
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now);
+        self.stop_workers(stop_started, deadline).await;
+        entries.extend(self.worker_entries(started));
+
+        // Step 4: close resources, newest first.
+        self.set_phase(Phase::Closing);
+        let resources = lock(&self.inner.resources).take_for_shutdown();
+        for resource in resources {
+            let now = Instant::now();
+            let offset = now.saturating_duration_since(started);
+            if now >= deadline {
+                entries.push(
+                    Entry::new(
+                        resource.name.clone(),
+                        EntryKind::Resource,
+                        Outcome::Skipped,
+                        offset,
+                        Duration::ZERO,
+                    )
+                    .with_detail(Some(
+                        "shutdown budget exhausted before it could close".to_owned(),
+                    )),
+                );
+                resource.mark_skipped();
+                continue;
+            }
+            *lock(&self.inner.closing_now) = Some(resource.name.to_string());
+            let closed = resource.close_for_shutdown(deadline, started).await;
+            *lock(&self.inner.closing_now) = None;
+            entries.extend(closed);
+        }
+
+        // Step 5: report.
+        let mut lingering = Vec::new();
+        if config.scan_os_threads {
+            let known: Vec<String> = self
+                .workers()
+                .slab
+                .iter()
+                .map(|(_, entry)| entry.name.to_string())
+                .collect();
+            lingering = os_threads::lingering(&self.inner.baseline_threads, &known, deadline).await;
+            for thread in &lingering {
+                entries.push(
+                    Entry::new(thread.name.clone(), EntryKind::Thread, Outcome::Leaked, Instant::now().saturating_duration_since(started), Duration::ZERO)
+                        .with_detail(Some(format!(
+                            "OS thread {} (tid {}) was not started through lifecycle and is still running",
+                            thread.name, thread.tid
+                        ))),
+                );
+            }
+        }
+        self.set_phase(Phase::Done);
+        // The sequence only starts after a trigger recorded its reason.
+        let reason = self
+            .reason()
+            .cloned()
+            .unwrap_or(ShutdownReason::MainReturned);
+        let report = ShutdownReport::new(
+            reason,
+            config.shutdown_timeout,
+            started.elapsed(),
+            entries,
+            lingering.into_iter().map(|thread| thread.name).collect(),
+        );
+        if report.is_clean() {
+            tracing::info!(elapsed = ?report.elapsed(), "shutdown complete");
+        } else {
+            tracing::warn!(elapsed = ?report.elapsed(), "shutdown finished with problems");
+        }
+        report
+    }
+
+    /// Step 3 proper: waits for every worker up to its stop timeout (capped by the budget), aborts
+    /// tasks that are late and gives up on threads that are late.
+    async fn stop_workers(&self, stop_started: Instant, deadline: Instant) {
+        let cap = |timeout: Duration| (stop_started + timeout).min(deadline);
+        loop {
+            // The earliest deadline among workers not judged yet. Scanning is O(n) and happens once
+            // per distinct stop timeout, not per worker.
+            let next = {
+                let workers = self.workers();
+                workers
+                    .slab
+                    .iter()
+                    .filter(|(_, entry)| entry.verdict == Verdict::None)
+                    .map(|(_, entry)| cap(entry.stop_timeout))
+                    .min()
+            };
+            let Some(at) = next else { break };
+            if self.wait_settled_until(at).await {
+                return;
+            }
+            let now = Instant::now();
+            let mut leaked_now = Vec::new();
+            {
+                let mut workers = self.workers();
+                let mut newly_leaked = 0;
+                for (_, entry) in workers.slab.iter_mut() {
+                    if entry.verdict != Verdict::None || cap(entry.stop_timeout) > now {
+                        continue;
+                    }
+                    match &entry.control {
+                        Control::Task(abort) => {
+                            entry.verdict = Verdict::Aborted;
+                            abort.abort();
+                        }
+                        Control::Thread | Control::Pending => {
+                            entry.verdict = Verdict::Leaked;
+                            newly_leaked += 1;
+                            leaked_now.push((entry.name.clone(), entry.kind, entry.stop_timeout));
+                        }
+                    }
+                }
+                workers.leaked += newly_leaked;
+            }
+            for (name, kind, stop_timeout) in leaked_now {
+                tracing::error!(thread = %name, "thread did not stop within {stop_timeout:?}; leaving it running");
+                self.record_leak(
+                    name,
+                    kind,
+                    format!(
+                        "did not stop within its stop timeout of {}; left running",
+                        crate::report::format_duration(stop_timeout)
+                    ),
+                );
+            }
+        }
+        // Aborted tasks go at their next `.await`. Those still here are stuck in synchronous code.
+        let grace = (Instant::now() + ABORT_GRACE).min(deadline.max(Instant::now()));
+        if self.wait_settled_until(grace).await {
+            return;
+        }
+        let stuck: Vec<(TaskName, WorkerKind)> = {
+            let mut workers = self.workers();
+            let mut stuck = Vec::new();
+            for (_, entry) in workers.slab.iter_mut() {
+                if entry.verdict != Verdict::Leaked {
+                    entry.verdict = Verdict::Leaked;
+                    stuck.push((entry.name.clone(), entry.kind));
+                }
+            }
+            workers.leaked += stuck.len();
+            stuck
+        };
+        for (name, kind) in stuck {
+            tracing::error!(task = %name, "task did not stop even when aborted: it blocks its thread");
+            self.record_leak(
+                name,
+                kind,
+                "aborted, but still running: it blocks its worker thread in synchronous code"
+                    .to_owned(),
+            );
+        }
+    }
+
+    fn record_leak(&self, name: TaskName, kind: WorkerKind, detail: String) {
+        lock(&self.inner.stop_records).push(StopRecord {
+            name,
+            kind,
+            outcome: Outcome::Leaked,
+            detail: Some(detail),
+            ended: Instant::now(),
+        });
+    }
+
+    /// Turns the stop records into report entries, folding workers of one name and outcome into
+    /// one entry with a count (a server with 10,000 connection tasks gets one line, not 10,000).
+    fn worker_entries(&self, sequence_started: Instant) -> Vec<Entry> {
+        let records = std::mem::take(&mut *lock(&self.inner.stop_records));
+        let stop_started = self
+            .inner
+            .stop_started_at
+            .get()
+            .copied()
+            .unwrap_or(sequence_started);
+        let mut index: HashMap<(TaskName, WorkerKind, Outcome), usize> = HashMap::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        for record in records {
+            let start = if record.ended < stop_started {
+                sequence_started
+            } else {
+                stop_started
+            };
+            let offset = start.saturating_duration_since(sequence_started);
+            let elapsed = record.ended.saturating_duration_since(start);
+            let key = (record.name.clone(), record.kind, record.outcome.clone());
+            match index.get(&key) {
+                Some(&at) => entries[at].absorb(elapsed),
+                None => {
+                    index.insert(key, entries.len());
+                    entries.push(
+                        Entry::new(
+                            record.name,
+                            record.kind.entry_kind(),
+                            record.outcome,
+                            offset,
+                            elapsed,
+                        )
+                        .with_detail(record.detail),
+                    );
+                }
+            }
+        }
+        entries
+    }
+}
+
+/// Restores the previous thread coordinator when dropped; see [`Coordinator::enter`].
+#[derive(Debug)]
+#[must_use = "the coordinator is current only while the guard lives"]
+pub struct EnterGuard {
+    previous: Option<Coordinator>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        THREAD_CURRENT.with(|slot| *slot.borrow_mut() = previous);
+    }
+}
+
+/// Calls `f` with the current coordinator without cloning it.
+pub(crate) fn with_current<R>(f: impl FnOnce(&Coordinator) -> R) -> R {
+    let mut f = Some(f);
+    if let Ok(result) =
+        CURRENT.try_with(|coordinator| (f.take().expect("called once"))(coordinator))
+    {
+        return result;
+    }
+    let f = f.take().expect("not called by the task-local branch");
+    let thread = THREAD_CURRENT.with(|slot| slot.borrow().clone());
+    match thread {
+        Some(coordinator) => f(&coordinator),
+        None => f(Coordinator::global()),
+    }
+}
+
+/// Wraps `fut` so that it runs with `coordinator` current, unless that is the global one (which is
+/// current anyway).
+pub(crate) fn in_scope<F>(coordinator: &Coordinator, fut: F) -> ScopedFuture<F>
+where
+    F: Future,
+{
+    if coordinator.is_global() {
+        ScopedFuture::Plain { fut }
+    } else {
+        ScopedFuture::Scoped {
+            fut: CURRENT.scope(coordinator.clone(), fut),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future that may run inside a coordinator scope.
+    #[project = ScopedProj]
+    pub(crate) enum ScopedFuture<F: Future> {
+        Plain { #[pin] fut: F },
+        Scoped { #[pin] fut: tokio::task::futures::TaskLocalFuture<Coordinator, F> },
+    }
+}
+
+impl<F: Future> Future for ScopedFuture<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        match self.project() {
+            ScopedProj::Plain { fut } => fut.poll(cx),
+            ScopedProj::Scoped { fut } => fut.poll(cx),
+        }
+    }
+}
+
+/// Sets the thread-local coordinator for an OS thread started by this crate.
+pub(crate) fn set_thread_coordinator(coordinator: Coordinator) {
+    THREAD_CURRENT.with(|slot| *slot.borrow_mut() = Some(coordinator));
+}
+
+/// Locks a mutex, recovering from poisoning: every critical section here leaves the data
+/// consistent (plain inserts, removals and counter updates), so a panic elsewhere while holding it
+/// cannot leave it half-updated.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}

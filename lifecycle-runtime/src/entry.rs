@@ -1,0 +1,208 @@
+//! What `#[lifecycle_runtime::main]` expands to: build the runtime, run the body as the main
+//! task, answer signals, run shutdown, print the report, choose the exit code.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::config::{DRAIN_VAR, SHUTDOWN_TIMEOUT_VAR, env_duration};
+use crate::coordinator::{Coordinator, WorkerKind};
+use crate::shutdown::ShutdownReason;
+use crate::signal::Signals;
+use crate::task::{TaskError, TaskName};
+
+/// Exit code when a second signal arrives during shutdown (128 + SIGINT, as shells report it).
+pub const EXIT_SECOND_SIGNAL: u8 = 130;
+/// Exit code when the body failed or shutdown was not clean.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code when the program could not start (bad configuration, no runtime).
+pub const EXIT_BAD_CONFIG: u8 = 2;
+
+/// Which tokio scheduler `main` runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// `Builder::new_multi_thread`.
+    MultiThread,
+    /// `Builder::new_current_thread`.
+    CurrentThread,
+}
+
+/// Everything `#[main(...)]` said.
+#[derive(Clone, Copy, Debug)]
+pub struct MainSpec {
+    /// `shutdown_timeout = "..."`; `LIFECYCLE_SHUTDOWN_TIMEOUT` overrides it.
+    pub shutdown_timeout: Option<Duration>,
+    /// `drain = "..."`; `LIFECYCLE_DRAIN` overrides it.
+    pub drain: Option<Duration>,
+    /// How long the body may take to return after shutdown is triggered before it is dropped.
+    pub stop_timeout: Duration,
+    /// `worker_threads = n`.
+    pub worker_threads: Option<usize>,
+    /// `flavor = "..."`.
+    pub flavor: Flavor,
+}
+
+/// What the body of `main` may return: `()` or `Result<(), E: Debug>` (as `std` allows).
+#[diagnostic::on_unimplemented(
+    message = "`#[lifecycle_runtime::main]` needs `main` to return `()` or `Result<(), E>` where `E: Debug`, not `{Self}`",
+    label = "`main` returns `{Self}`"
+)]
+pub trait MainOutput {
+    /// `Err` carries the error formatted with `{:?}`.
+    fn into_main_result(self) -> Result<(), String>;
+}
+
+impl MainOutput for () {
+    fn into_main_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Debug> MainOutput for Result<(), E> {
+    fn into_main_result(self) -> Result<(), String> {
+        self.map_err(|error| format!("{error:?}"))
+    }
+}
+
+/// Runs `body` as the program's main task under the global coordinator. Returns the exit code:
+/// 0 when the body succeeded and shutdown was clean, 1 otherwise, 2 when it could not start.
+pub fn run_main<O, F>(spec: MainSpec, body: F) -> ExitCode
+where
+    O: MainOutput + Send + 'static,
+    F: Future<Output = O> + Send + 'static,
+{
+    match run_main_inner(spec, body) {
+        Ok(code) => ExitCode::from(code),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+fn run_main_inner<O, F>(spec: MainSpec, body: F) -> Result<u8, String>
+where
+    O: MainOutput + Send + 'static,
+    F: Future<Output = O> + Send + 'static,
+{
+    let budget = env_duration(SHUTDOWN_TIMEOUT_VAR, crate::DEFAULT_SHUTDOWN_TIMEOUT)
+        .map_err(|error| error.to_string())?
+        .or(spec.shutdown_timeout)
+        .unwrap_or(crate::DEFAULT_SHUTDOWN_TIMEOUT);
+    let drain = env_duration(DRAIN_VAR, Duration::ZERO)
+        .map_err(|error| error.to_string())?
+        .or(spec.drain)
+        .unwrap_or(Duration::ZERO);
+    let coordinator = Coordinator::global();
+    coordinator.set_shutdown_timeout(budget);
+    coordinator.set_drain(drain);
+
+    let mut builder = match spec.flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = spec.worker_threads {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+    };
+    let runtime = builder
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
+    let code = runtime.block_on(async {
+        coordinator.remember_runtime();
+        let mut signals = Signals::install()
+            .map_err(|error| format!("cannot install signal handlers: {error}"))?;
+        // The signal listener belongs to the machinery, not to the program: it is not tracked, so it
+        // neither shows in the report nor holds shutdown up.
+        let listener = coordinator.clone();
+        tokio::spawn(async move {
+            loop {
+                let signal = signals.recv().await;
+                if listener.is_triggered() {
+                    second_signal(&listener, signal);
+                }
+                listener.trigger(ShutdownReason::Signal { name: signal });
+            }
+        });
+
+        let main_task = coordinator.spawn_worker(
+            TaskName::from("main"),
+            WorkerKind::Main,
+            spec.stop_timeout,
+            None,
+            async move { Ok(body.await.into_main_result()) },
+        );
+        let watcher = coordinator.clone();
+        let main_ended = tokio::spawn(async move {
+            let result = main_task.await;
+            let reason = match &result {
+                Ok(Ok(())) => Some(ShutdownReason::MainReturned),
+                Ok(Err(error)) => Some(ShutdownReason::MainFailed {
+                    error: error.clone(),
+                }),
+                Err(TaskError::Panicked { message, .. }) => Some(ShutdownReason::MainFailed {
+                    error: format!("panicked: {message}"),
+                }),
+                Err(_) => None,
+            };
+            if let Some(reason) = reason {
+                watcher.trigger(reason);
+            }
+            result
+        });
+
+        let report = coordinator.report().await;
+        eprint!("{report}");
+        // By now the body has returned or was aborted, unless it is stuck in synchronous code, which
+        // the report already names.
+        let body_result = if main_ended.is_finished() {
+            main_ended.await.ok()
+        } else {
+            None
+        };
+        let body_ok = match body_result {
+            Some(Ok(Ok(()))) => true,
+            Some(Ok(Err(error))) => {
+                eprintln!("Error: {error}");
+                false
+            }
+            Some(Err(TaskError::Panicked { message, .. })) => {
+                eprintln!("Error: main panicked: {message}");
+                false
+            }
+            // Aborted or stuck: the report says so and is not clean.
+            _ => true,
+        };
+        Ok::<u8, String>(if body_ok && report.is_clean() {
+            0
+        } else {
+            EXIT_FAILURE
+        })
+    });
+    // Leaked threads and blocking tasks are not waited for: the report named them.
+    runtime.shutdown_background();
+    code
+}
+
+/// A signal while shutdown is under way: say what is still pending and exit at once.
+fn second_signal(coordinator: &Coordinator, signal: &str) -> ! {
+    let pending = coordinator.pending();
+    let mut message =
+        format!("\n{signal} during shutdown: exiting now with code {EXIT_SECOND_SIGNAL}.");
+    if pending.is_empty() {
+        message.push_str(" Nothing was pending.\n");
+    } else {
+        message.push_str(" Still pending:\n");
+        for item in pending {
+            message.push_str("  - ");
+            message.push_str(&item);
+            message.push('\n');
+        }
+    }
+    eprint!("{message}");
+    std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
+}

@@ -1,0 +1,107 @@
+//! OS threads of this process, by name, from `/proc/self/task/*/comm` (Linux). Used to list
+//! threads still alive after shutdown that nothing in lifecycle started.
+
+use std::time::{Duration, Instant};
+
+/// One OS thread.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OsThread {
+    pub(crate) tid: u64,
+    pub(crate) name: String,
+}
+
+/// Name prefixes of threads that belong to the runtime itself (tokio's workers and blocking pool
+/// are named `tokio-runtime-worker`; the kernel keeps 15 bytes of it).
+const RUNTIME_THREADS: &[&str] = &["tokio-runtime-w"];
+
+/// How long threads get to finish exiting after resources closed (a pool's worker thread ends a
+/// moment after its pool closes).
+const EXIT_GRACE: Duration = Duration::from_millis(200);
+
+/// Every thread of this process right now (empty where `/proc` is not available).
+pub(crate) fn list() -> Vec<OsThread> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+            Some(OsThread {
+                tid,
+                name: name.trim_end().to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// Threads alive now that were not in `baseline`, are not the runtime's own, and are not `known`
+/// (threads lifecycle itself tracks, already reported). Waits a short grace (within `deadline`)
+/// for threads that are on their way out.
+pub(crate) async fn lingering(
+    baseline: &[OsThread],
+    known: &[String],
+    deadline: Instant,
+) -> Vec<OsThread> {
+    let until = (Instant::now() + EXIT_GRACE).min(deadline.max(Instant::now()));
+    loop {
+        let found: Vec<OsThread> = list()
+            .into_iter()
+            .filter(|thread| !baseline.iter().any(|old| old.tid == thread.tid))
+            .filter(|thread| {
+                !RUNTIME_THREADS
+                    .iter()
+                    .any(|prefix| thread.name.starts_with(prefix))
+            })
+            .filter(|thread| !known.iter().any(|name| comm_matches(name, &thread.name)))
+            .collect();
+        if found.is_empty() || Instant::now() >= until {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether an OS thread name (at most 15 bytes on Linux) is `full` as the kernel keeps it.
+fn comm_matches(full: &str, comm: &str) -> bool {
+    let mut end = full.len().min(15);
+    while !full.is_char_boundary(end) {
+        end -= 1;
+    }
+    &full[..end] == comm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_this_thread_on_linux() {
+        if !std::path::Path::new("/proc/self/task").exists() {
+            eprintln!("SKIP: no /proc on this system");
+            return;
+        }
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let (stop, wait_stop) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("os-threads-probe".into())
+            .spawn(move || {
+                // The thread names itself once it runs: report only after that.
+                started.send(()).unwrap();
+                let _ = wait_stop.recv();
+            })
+            .unwrap();
+        wait_started.recv().unwrap();
+        assert!(list().iter().any(|thread| thread.name == "os-threads-prob"));
+        stop.send(()).unwrap();
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn kernel_names_are_the_first_15_bytes() {
+        assert!(comm_matches("metrics-sampler-1", "metrics-sampler"));
+        assert!(comm_matches("short", "short"));
+        assert!(!comm_matches("other", "short"));
+    }
+}

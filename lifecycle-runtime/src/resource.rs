@@ -1,0 +1,460 @@
+//! Resources: the [`Close`] trait, [`manage`] and the registry that closes them in reverse
+//! registration order at shutdown.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::coordinator::{Coordinator, Inner, lock, with_current};
+use crate::panic::CatchUnwind;
+use crate::report::{Entry, EntryKind, Outcome, format_duration};
+
+/// The error a [`Close`] implementation returns.
+pub type CloseError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long a resource's close may take when it says nothing else.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Something that must be released at shutdown: flush buffers, say goodbye to peers, return
+/// connections.
+///
+/// Implement the one async method; the coordinator calls it under a timeout, contains panics and
+/// errors, and reports the outcome. `close` takes `&self` because shared handles are closed
+/// through a reference; make it idempotent.
+///
+/// ```
+/// use lifecycle_runtime::{Close, CloseError};
+///
+/// struct Client;
+///
+/// impl Client {
+///     async fn bye(&self) -> std::io::Result<()> {
+///         Ok(())
+///     }
+/// }
+///
+/// impl Close for Client {
+///     async fn close(&self) -> Result<(), CloseError> {
+///         self.bye().await?;
+///         Ok(())
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `Close`, so nothing knows how to release it at shutdown",
+    label = "`{Self}` has no `Close` implementation",
+    note = "implement `lifecycle_runtime::Close` for `{Self}` (one async method), or, if it holds nothing to release, opt in with `impl lifecycle_runtime::NoCleanup for {Self} {{}}`",
+    note = "on a `#[managed_resource]` field, `#[close(with = path)]` closes it with your own `async fn(&T)`, and `#[close(skip = \"why\")]` says it needs no cleanup"
+)]
+pub trait Close: Send + Sync {
+    /// Releases the resource.
+    fn close(&self) -> impl Future<Output = Result<(), CloseError>> + Send;
+
+    /// How long the coordinator waits for [`close`](Close::close) when this value is managed.
+    /// Default: [`DEFAULT_CLOSE_TIMEOUT`].
+    fn close_timeout(&self) -> Duration {
+        DEFAULT_CLOSE_TIMEOUT
+    }
+
+    /// The name under which the report lists this value when it is managed. Default: the last
+    /// segment of the type's name.
+    fn close_name(&self) -> Cow<'static, str> {
+        Cow::Borrowed(short_type_name(std::any::type_name::<Self>()))
+    }
+}
+
+/// `my_crate::store::Store<u8>` → `Store<u8>`.
+pub(crate) fn short_type_name(full: &'static str) -> &'static str {
+    let generic_start = full.find('<').unwrap_or(full.len());
+    match full[..generic_start].rfind("::") {
+        Some(at) => &full[at + 2..],
+        None => full,
+    }
+}
+
+/// A [`Close`] that can live behind `dyn`, for the registry.
+pub(crate) trait DynClose: Send + Sync {
+    fn close_boxed(&self) -> Pin<Box<dyn Future<Output = Result<(), CloseError>> + Send + '_>>;
+    /// Claims the close: true for the first caller only.
+    fn begin_close(&self) -> bool;
+    fn finish_close(&self);
+}
+
+const OPEN: u8 = 0;
+const CLOSING: u8 = 1;
+const CLOSED: u8 = 2;
+
+struct ManagedInner<T> {
+    value: T,
+    name: Cow<'static, str>,
+    timeout: Duration,
+    state: AtomicU8,
+    registration: Mutex<Option<(Weak<Inner>, usize)>>,
+}
+
+impl<T: Close> DynClose for ManagedInner<T> {
+    fn close_boxed(&self) -> Pin<Box<dyn Future<Output = Result<(), CloseError>> + Send + '_>> {
+        Box::pin(self.value.close())
+    }
+
+    fn begin_close(&self) -> bool {
+        self.state
+            .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn finish_close(&self) {
+        self.state.store(CLOSED, Ordering::Release);
+    }
+}
+
+/// A resource registered with a coordinator, which keeps it alive until it closes it.
+///
+/// A cheap [`Clone`] handle that dereferences to the value. Resources close in reverse
+/// registration order at shutdown (later resources depend on earlier ones);
+/// [`close`](Managed::close) closes one early, once.
+///
+/// ```
+/// use lifecycle_runtime::{Close, CloseError};
+///
+/// struct Pool;
+/// impl Close for Pool {
+///     async fn close(&self) -> Result<(), CloseError> {
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let coordinator = lifecycle_runtime::Coordinator::new();
+/// let report = coordinator
+///     .scope(async {
+///         let pool = lifecycle_runtime::manage(Pool);
+///         let _shared = pool.clone();
+///         lifecycle_runtime::shutdown().await
+///     })
+///     .await;
+/// assert_eq!(report.entries()[0].name(), "Pool");
+/// # }
+/// ```
+pub struct Managed<T: Close + 'static> {
+    inner: Arc<ManagedInner<T>>,
+}
+
+impl<T: Close + 'static> Clone for Managed<T> {
+    fn clone(&self) -> Self {
+        Managed {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T: Close + 'static> Deref for Managed<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.inner.value
+    }
+}
+
+impl<T: Close + fmt::Debug + 'static> fmt::Debug for Managed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Managed")
+            .field("name", &self.inner.name)
+            .field("closed", &self.is_closed())
+            .field("value", &self.inner.value)
+            .finish()
+    }
+}
+
+impl<T: Close + 'static> Managed<T> {
+    /// The name the report uses.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether the value has been closed (or is closing).
+    pub fn is_closed(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Closes the resource now, under its timeout, and unregisters it so shutdown skips it.
+    /// Idempotent: later calls (and shutdown) do nothing and return `Ok(())`.
+    pub async fn close(&self) -> Result<(), CloseError> {
+        if !self.inner.begin_close() {
+            return Ok(());
+        }
+        let registration = lock(&self.inner.registration).take();
+        if let Some((coordinator, key)) = registration {
+            if let Some(coordinator) = coordinator.upgrade() {
+                lock(&coordinator.resources).remove(key);
+            }
+        }
+        let limit = self.inner.timeout;
+        let result =
+            match tokio::time::timeout(limit, CatchUnwind::new(self.inner.value.close())).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => {
+                    Err(format!("close of `{}` panicked: {panic}", self.inner.name).into())
+                }
+                Err(_) => Err(format!(
+                    "close of `{}` timed out after {}",
+                    self.inner.name,
+                    format_duration(limit)
+                )
+                .into()),
+            };
+        self.inner.finish_close();
+        result
+    }
+}
+
+impl<T: Close + 'static> Close for Managed<T> {
+    async fn close(&self) -> Result<(), CloseError> {
+        Managed::close(self).await
+    }
+
+    fn close_timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    fn close_name(&self) -> Cow<'static, str> {
+        self.inner.name.clone()
+    }
+}
+
+/// Registers `value` with the current coordinator and returns a shared handle to it.
+///
+/// At shutdown, after every task and thread has stopped, resources close in reverse registration
+/// order, each under its [`Close::close_timeout`], and each gets an entry in the report.
+///
+/// ```
+/// use lifecycle_runtime::{Close, CloseError};
+///
+/// struct Cache;
+/// impl Close for Cache {
+///     async fn close(&self) -> Result<(), CloseError> {
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # lifecycle_runtime::Coordinator::new().scope(async {
+/// let cache = lifecycle_runtime::manage(Cache);
+/// cache.close().await.unwrap(); // early close: shutdown will skip it
+/// assert!(cache.is_closed());
+/// # }).await;
+/// # }
+/// ```
+pub fn manage<T: Close + 'static>(value: T) -> Managed<T> {
+    with_current(|coordinator| coordinator.manage(value))
+}
+
+impl Coordinator {
+    /// Registers `value` with this coordinator; see [`manage`].
+    pub fn manage<T: Close + 'static>(&self, value: T) -> Managed<T> {
+        let inner = Arc::new(ManagedInner {
+            name: value.close_name(),
+            timeout: value.close_timeout(),
+            value,
+            state: AtomicU8::new(OPEN),
+            registration: Mutex::new(None),
+        });
+        let key =
+            lock(&self.inner.resources).insert(inner.name.clone(), inner.timeout, inner.clone());
+        *lock(&inner.registration) = Some((Arc::downgrade(&self.inner), key));
+        if self.phase() >= crate::coordinator::Phase::Closing {
+            tracing::warn!(resource = %inner.name, "resource registered after shutdown closed resources; it will not be closed");
+        }
+        Managed { inner }
+    }
+}
+
+/// One registered resource.
+pub(crate) struct ResourceEntry {
+    seq: u64,
+    pub(crate) name: Cow<'static, str>,
+    timeout: Duration,
+    resource: Arc<dyn DynClose>,
+}
+
+/// Resources by key; closing order comes from `seq`.
+#[derive(Default)]
+pub(crate) struct ResourceRegistry {
+    slab: Slab<ResourceEntry>,
+    next_seq: u64,
+}
+
+impl ResourceRegistry {
+    fn insert(
+        &mut self,
+        name: Cow<'static, str>,
+        timeout: Duration,
+        resource: Arc<dyn DynClose>,
+    ) -> usize {
+        self.next_seq += 1;
+        self.slab.insert(ResourceEntry {
+            seq: self.next_seq,
+            name,
+            timeout,
+            resource,
+        })
+    }
+
+    fn remove(&mut self, key: usize) {
+        self.slab.try_remove(key);
+    }
+
+    pub(crate) fn open_names(&self) -> Vec<String> {
+        let mut entries: Vec<&ResourceEntry> = self.slab.iter().map(|(_, entry)| entry).collect();
+        entries.sort_by(|a, b| b.seq.cmp(&a.seq));
+        entries
+            .into_iter()
+            .map(|entry| entry.name.to_string())
+            .collect()
+    }
+
+    /// Empties the registry, newest first.
+    pub(crate) fn take_for_shutdown(&mut self) -> Vec<ResourceEntry> {
+        let mut entries: Vec<ResourceEntry> = self.slab.drain().collect();
+        entries.sort_by(|a, b| b.seq.cmp(&a.seq));
+        entries
+    }
+}
+
+impl ResourceEntry {
+    /// Shutdown skipped it: nobody closes it any more.
+    pub(crate) fn mark_skipped(&self) {
+        if self.resource.begin_close() {
+            self.resource.finish_close();
+        }
+    }
+
+    /// Closes under `min(own timeout, what is left of the budget)`; returns the resource's entry
+    /// followed by its fields' entries.
+    pub(crate) async fn close_for_shutdown(
+        &self,
+        deadline: Instant,
+        sequence_start: Instant,
+    ) -> Vec<Entry> {
+        if !self.resource.begin_close() {
+            // Closed early through its handle.
+            return Vec::new();
+        }
+        let start = Instant::now();
+        let left = deadline.saturating_duration_since(start);
+        let limit = self.timeout.min(left);
+        let sink = FieldSink::default();
+        let closing = CatchUnwind::new(self.resource.close_boxed());
+        let result = FIELDS
+            .scope(sink.clone(), tokio::time::timeout(limit, closing))
+            .await;
+        self.resource.finish_close();
+        let elapsed = start.elapsed();
+        let (outcome, detail) = match result {
+            Ok(Ok(Ok(()))) => (Outcome::Closed, None),
+            Ok(Ok(Err(error))) => (Outcome::Error(error.to_string()), None),
+            Ok(Err(panic)) => (Outcome::Panicked, Some(panic)),
+            Err(_) if limit < self.timeout => (
+                Outcome::TimedOut,
+                Some(format!(
+                    "cut off after {} by the shutdown budget (its own limit is {})",
+                    format_duration(limit),
+                    format_duration(self.timeout)
+                )),
+            ),
+            Err(_) => (
+                Outcome::TimedOut,
+                Some(format!("did not close within {}", format_duration(limit))),
+            ),
+        };
+        match &outcome {
+            Outcome::Closed => tracing::debug!(resource = %self.name, ?elapsed, "resource closed"),
+            other => {
+                tracing::error!(resource = %self.name, outcome = ?other, detail = ?detail, "resource did not close cleanly")
+            }
+        }
+        let mut entries = vec![
+            Entry::new(
+                &self.name,
+                EntryKind::Resource,
+                outcome,
+                start.saturating_duration_since(sequence_start),
+                elapsed,
+            )
+            .with_detail(detail),
+        ];
+        entries.extend(sink.take(sequence_start, &self.name));
+        entries
+    }
+}
+
+/// Where `#[managed_resource]` fields record their outcome while their resource closes.
+#[derive(Clone, Default)]
+pub(crate) struct FieldSink(Arc<Mutex<Vec<FieldRecord>>>);
+
+pub(crate) struct FieldRecord {
+    pub(crate) path: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) outcome: Outcome,
+    pub(crate) detail: Option<String>,
+    pub(crate) start: Instant,
+    pub(crate) elapsed: Duration,
+}
+
+impl FieldSink {
+    #[allow(dead_code, reason = "used by #[managed_resource] field closing, next")]
+    pub(crate) fn push(&self, record: FieldRecord) {
+        lock(&self.0).push(record);
+    }
+
+    fn take(&self, sequence_start: Instant, resource: &str) -> Vec<Entry> {
+        let records = std::mem::take(&mut *lock(&self.0));
+        records
+            .into_iter()
+            .map(|record| {
+                let mut parent = resource.to_owned();
+                for segment in &record.path {
+                    parent.push('.');
+                    parent.push_str(segment);
+                }
+                Entry::new(
+                    record.name,
+                    EntryKind::Field,
+                    record.outcome,
+                    record.start.saturating_duration_since(sequence_start),
+                    record.elapsed,
+                )
+                .with_detail(record.detail)
+                .with_parent(Some(parent))
+            })
+            .collect()
+    }
+}
+
+tokio::task_local! {
+    pub(crate) static FIELDS: FieldSink;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_type_name;
+
+    #[test]
+    fn short_type_names_drop_the_path() {
+        assert_eq!(short_type_name("my_crate::store::Store"), "Store");
+        assert_eq!(
+            short_type_name("my_crate::Wrapper<alloc::string::String>"),
+            "Wrapper<alloc::string::String>"
+        );
+        assert_eq!(short_type_name("u8"), "u8");
+    }
+}

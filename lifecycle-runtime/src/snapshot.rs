@@ -1,0 +1,263 @@
+//! A health snapshot of the live system: tasks, threads, counters, groups and resources.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::coordinator::{Coordinator, WorkerKind, lock, with_current};
+
+/// Counters of everything that ran, since the coordinator was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Tasks and threads started.
+    pub spawned: u64,
+    /// Tasks and threads that ended by themselves (successfully or not).
+    pub completed: u64,
+    /// Task errors and `#[background]` ticks that returned `Err`.
+    pub failed: u64,
+    /// Ticks and group tasks cancelled for running past their limit.
+    pub timed_out: u64,
+    /// Panics caught in tasks, ticks and threads.
+    pub panicked: u64,
+    /// Tasks cancelled before they ended (aborted by a handle or by shutdown).
+    pub cancelled: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct CounterCells {
+    failed: AtomicU64,
+    timed_out: AtomicU64,
+    panicked: AtomicU64,
+}
+
+impl CounterCells {
+    pub(crate) fn add_failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_timed_out(&self) {
+        self.timed_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_panicked(&self) {
+        self.panicked.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a task is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Running (a plain task, a service, `main`, a thread).
+    Running,
+    /// A `#[background]` loop waiting for its next tick; uses no CPU.
+    Idle,
+    /// A `#[background]` loop running a tick.
+    Ticking,
+    /// A `#[background]` loop running its last tick after shutdown (`final_tick`).
+    FinalTick,
+}
+
+/// The state a `#[background]` loop publishes for snapshots.
+#[derive(Debug, Default)]
+pub(crate) struct StateCell {
+    state: AtomicU8,
+    ticks: AtomicU64,
+}
+
+impl StateCell {
+    pub(crate) fn set(&self, state: TaskState) {
+        let value = match state {
+            TaskState::Running => 0,
+            TaskState::Idle => 1,
+            TaskState::Ticking => 2,
+            TaskState::FinalTick => 3,
+        };
+        self.state.store(value, Ordering::Relaxed);
+    }
+
+    pub(crate) fn tick_started(&self, state: TaskState) {
+        self.set(state);
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn state(&self) -> TaskState {
+        match self.state.load(Ordering::Relaxed) {
+            1 => TaskState::Idle,
+            2 => TaskState::Ticking,
+            3 => TaskState::FinalTick,
+            _ => TaskState::Running,
+        }
+    }
+
+    fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+}
+
+/// One live task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct TaskSnapshot {
+    /// Its name.
+    pub name: String,
+    /// `true` for the body of `#[lifecycle_runtime::main]`.
+    pub main: bool,
+    /// What it is doing.
+    pub state: TaskState,
+    /// Ticks started so far (`#[background]` loops with an interval; 0 otherwise).
+    pub ticks: u64,
+    /// How long it has been alive.
+    #[serde(rename = "age_secs", serialize_with = "secs")]
+    pub age: Duration,
+}
+
+/// One live OS thread started through this crate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ThreadSnapshot {
+    /// Its name (the OS sees at most the first 15 bytes on Linux).
+    pub name: String,
+    /// What it is doing.
+    pub state: TaskState,
+    /// Ticks started so far (interval threads; 0 otherwise).
+    pub ticks: u64,
+    /// How long it has been alive.
+    #[serde(rename = "age_secs", serialize_with = "secs")]
+    pub age: Duration,
+}
+
+/// One task group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct GroupSnapshot {
+    /// Its name.
+    pub name: String,
+    /// Its concurrency limit, if it has one.
+    pub max_concurrent: Option<usize>,
+    /// Permits held right now.
+    pub in_use: usize,
+    /// Tasks and ticks waiting for a permit.
+    pub waiting: usize,
+}
+
+/// One open resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ResourceSnapshot {
+    /// Its name in reports.
+    pub name: String,
+}
+
+/// The state of a coordinator at one moment. Serialize it for a health endpoint.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # lifecycle_runtime::Coordinator::new().scope(async {
+/// let task = lifecycle_runtime::spawn("idle", async {
+///     lifecycle_runtime::shutdown_signal().triggered().await;
+/// });
+/// let snapshot = lifecycle_runtime::snapshot();
+/// assert!(snapshot.ready);
+/// assert_eq!(snapshot.tasks[0].name, "idle");
+/// assert_eq!(snapshot.counters.spawned, 1);
+/// # drop(task);
+/// # }).await;
+/// # }
+/// ```
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// False once shutdown was triggered: answer readiness probes with this.
+    pub ready: bool,
+    /// Whether shutdown has been triggered.
+    pub shutting_down: bool,
+    /// Live tasks, oldest first.
+    pub tasks: Vec<TaskSnapshot>,
+    /// Live OS threads started through this crate.
+    pub threads: Vec<ThreadSnapshot>,
+    /// Counters since start.
+    pub counters: Counters,
+    /// Task groups.
+    pub groups: Vec<GroupSnapshot>,
+    /// Open resources, in the order they will close.
+    pub resources: Vec<ResourceSnapshot>,
+}
+
+/// A snapshot of the current coordinator.
+pub fn snapshot() -> Snapshot {
+    with_current(Coordinator::snapshot)
+}
+
+impl Coordinator {
+    /// A snapshot of this coordinator; see [`snapshot`].
+    pub fn snapshot(&self) -> Snapshot {
+        let (mut tasks, mut threads, mut counters) = {
+            let workers = self.workers();
+            let mut tasks = Vec::new();
+            let mut threads = Vec::new();
+            for (_, entry) in workers.slab.iter() {
+                let state = entry
+                    .state
+                    .as_ref()
+                    .map_or(TaskState::Running, |cell| cell.state());
+                let ticks = entry.state.as_ref().map_or(0, |cell| cell.ticks());
+                let age = entry.started.elapsed();
+                match entry.kind {
+                    WorkerKind::Thread => threads.push(ThreadSnapshot {
+                        name: entry.name.to_string(),
+                        state,
+                        ticks,
+                        age,
+                    }),
+                    kind => tasks.push(TaskSnapshot {
+                        name: entry.name.to_string(),
+                        main: kind == WorkerKind::Main,
+                        state,
+                        ticks,
+                        age,
+                    }),
+                }
+            }
+            let counters = Counters {
+                spawned: workers.spawned,
+                completed: workers.completed,
+                cancelled: workers.cancelled,
+                ..Counters::default()
+            };
+            (tasks, threads, counters)
+        };
+        counters.failed = self.inner.counters.failed.load(Ordering::Relaxed);
+        counters.timed_out = self.inner.counters.timed_out.load(Ordering::Relaxed);
+        counters.panicked = self.inner.counters.panicked.load(Ordering::Relaxed);
+        tasks.sort_by(|a, b| b.age.cmp(&a.age));
+        threads.sort_by(|a, b| b.age.cmp(&a.age));
+        let mut groups: Vec<GroupSnapshot> = lock(&self.inner.groups)
+            .values()
+            .map(|group| group.snapshot())
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        let resources = lock(&self.inner.resources)
+            .open_names()
+            .into_iter()
+            .map(|name| ResourceSnapshot { name })
+            .collect();
+        Snapshot {
+            ready: self.is_ready(),
+            shutting_down: self.is_triggered(),
+            tasks,
+            threads,
+            counters,
+            groups,
+            resources,
+        }
+    }
+}
+
+fn secs<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(duration.as_secs_f64())
+}
