@@ -110,6 +110,7 @@ where
     };
     let runtime = builder
         .enable_all()
+        .on_thread_start(crate::os_threads::mark_runtime_thread)
         .build()
         .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
     let code = runtime.block_on(async {

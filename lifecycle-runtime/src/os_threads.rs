@@ -10,9 +10,26 @@ pub(crate) struct OsThread {
     pub(crate) name: String,
 }
 
-/// Name prefixes of threads that belong to the runtime itself (tokio's workers and blocking pool
-/// are named `tokio-runtime-worker`; the kernel keeps 15 bytes of it).
-const RUNTIME_THREADS: &[&str] = &["tokio-runtime-w"];
+/// Name prefixes of threads that belong to a tokio runtime the program built itself (tokio names
+/// its workers and blocking threads `tokio-runtime-worker` or `tokio-rt-worker`; the kernel keeps
+/// 15 bytes). Runtimes built by `#[lifecycle_runtime::main]` are known by thread id instead.
+const RUNTIME_THREADS: &[&str] = &["tokio-runtime-w", "tokio-rt-worker"];
+
+/// Thread ids of runtime threads started by `#[lifecycle_runtime::main]`.
+static RUNTIME_TIDS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
+/// Records the calling thread as one of the runtime's own (called from `on_thread_start`).
+pub(crate) fn mark_runtime_thread() {
+    if let Some(tid) = current_tid() {
+        crate::coordinator::lock(&RUNTIME_TIDS).push(tid);
+    }
+}
+
+/// The kernel's id of the calling thread (`/proc/thread-self` links to `<pid>/task/<tid>`).
+fn current_tid() -> Option<u64> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
 
 /// How long threads get to finish exiting after resources closed (a pool's worker thread ends a
 /// moment after its pool closes).
@@ -45,10 +62,13 @@ pub(crate) async fn lingering(
     deadline: Instant,
 ) -> Vec<OsThread> {
     let until = (Instant::now() + EXIT_GRACE).min(deadline.max(Instant::now()));
+    let runtime = crate::coordinator::lock(&RUNTIME_TIDS).clone();
+    let current = current_tid();
     loop {
         let found: Vec<OsThread> = list()
             .into_iter()
             .filter(|thread| !baseline.iter().any(|old| old.tid == thread.tid))
+            .filter(|thread| !runtime.contains(&thread.tid) && Some(thread.tid) != current)
             .filter(|thread| {
                 !RUNTIME_THREADS
                     .iter()

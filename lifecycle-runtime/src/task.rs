@@ -171,7 +171,6 @@ pub enum TaskError {
 /// assert_eq!(handle.await, Ok(42));
 /// # }
 /// ```
-#[must_use = "dropping the handle detaches the task; it stays tracked by the coordinator"]
 pub struct TaskHandle<T = ()> {
     name: TaskName,
     join: tokio::task::JoinHandle<Result<T, TaskError>>,

@@ -37,7 +37,6 @@ use crate::task::{DEFAULT_STOP_TIMEOUT, TaskError, TaskName, WorkerGuard};
 /// # rt.block_on(coordinator.report());
 /// assert!(sampler.join().is_ok());
 /// ```
-#[must_use = "dropping the handle detaches the thread; it stays tracked by the coordinator"]
 pub struct ThreadHandle<T = ()> {
     name: TaskName,
     result: oneshot::Receiver<Result<T, TaskError>>,
