@@ -65,7 +65,9 @@ async fn flusher(stats: Arc<Stats>, shutdown: Shutdown) -> Result<(), std::io::E
     }
     // A real service would write to a database or a file here.
     tokio::time::sleep(Duration::from_millis(2)).await;
-    stats.flushed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    stats
+        .flushed
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     if shutdown.is_triggered() {
         tracing::info!(rows = batch.len(), "final flush");
     }
@@ -100,7 +102,10 @@ async fn main() -> Result<(), String> {
     flusher(stats.clone());
     load_sampler(stats.clone());
     acceptor(stats.clone());
-    tracing::info!(pid = std::process::id(), "demo service running; press Ctrl+C to stop");
+    tracing::info!(
+        pid = std::process::id(),
+        "demo service running; press Ctrl+C to stop"
+    );
 
     let shutdown = lifecycle_runtime::shutdown_signal();
     match run_for {
@@ -117,6 +122,9 @@ async fn main() -> Result<(), String> {
 
 /// Parses `DEMO_RUN_FOR` ("3s", "500ms"), naming the variable on error.
 fn humantime_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|error| format!("DEMO_RUN_FOR={text:?} is not a duration ({error}); write it like \"3s\" or \"500ms\""))
+    humantime::parse_duration(text.trim()).map_err(|error| {
+        format!(
+            "DEMO_RUN_FOR={text:?} is not a duration ({error}); write it like \"3s\" or \"500ms\""
+        )
+    })
 }

@@ -7,7 +7,9 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use slab::Slab;
 use tokio::sync::{Notify, watch};
@@ -689,10 +691,7 @@ impl Coordinator {
             if self.workers().settled() {
                 return true;
             }
-            if tokio::time::timeout_at(deadline.into(), notified)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return self.workers().settled();
             }
         }

@@ -1,7 +1,9 @@
 //! OS threads of this process, by name, from `/proc/self/task/*/comm` (Linux). Used to list
 //! threads still alive after shutdown that nothing in lifecycle started.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// One OS thread.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,7 +8,9 @@ use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::coordinator::{
     Control, Coordinator, Ended, Verdict, WorkerEntry, WorkerKind, in_scope, with_current,

@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::future::Future;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use lifecycle_runtime::{Coordinator, ShutdownReport};
+
+/// A coordinator of the test's own. The OS-thread scan is off: tests share their process, so a
+/// thread cannot be attributed to one of them.
+pub fn coordinator() -> Coordinator {
+    Coordinator::builder().scan_os_threads(false).build()
+}
+
+/// Like [`coordinator`] with a shutdown budget.
+pub fn coordinator_with_budget(budget: Duration) -> Coordinator {
+    Coordinator::builder()
+        .scan_os_threads(false)
+        .shutdown_timeout(budget)
+        .build()
+}
+
+/// Fails the whole test binary if the test is still running after `limit` of real time, so a hang
+/// (even one that blocks the runtime's thread) fails instead of freezing CI.
+pub struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+}
+
+impl Watchdog {
+    pub fn new(test: &'static str, limit: Duration) -> Watchdog {
+        let (done, finished) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("test-watchdog".into())
+            .spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(limit) {
+                    eprintln!("test `{test}` hung for more than {limit:?}; failing the test run");
+                    std::process::exit(101);
+                }
+            })
+            .expect("start watchdog thread");
+        Watchdog { done: Some(done) }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Runs `fut` inside `coordinator`'s scope with an outer (tokio) timeout.
+pub async fn within<F: Future>(coordinator: &Coordinator, limit: Duration, fut: F) -> F::Output {
+    tokio::time::timeout(limit, coordinator.scope(fut))
+        .await
+        .unwrap_or_else(|_| panic!("test body did not finish within {limit:?}"))
+}
+
+/// Finds the report entry for `name`, failing with the whole report if it is missing.
+pub fn entry<'a>(report: &'a ShutdownReport, name: &str) -> &'a lifecycle_runtime::Entry {
+    report
+        .entry(name)
+        .unwrap_or_else(|| panic!("no entry `{name}` in the report:\n{report}"))
+}
+
+/// Lets spawned tasks run until they are all waiting.
+pub async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
