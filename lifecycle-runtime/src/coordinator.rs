@@ -31,6 +31,10 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// its worker thread in synchronous code.
 const ABORT_GRACE: Duration = Duration::from_millis(100);
 
+/// The least time aborted tasks get even when the budget is spent: enough for the runtime to poll
+/// (and so drop) them once.
+const MIN_ABORT_GRACE: Duration = Duration::from_millis(5);
+
 tokio::task_local! {
     static CURRENT: Coordinator;
 }
@@ -131,6 +135,8 @@ pub(crate) struct WorkerEntry {
     pub(crate) control: Control,
     pub(crate) state: Option<Arc<crate::snapshot::StateCell>>,
     pub(crate) verdict: Verdict,
+    /// Whether the shutdown budget, not the worker's own stop timeout, set its deadline.
+    pub(crate) cut_by_budget: bool,
     /// Distinguishes this entry from a later one that reuses its slab key.
     pub(crate) serial: u64,
 }
@@ -659,13 +665,7 @@ impl Coordinator {
                     )),
                 ),
                 Ended::Cancelled => match entry.verdict {
-                    Verdict::Aborted => (
-                        Outcome::Aborted,
-                        Some(format!(
-                            "ignored shutdown; aborted after its stop timeout of {}",
-                            crate::report::format_duration(entry.stop_timeout)
-                        )),
-                    ),
+                    Verdict::Aborted => (Outcome::Aborted, Some(stop_detail(&entry, "aborted"))),
                     _ => (Outcome::Aborted, Some("cancelled by its handle".to_owned())),
                 },
             };
@@ -834,6 +834,7 @@ impl Coordinator {
                     if entry.verdict != Verdict::None || cap(entry.stop_timeout) > now {
                         continue;
                     }
+                    entry.cut_by_budget = stop_started + entry.stop_timeout > deadline;
                     match &entry.control {
                         Control::Task(abort) => {
                             entry.verdict = Verdict::Aborted;
@@ -842,26 +843,24 @@ impl Coordinator {
                         Control::Thread | Control::Pending => {
                             entry.verdict = Verdict::Leaked;
                             newly_leaked += 1;
-                            leaked_now.push((entry.name.clone(), entry.kind, entry.stop_timeout));
+                            leaked_now.push((
+                                entry.name.clone(),
+                                entry.kind,
+                                stop_detail(entry, "left running"),
+                            ));
                         }
                     }
                 }
                 workers.leaked += newly_leaked;
             }
-            for (name, kind, stop_timeout) in leaked_now {
-                tracing::error!(thread = %name, "thread did not stop within {stop_timeout:?}; leaving it running");
-                self.record_leak(
-                    name,
-                    kind,
-                    format!(
-                        "did not stop within its stop timeout of {}; left running",
-                        crate::report::format_duration(stop_timeout)
-                    ),
-                );
+            for (name, kind, detail) in leaked_now {
+                tracing::error!(thread = %name, "thread {detail}");
+                self.record_leak(name, kind, detail);
             }
         }
         // Aborted tasks go at their next `.await`. Those still here are stuck in synchronous code.
-        let grace = (Instant::now() + ABORT_GRACE).min(deadline.max(Instant::now()));
+        let now = Instant::now();
+        let grace = (now + ABORT_GRACE).min(deadline.max(now + MIN_ABORT_GRACE));
         if self.wait_settled_until(grace).await {
             return;
         }
@@ -937,6 +936,18 @@ impl Coordinator {
             }
         }
         entries
+    }
+}
+
+/// Why a worker was aborted or given up on: its own stop timeout, or the budget running out first.
+fn stop_detail(entry: &WorkerEntry, action: &str) -> String {
+    let stop_timeout = crate::report::format_duration(entry.stop_timeout);
+    if entry.cut_by_budget {
+        format!(
+            "still running when the shutdown budget ran out (its own stop timeout is {stop_timeout}); {action}"
+        )
+    } else {
+        format!("ignored shutdown for its whole stop timeout of {stop_timeout}; {action}")
     }
 }
 

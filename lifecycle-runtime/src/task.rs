@@ -287,6 +287,7 @@ impl Coordinator {
             control: Control::Pending,
             state,
             verdict: Verdict::None,
+            cut_by_budget: false,
             serial: 0,
         });
         let guard = WorkerGuard {

@@ -152,6 +152,7 @@ impl Coordinator {
             control: Control::Thread,
             state,
             verdict: Verdict::None,
+            cut_by_budget: false,
             serial: 0,
         });
         let (sender, result) = oneshot::channel();

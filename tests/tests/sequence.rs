@@ -1,0 +1,708 @@
+//! The shutdown sequence: budget, drain, stop, close order, report; idempotence and isolation.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{coordinator, coordinator_with_budget, entry, settle, within};
+use lifecycle_runtime::{
+    Close, CloseError, Coordinator, EntryKind, Outcome, ShutdownReason, TaskError, TaskGroup,
+    background,
+};
+
+const LIMIT: Duration = Duration::from_secs(3600);
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn push(log: &Log, line: impl Into<String>) {
+    log.lock().unwrap().push(line.into());
+}
+
+/// A resource that logs its close, and can be told to hang, fail or panic.
+struct Res {
+    name: &'static str,
+    log: Log,
+    behaviour: Behaviour,
+    timeout: Duration,
+    closes: Arc<AtomicU32>,
+}
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Ok,
+    Hang,
+    Fail,
+    Panic,
+    Slow(Duration),
+}
+
+impl Res {
+    fn new(name: &'static str, log: &Log, behaviour: Behaviour) -> Res {
+        Res {
+            name,
+            log: log.clone(),
+            behaviour,
+            timeout: Duration::from_secs(3),
+            closes: Arc::new(AtomicU32::new(0)),
+        }
+    }
+}
+
+impl Close for Res {
+    async fn close(&self) -> Result<(), CloseError> {
+        self.closes.fetch_add(1, Ordering::SeqCst);
+        push(&self.log, format!("close {}", self.name));
+        match self.behaviour {
+            Behaviour::Ok => Ok(()),
+            Behaviour::Hang => std::future::pending().await,
+            Behaviour::Fail => Err(format!("{} refused to close", self.name).into()),
+            Behaviour::Panic => panic!("{} exploded", self.name),
+            Behaviour::Slow(duration) => {
+                tokio::time::sleep(duration).await;
+                Ok(())
+            }
+        }
+    }
+
+    fn close_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn close_name(&self) -> std::borrow::Cow<'static, str> {
+        self.name.into()
+    }
+}
+
+// ----- close order, containment -----------------------------------------------------------------
+
+#[background(interval = "1s", shutdown = "final_tick", name = "user-of-db")]
+async fn uses_db(log: Log, shutdown: lifecycle_runtime::Shutdown) {
+    if shutdown.is_triggered() {
+        push(&log, "final tick");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn resources_close_newest_first_after_every_task_stopped() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _config = lifecycle_runtime::manage(Res::new("config", &log, Behaviour::Ok));
+        let _db = lifecycle_runtime::manage(Res::new("db", &log, Behaviour::Ok));
+        let _cache = lifecycle_runtime::manage(Res::new("cache", &log, Behaviour::Ok));
+        let _task = uses_db(log.clone());
+        settle().await;
+        let snapshot = lifecycle_runtime::snapshot();
+        let open: Vec<&str> = snapshot.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(open, ["cache", "db", "config"], "listed in closing order");
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["final tick", "close cache", "close db", "close config"]
+        );
+        let kinds: Vec<(EntryKind, &str)> = report
+            .entries()
+            .iter()
+            .map(|e| (e.kind(), e.name()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (EntryKind::Task, "user-of-db"),
+                (EntryKind::Resource, "cache"),
+                (EntryKind::Resource, "db"),
+                (EntryKind::Resource, "config"),
+            ]
+        );
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_panicking_or_hung_close_is_contained_and_the_rest_still_close() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _a = lifecycle_runtime::manage(Res::new("a", &log, Behaviour::Ok));
+        let _hung = lifecycle_runtime::manage(Res::new("hung", &log, Behaviour::Hang));
+        let _panics = lifecycle_runtime::manage(Res::new("panics", &log, Behaviour::Panic));
+        let _fails = lifecycle_runtime::manage(Res::new("fails", &log, Behaviour::Fail));
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["close fails", "close panics", "close hung", "close a"]
+        );
+        assert_eq!(
+            entry(&report, "fails").outcome(),
+            &Outcome::Error("fails refused to close".into())
+        );
+        assert_eq!(entry(&report, "panics").outcome(), &Outcome::Panicked);
+        assert_eq!(entry(&report, "panics").detail(), Some("panics exploded"));
+        let hung = entry(&report, "hung");
+        assert_eq!(hung.outcome(), &Outcome::TimedOut);
+        assert_eq!(
+            hung.elapsed(),
+            Duration::from_secs(3),
+            "its own close timeout"
+        );
+        assert_eq!(entry(&report, "a").outcome(), &Outcome::Closed);
+        assert_eq!(report.problems().count(), 3);
+        let text = report.to_string();
+        assert!(
+            text.contains("ERROR     resource fails — fails refused to close"),
+            "{text}"
+        );
+        assert!(
+            text.contains("PANICKED  resource panics — panics exploded"),
+            "{text}"
+        );
+        assert!(
+            text.contains("TIMED OUT resource hung — did not close within 3s"),
+            "{text}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn early_close_is_idempotent_and_shutdown_skips_it() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let resource = Res::new("early", &log, Behaviour::Ok);
+        let closes = resource.closes.clone();
+        let managed = lifecycle_runtime::manage(resource);
+        let clone = managed.clone();
+        assert_eq!(managed.name, "early", "Deref reaches the value");
+        managed.close().await.unwrap();
+        clone.close().await.unwrap();
+        assert!(clone.is_closed());
+        assert!(lifecycle_runtime::snapshot().resources.is_empty());
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(closes.load(Ordering::SeqCst), 1, "closed exactly once");
+        assert!(report.entry("early").is_none(), "{report}");
+    })
+    .await;
+}
+
+// ----- budget -----------------------------------------------------------------------------------
+
+#[background(interval = "1s", shutdown, stop_timeout = "2s")]
+async fn stubborn_loop() {
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+#[background(interval = "1s", shutdown, stop_timeout = "5s")]
+async fn very_stubborn_loop() {
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_caps_a_hung_entry_and_skips_what_it_cannot_reach() {
+    let coordinator = coordinator_with_budget(Duration::from_secs(4));
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _first = lifecycle_runtime::manage(Res::new("registered-first", &log, Behaviour::Ok));
+        let mut hung = Res::new("hung-close", &log, Behaviour::Hang);
+        hung.timeout = Duration::from_secs(10);
+        let _hung = lifecycle_runtime::manage(hung);
+        let _task = stubborn_loop();
+        settle().await;
+        let report = lifecycle_runtime::shutdown().await;
+
+        let task = entry(&report, "stubborn_loop");
+        assert_eq!(task.outcome(), &Outcome::Aborted, "{report}");
+        assert_eq!(
+            task.elapsed(),
+            Duration::from_secs(2),
+            "its own stop timeout"
+        );
+        assert!(
+            task.detail().unwrap().contains("whole stop timeout of 2s"),
+            "{report}"
+        );
+        // 10s of its own, but only what is left of the 4s budget.
+        let hung = entry(&report, "hung-close");
+        assert_eq!(hung.outcome(), &Outcome::TimedOut, "{report}");
+        assert!(
+            hung.detail().unwrap().contains("by the shutdown budget"),
+            "{report}"
+        );
+        assert!(hung.elapsed() <= Duration::from_secs(2), "{report}");
+        let skipped = entry(&report, "registered-first");
+        assert_eq!(skipped.outcome(), &Outcome::Skipped, "{report}");
+        assert_eq!(report.elapsed(), Duration::from_secs(4), "{report}");
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["close hung-close"],
+            "the skipped resource was never called"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_whose_stop_timeout_outlasts_the_budget_is_aborted_when_the_budget_ends() {
+    let coordinator = coordinator_with_budget(Duration::from_secs(1));
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _db = lifecycle_runtime::manage(Res::new("db", &log, Behaviour::Ok));
+        let _task = very_stubborn_loop();
+        settle().await;
+        let report = lifecycle_runtime::shutdown().await;
+        let task = entry(&report, "very_stubborn_loop");
+        assert_eq!(task.outcome(), &Outcome::Aborted, "{report}");
+        assert_eq!(task.elapsed(), Duration::from_secs(1));
+        assert!(
+            task.detail()
+                .unwrap()
+                .contains("when the shutdown budget ran out (its own stop timeout is 5s)"),
+            "{report}"
+        );
+        assert_eq!(
+            entry(&report, "db").outcome(),
+            &Outcome::Skipped,
+            "{report}"
+        );
+        assert!(log.lock().unwrap().is_empty());
+        // Never waited on beyond the budget, but for the least grace an abort needs.
+        assert!(report.elapsed() <= Duration::from_millis(1005), "{report}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_waits_with_readiness_false_before_tasks_hear_shutdown() {
+    let coordinator = Coordinator::builder()
+        .scan_os_threads(false)
+        .drain(Duration::from_secs(2))
+        .build();
+    within(&coordinator, LIMIT, async {
+        let heard_at = Arc::new(Mutex::new(None));
+        let start = tokio::time::Instant::now();
+        let shutdown = lifecycle_runtime::shutdown_signal();
+        let heard = heard_at.clone();
+        let _listener = lifecycle_runtime::spawn("listener", async move {
+            shutdown.triggered().await;
+            *heard.lock().unwrap() = Some(start.elapsed());
+        });
+        settle().await;
+        assert!(lifecycle_runtime::snapshot().ready);
+        lifecycle_runtime::trigger_shutdown();
+        assert!(
+            !lifecycle_runtime::snapshot().ready,
+            "not ready from the trigger on"
+        );
+        assert!(coordinator.is_triggered());
+        assert!(
+            !lifecycle_runtime::shutdown_signal().is_triggered(),
+            "tasks keep serving during the drain"
+        );
+        let report = coordinator.report().await;
+        assert_eq!(*heard_at.lock().unwrap(), Some(Duration::from_secs(2)));
+        let drain = entry(&report, "drain");
+        assert_eq!(
+            (drain.kind(), drain.outcome(), drain.elapsed()),
+            (EntryKind::Drain, &Outcome::Closed, Duration::from_secs(2))
+        );
+        assert_eq!(entry(&report, "listener").start(), Duration::from_secs(2));
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_longer_than_the_budget_is_cut_short_and_reported() {
+    let coordinator = Coordinator::builder()
+        .scan_os_threads(false)
+        .drain(Duration::from_secs(10))
+        .shutdown_timeout(Duration::from_secs(1))
+        .build();
+    within(&coordinator, LIMIT, async {
+        let report = lifecycle_runtime::shutdown().await;
+        let drain = entry(&report, "drain");
+        assert_eq!(drain.outcome(), &Outcome::Skipped);
+        assert_eq!(drain.elapsed(), Duration::from_secs(1));
+        assert!(!report.is_clean());
+    })
+    .await;
+}
+
+// ----- idempotence ------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_twice_or_concurrently_yields_one_report() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let resource = Res::new("slow", &log, Behaviour::Slow(Duration::from_millis(700)));
+        let closes = resource.closes.clone();
+        let _slow = lifecycle_runtime::manage(resource);
+        let first_line = line!() + 1;
+        let (a, b) = tokio::join!(lifecycle_runtime::shutdown(), lifecycle_runtime::shutdown());
+        let c = lifecycle_runtime::shutdown().await;
+        let d = coordinator.report().await;
+        assert_eq!(closes.load(Ordering::SeqCst), 1, "the sequence ran once");
+        let json = |r: &lifecycle_runtime::ShutdownReport| serde_json::to_value(r).unwrap();
+        assert_eq!(json(&a), json(&b));
+        assert_eq!(json(&a), json(&c));
+        assert_eq!(json(&a), json(&d));
+        assert_eq!(a.elapsed(), Duration::from_millis(700));
+        match a.reason() {
+            ShutdownReason::Requested { location } => {
+                assert!(location.file().ends_with("sequence.rs"));
+                assert_eq!(location.line(), first_line, "the first caller is named");
+            }
+            other => panic!("unexpected reason {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[test]
+fn trigger_shutdown_works_from_a_plain_thread() {
+    let _watchdog = common::Watchdog::new(
+        "trigger_shutdown_works_from_a_plain_thread",
+        Duration::from_secs(30),
+    );
+    let coordinator = coordinator();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let flag = stopped.clone();
+    let task = runtime.block_on(coordinator.scope(async move {
+        lifecycle_runtime::spawn("waits", async move {
+            lifecycle_runtime::shutdown_signal().triggered().await;
+            flag.store(true, Ordering::SeqCst);
+        })
+    }));
+    // No runtime context here: the coordinator runs its sequence on the runtime it has seen.
+    let trigger = coordinator.clone();
+    std::thread::spawn(move || {
+        let _guard = trigger.enter();
+        lifecycle_runtime::trigger_shutdown();
+    })
+    .join()
+    .unwrap();
+    let report = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), coordinator.report())
+            .await
+            .unwrap()
+    });
+    assert!(stopped.load(Ordering::SeqCst));
+    assert!(report.is_clean(), "{report}");
+    assert!(
+        report.reason().to_string().contains("sequence.rs"),
+        "{report}"
+    );
+    assert_eq!(runtime.block_on(task), Ok(()));
+}
+
+// ----- isolation --------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn coordinators_do_not_see_each_others_tasks() {
+    let first = coordinator();
+    let second = coordinator();
+    let first_task = first
+        .scope(async { lifecycle_runtime::spawn("in-first", std::future::pending::<()>()) })
+        .await;
+    let second_stopped = Arc::new(AtomicBool::new(false));
+    let flag = second_stopped.clone();
+    let _second_task = second
+        .scope(async move {
+            lifecycle_runtime::spawn("in-second", async move {
+                lifecycle_runtime::shutdown_signal().triggered().await;
+                flag.store(true, Ordering::SeqCst);
+            })
+        })
+        .await;
+    settle().await;
+    let names = |c: &Coordinator| {
+        c.snapshot()
+            .tasks
+            .into_iter()
+            .map(|t| t.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&first), ["in-first"]);
+    assert_eq!(names(&second), ["in-second"]);
+
+    let report = first.shutdown().await;
+    assert_eq!(entry(&report, "in-first").outcome(), &Outcome::Aborted);
+    assert!(report.entry("in-second").is_none());
+    assert!(!second.is_triggered());
+    settle().await;
+    assert!(
+        !second_stopped.load(Ordering::SeqCst),
+        "the second coordinator's task still runs"
+    );
+    assert!(first_task.await.is_err());
+    let report = second.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    assert!(second_stopped.load(Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_spawned_inside_a_task_stay_with_its_coordinator() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let _parent = lifecycle_runtime::spawn("parent", async {
+            let _child = lifecycle_runtime::spawn("child", async {
+                lifecycle_runtime::shutdown_signal().triggered().await;
+            });
+            lifecycle_runtime::shutdown_signal().triggered().await;
+        });
+        settle().await;
+        let mut names: Vec<String> = lifecycle_runtime::snapshot()
+            .tasks
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["child", "parent"]);
+        assert!(
+            Coordinator::global()
+                .snapshot()
+                .tasks
+                .iter()
+                .all(|t| t.name != "child")
+        );
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}
+
+// ----- tasks ------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn tasks_of_one_name_fold_into_one_entry_with_a_count() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        for n in 0..1000u64 {
+            let _conn = lifecycle_runtime::spawn("conn", async move {
+                lifecycle_runtime::shutdown_signal().triggered().await;
+                tokio::time::sleep(Duration::from_millis(n % 10)).await;
+            });
+        }
+        let _stuck = lifecycle_runtime::spawn("conn", std::future::pending::<()>());
+        settle().await;
+        assert_eq!(lifecycle_runtime::snapshot().tasks.len(), 1001);
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(report.entries().len(), 2, "{report}");
+        let stopped = &report.entries()[0];
+        assert_eq!(
+            (stopped.name(), stopped.count(), stopped.outcome()),
+            ("conn", 1000, &Outcome::Closed)
+        );
+        assert_eq!(
+            stopped.elapsed(),
+            Duration::from_millis(9),
+            "the longest of them"
+        );
+        let aborted = &report.entries()[1];
+        assert_eq!((aborted.count(), aborted.outcome()), (1, &Outcome::Aborted));
+        assert!(report.to_string().contains("task conn ×1000"), "{report}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_task_is_caught_logged_counted_and_returned() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let task = lifecycle_runtime::spawn("explodes", async {
+            panic!("kaboom");
+        });
+        assert_eq!(
+            task.await,
+            Err(TaskError::Panicked {
+                task: "explodes".into(),
+                message: "kaboom".to_owned()
+            })
+        );
+        let during = lifecycle_runtime::spawn("explodes-at-shutdown", async {
+            lifecycle_runtime::shutdown_signal().triggered().await;
+            panic!("while stopping");
+        });
+        settle().await;
+        let snapshot = lifecycle_runtime::snapshot();
+        assert_eq!(snapshot.counters.panicked, 1);
+        let report = lifecycle_runtime::shutdown().await;
+        let entry = entry(&report, "explodes-at-shutdown");
+        assert_eq!(entry.outcome(), &Outcome::Panicked);
+        assert_eq!(entry.detail(), Some("while stopping"));
+        assert!(during.await.is_err());
+        assert_eq!(coordinator.snapshot().counters.panicked, 2);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn snapshot_counts_and_describes_what_runs() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let done = lifecycle_runtime::spawn("quick", async { 1 });
+        assert_eq!(done.await, Ok(1));
+        let cancelled = lifecycle_runtime::spawn("cancelled", std::future::pending::<()>());
+        cancelled.abort();
+        assert!(matches!(cancelled.await, Err(TaskError::Cancelled { .. })));
+        let _idle = waits_for_ticks();
+        settle().await;
+        let snapshot = lifecycle_runtime::snapshot();
+        assert_eq!(snapshot.counters.spawned, 3);
+        assert_eq!(snapshot.counters.completed, 1);
+        assert_eq!(snapshot.counters.cancelled, 1);
+        assert_eq!(snapshot.tasks.len(), 1);
+        assert_eq!(snapshot.tasks[0].state, lifecycle_runtime::TaskState::Idle);
+        assert_eq!(snapshot.tasks[0].ticks, 1);
+        let json = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(json["tasks"][0]["state"], "idle");
+        assert_eq!(json["ready"], true);
+        lifecycle_runtime::shutdown().await;
+    })
+    .await;
+}
+
+#[background(interval = "1h", shutdown)]
+async fn waits_for_ticks() {}
+
+// ----- groups -----------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_group_caps_concurrency_and_times_out_long_tasks() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let group = TaskGroup::new("uploads")
+            .max_concurrent(2)
+            .timeout(Duration::from_secs(1));
+        let running = Arc::new(AtomicU32::new(0));
+        let peak = Arc::new(AtomicU32::new(0));
+        let handles: Vec<_> = (0..6u64)
+            .map(|n| {
+                let running = running.clone();
+                let peak = peak.clone();
+                group.spawn("upload", async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    // Upload 5 takes too long.
+                    let took = if n == 5 { 3000 } else { 200 };
+                    tokio::time::sleep(Duration::from_millis(took)).await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    n
+                })
+            })
+            .collect();
+        settle().await;
+        assert_eq!(group.in_use(), 2);
+        let mut results = Vec::new();
+        for handle in handles {
+            results.push(handle.await);
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+        assert_eq!(&results[..5], &[Ok(0), Ok(1), Ok(2), Ok(3), Ok(4)]);
+        assert_eq!(
+            results[5].as_ref().unwrap_err().to_string(),
+            "task `upload` timed out after 1s (limit of group `uploads`)"
+        );
+        assert_eq!(lifecycle_runtime::snapshot().counters.timed_out, 1);
+        lifecycle_runtime::shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_waiting_for_a_group_slot_at_shutdown_never_start_and_are_reported() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let group = TaskGroup::new("exports").max_concurrent(1);
+        let started = Arc::new(AtomicU32::new(0));
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let started = started.clone();
+                group.spawn("export", async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                })
+            })
+            .collect();
+        settle().await;
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+        let mut results = Vec::new();
+        for handle in handles {
+            results.push(handle.await);
+        }
+        assert_eq!(results[0], Ok(()));
+        assert!(
+            matches!(&results[1], Err(TaskError::NotStarted { group, .. }) if group == "exports")
+        );
+        let skipped = report
+            .entries()
+            .iter()
+            .find(|e| e.outcome() == &Outcome::Skipped)
+            .unwrap();
+        assert_eq!((skipped.name(), skipped.count()), ("export", 2));
+        assert!(skipped.detail().unwrap().contains("group `exports`"));
+    })
+    .await;
+}
+
+#[test]
+fn a_zero_group_cap_is_refused_with_the_groups_name() {
+    let coordinator = coordinator();
+    let _guard = coordinator.enter();
+    let refused = std::panic::catch_unwind(|| TaskGroup::new("imports").max_concurrent(0));
+    let message = refused.unwrap_err();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("TaskGroup `imports`: max_concurrent must be at least 1"),
+        "{message}"
+    );
+}
+
+// ----- a task stuck in synchronous code ---------------------------------------------------------
+
+#[test]
+fn a_task_blocking_its_thread_is_reported_as_leaked_without_holding_shutdown_up() {
+    let _watchdog = common::Watchdog::new("a_task_blocking_its_thread", Duration::from_secs(30));
+    let coordinator = Coordinator::builder()
+        .scan_os_threads(false)
+        .shutdown_timeout(Duration::from_secs(5))
+        .build();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    let blocked = release.clone();
+    let report = runtime.block_on(coordinator.scope(async move {
+        let _blocker = lifecycle_runtime::spawn("blocks-in-sync-code", async move {
+            // Never yields: an abort cannot take effect.
+            while !blocked.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        lifecycle_runtime::shutdown().await
+    }));
+    release.store(true, Ordering::SeqCst);
+    let stuck = entry(&report, "blocks-in-sync-code");
+    assert_eq!(stuck.outcome(), &Outcome::Leaked, "{report}");
+    assert!(
+        stuck.detail().unwrap().contains("blocks its worker thread"),
+        "{report}"
+    );
+    assert!(
+        report.elapsed() < Duration::from_secs(5),
+        "did not use the whole budget: {report}"
+    );
+}
