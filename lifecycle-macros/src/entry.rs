@@ -71,12 +71,11 @@ impl MainArgs {
                         }
                     }
                 }
-                "flavor" => {
+                "flavor"
                     if args::choice(arg, &["multi_thread", "current_thread"], errors)
-                        == Some("current_thread")
-                    {
-                        main.current_thread = Some(arg.tokens());
-                    }
+                        == Some("current_thread") =>
+                {
+                    main.current_thread = Some(arg.tokens());
                 }
                 _ => {}
             }

@@ -178,7 +178,9 @@ where
             // Aborted or stuck: the report says so and is not clean.
             _ => true,
         };
-        Ok::<u8, String>(if body_ok && report.is_clean() {
+        // A critical task failing is a failure of the program, however cleanly it then stopped.
+        let critical_failed = matches!(report.reason(), ShutdownReason::CriticalTaskFailed { .. });
+        Ok::<u8, String>(if body_ok && report.is_clean() && !critical_failed {
             0
         } else {
             EXIT_FAILURE

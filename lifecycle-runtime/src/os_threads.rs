@@ -71,10 +71,13 @@ pub(crate) async fn lingering(
             .into_iter()
             .filter(|thread| !baseline.iter().any(|old| old.tid == thread.tid))
             .filter(|thread| !runtime.contains(&thread.tid) && Some(thread.tid) != current)
+            // Runtime threads are known by id under `#[main]`. Only elsewhere fall back to names:
+            // a new thread carries its parent's name until it sets its own, so a name can lie.
             .filter(|thread| {
-                !RUNTIME_THREADS
-                    .iter()
-                    .any(|prefix| thread.name.starts_with(prefix))
+                !runtime.is_empty()
+                    || !RUNTIME_THREADS
+                        .iter()
+                        .any(|prefix| thread.name.starts_with(prefix))
             })
             .filter(|thread| !known.iter().any(|name| comm_matches(name, &thread.name)))
             .collect();

@@ -32,8 +32,8 @@ impl fmt::Display for EntryKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             EntryKind::Drain => "drain",
-            EntryKind::Main => "main",
-            EntryKind::Task => "task",
+            // The body of `main` is a task named "main".
+            EntryKind::Main | EntryKind::Task => "task",
             EntryKind::Thread => "thread",
             EntryKind::Resource => "resource",
             EntryKind::Field => "field",

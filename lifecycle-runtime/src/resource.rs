@@ -317,7 +317,7 @@ impl ResourceRegistry {
 
     pub(crate) fn open_names(&self) -> Vec<String> {
         let mut entries: Vec<&ResourceEntry> = self.slab.iter().map(|(_, entry)| entry).collect();
-        entries.sort_by(|a, b| b.seq.cmp(&a.seq));
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
         entries
             .into_iter()
             .map(|entry| entry.name.to_string())
@@ -327,7 +327,7 @@ impl ResourceRegistry {
     /// Empties the registry, newest first.
     pub(crate) fn take_for_shutdown(&mut self) -> Vec<ResourceEntry> {
         let mut entries: Vec<ResourceEntry> = self.slab.drain().collect();
-        entries.sort_by(|a, b| b.seq.cmp(&a.seq));
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
         entries
     }
 }

@@ -234,8 +234,8 @@ impl Coordinator {
         counters.failed = self.inner.counters.failed.load(Ordering::Relaxed);
         counters.timed_out = self.inner.counters.timed_out.load(Ordering::Relaxed);
         counters.panicked = self.inner.counters.panicked.load(Ordering::Relaxed);
-        tasks.sort_by(|a, b| b.age.cmp(&a.age));
-        threads.sort_by(|a, b| b.age.cmp(&a.age));
+        tasks.sort_by_key(|task| std::cmp::Reverse(task.age));
+        threads.sort_by_key(|thread| std::cmp::Reverse(thread.age));
         let mut groups: Vec<GroupSnapshot> = lock(&self.inner.groups)
             .values()
             .map(|group| group.snapshot())

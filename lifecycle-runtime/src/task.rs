@@ -252,18 +252,26 @@ where
     F::Output: Send + 'static,
 {
     let name = name.into();
-    with_current(|coordinator| {
-        coordinator.spawn_worker(
-            name,
+    with_current(|coordinator| coordinator.spawn(name, fut))
+}
+
+impl Coordinator {
+    /// Spawns a named, tracked task on this coordinator; see [`spawn`].
+    #[track_caller]
+    pub fn spawn<F>(&self, name: impl Into<TaskName>, fut: F) -> TaskHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawn_worker(
+            name.into(),
             WorkerKind::Task,
             DEFAULT_STOP_TIMEOUT,
             None,
             async move { Ok(fut.await) },
         )
-    })
-}
+    }
 
-impl Coordinator {
     /// Registers and spawns a worker task. The future's `Err` says how it failed.
     #[track_caller]
     pub(crate) fn spawn_worker<F, T>(

@@ -122,14 +122,22 @@ where
     T: Send + 'static,
 {
     let name = name.into();
-    with_current(|coordinator| {
-        coordinator.spawn_thread_worker(name, DEFAULT_STOP_TIMEOUT, None, move |shutdown| {
-            Ok(f(shutdown))
-        })
-    })
+    with_current(|coordinator| coordinator.spawn_thread(name, f))
 }
 
 impl Coordinator {
+    /// Starts a named, tracked OS thread on this coordinator; see [`spawn_thread`].
+    #[track_caller]
+    pub fn spawn_thread<F, T>(&self, name: impl Into<TaskName>, f: F) -> ThreadHandle<T>
+    where
+        F: FnOnce(Shutdown) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_thread_worker(name.into(), DEFAULT_STOP_TIMEOUT, None, move |shutdown| {
+            Ok(f(shutdown))
+        })
+    }
+
     /// Registers and starts a worker thread. `f`'s `Err` says how it failed.
     #[track_caller]
     pub(crate) fn spawn_thread_worker<F, T>(

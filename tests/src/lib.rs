@@ -1,1 +1,106 @@
-//! Integration tests live in `tests/`.
+//! Support for the integration tests: running a program as a child process, reading its stderr,
+//! signalling it, and bounding every wait so a hang fails instead of freezing CI.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Far above what any scenario takes: a hang fails the test instead of freezing CI.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// A child program whose stderr is read line by line as it comes.
+#[derive(Debug)]
+pub struct Program {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Program {
+    /// Starts `command` with stderr piped and `LIFECYCLE_*` settings cleared (add them back with
+    /// `env`).
+    pub fn start(mut command: Command, env: &[(&str, &str)]) -> Program {
+        command
+            .env_remove("LIFECYCLE_SHUTDOWN_TIMEOUT")
+            .env_remove("LIFECYCLE_DRAIN")
+            .env("RUST_BACKTRACE", "0")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start the child program");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Program {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads stderr until a line contains `needle` (failing after [`LIMIT`]).
+    pub fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    self.seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "no line containing {needle:?}; saw:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` (a `libc::SIG*` number) to the program.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid fits in i32");
+        // SAFETY: kill(2) on a pid we own with a valid signal number has no memory effects.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Waits for the program to exit (killing it past [`LIMIT`]); returns its exit code and all of
+    /// its stderr.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let started = Instant::now();
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                break status.code();
+            }
+            if started.elapsed() > LIMIT {
+                let _ = self.child.kill();
+                panic!(
+                    "the child did not exit within {LIMIT:?}; saw:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // The reader thread ends at end of file.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        (code, self.seen.join("\n"))
+    }
+}

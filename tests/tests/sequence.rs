@@ -376,12 +376,14 @@ fn trigger_shutdown_works_from_a_plain_thread() {
         .unwrap();
     let stopped = Arc::new(AtomicBool::new(false));
     let flag = stopped.clone();
-    let task = runtime.block_on(coordinator.scope(async move {
-        lifecycle_runtime::spawn("waits", async move {
-            lifecycle_runtime::shutdown_signal().triggered().await;
+    let shutdown = coordinator.shutdown_signal();
+    let task = {
+        let _runtime = runtime.enter();
+        coordinator.spawn("waits", async move {
+            shutdown.triggered().await;
             flag.store(true, Ordering::SeqCst);
         })
-    }));
+    };
     // No runtime context here: the coordinator runs its sequence on the runtime it has seen.
     let trigger = coordinator.clone();
     std::thread::spawn(move || {
@@ -410,19 +412,14 @@ fn trigger_shutdown_works_from_a_plain_thread() {
 async fn coordinators_do_not_see_each_others_tasks() {
     let first = coordinator();
     let second = coordinator();
-    let first_task = first
-        .scope(async { lifecycle_runtime::spawn("in-first", std::future::pending::<()>()) })
-        .await;
+    let first_task = first.spawn("in-first", std::future::pending::<()>());
     let second_stopped = Arc::new(AtomicBool::new(false));
     let flag = second_stopped.clone();
-    let _second_task = second
-        .scope(async move {
-            lifecycle_runtime::spawn("in-second", async move {
-                lifecycle_runtime::shutdown_signal().triggered().await;
-                flag.store(true, Ordering::SeqCst);
-            })
-        })
-        .await;
+    let second_shutdown = second.shutdown_signal();
+    let _second_task = second.spawn("in-second", async move {
+        second_shutdown.triggered().await;
+        flag.store(true, Ordering::SeqCst);
+    });
     settle().await;
     let names = |c: &Coordinator| {
         c.snapshot()

@@ -1,0 +1,79 @@
+//! The demo service as a real process: it runs, stops cleanly on one signal, and exits at once
+//! with 130 on a second one.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lifecycle_tests::Program;
+
+fn demo() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_service"))
+}
+
+#[test]
+fn the_demo_runs_and_stops_cleanly_by_itself() {
+    let (code, stderr) = Program::start(demo(), &[("DEMO_RUN_FOR", "1500ms")]).finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("shutdown: main returned · clean"),
+        "{stderr}"
+    );
+    for part in [
+        "task heartbeat",
+        "task flusher",
+        "task acceptor",
+        "thread load-sampler",
+    ] {
+        assert!(
+            stderr.contains(&format!("stopped   {part}")),
+            "{part} missing:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("final flush"),
+        "the flusher's final tick ran:\n{stderr}"
+    );
+}
+
+#[test]
+fn one_sigterm_stops_the_demo_cleanly() {
+    let mut demo = Program::start(demo(), &[]);
+    demo.wait_for("demo service running");
+    demo.signal(libc::SIGTERM);
+    let (code, stderr) = demo.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("shutdown: SIGTERM received · clean"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once_with_130() {
+    // A long drain keeps the first shutdown busy, as a slow load balancer would.
+    let mut demo = Program::start(
+        demo(),
+        &[
+            ("LIFECYCLE_DRAIN", "30s"),
+            ("LIFECYCLE_SHUTDOWN_TIMEOUT", "60s"),
+        ],
+    );
+    demo.wait_for("demo service running");
+    demo.signal(libc::SIGTERM);
+    demo.wait_for("shutdown triggered");
+    let second = Instant::now();
+    demo.signal(libc::SIGTERM);
+    let (code, stderr) = demo.finish();
+    let took = second.elapsed();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?} to exit after the second signal"
+    );
+    assert!(
+        stderr.contains("SIGTERM during shutdown: exiting now with code 130. Still pending:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  - task heartbeat"), "{stderr}");
+    assert!(stderr.contains("  - thread load-sampler"), "{stderr}");
+}

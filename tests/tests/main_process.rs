@@ -1,0 +1,233 @@
+//! `#[lifecycle_runtime::main]` as a real process: exit codes, signals, the printed report, bad
+//! configuration and lingering OS threads. Runs `lifecycle-fixture` (tests/fixtures) as a child.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lifecycle_tests::Program;
+
+const FIXTURE: &str = env!("CARGO_BIN_EXE_lifecycle-fixture");
+
+struct Run {
+    code: Option<i32>,
+    stderr: String,
+}
+
+fn start(scenario: &str, env: &[(&str, &str)]) -> Program {
+    let mut command = Command::new(FIXTURE);
+    command.arg(scenario);
+    Program::start(command, env)
+}
+
+/// Runs a scenario to the end with the given environment.
+fn run(scenario: &str, env: &[(&str, &str)]) -> Run {
+    let (code, stderr) = start(scenario, env).finish();
+    Run { code, stderr }
+}
+
+#[test]
+fn a_clean_run_exits_zero_and_prints_the_report() {
+    let run = run("clean", &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("shutdown: main returned · clean"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("stopped   task server"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("stopped   task ticker"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("LEAKED"),
+        "no false lingering threads: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn main_returning_an_error_exits_one_and_prints_it() {
+    let run = run("error", &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("shutdown: main returned an error: \"could not bind port 8080\""),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Error: \"could not bind port 8080\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn main_panicking_exits_one() {
+    let run = run("panic", &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("Error: main panicked: config file is corrupt"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_task_that_had_to_be_aborted_makes_the_exit_code_one() {
+    let run = run("stuck-task", &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("ABORTED   task stubborn"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_lingering_os_thread_is_listed_by_name_and_makes_the_exit_code_one() {
+    let run = run("leak-thread", &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("LEAKED    thread rogue-worker"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("tokio"),
+        "the runtime's own threads are not listed: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_critical_failure_exits_one_and_says_why() {
+    let run = run("critical", &[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("shutdown: critical task `watchdog` failed: heartbeat lost"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_with_exit_zero() {
+    let mut program = start("wait-signal", &[]);
+    program.wait_for("ready: wait-signal");
+    program.signal(libc::SIGTERM);
+    let (code, stderr) = program.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("shutdown: SIGTERM received · clean"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stopped   task main"), "{stderr}");
+}
+
+#[test]
+fn sigint_shuts_down_too() {
+    let mut program = start("wait-signal", &[]);
+    program.wait_for("ready: wait-signal");
+    program.signal(libc::SIGINT);
+    let (code, stderr) = program.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("shutdown: SIGINT received"), "{stderr}");
+}
+
+#[test]
+fn a_body_that_ignores_shutdown_is_dropped_after_its_stop_timeout() {
+    let mut program = start("ignore-signal", &[]);
+    program.wait_for("ready: ignore-signal");
+    program.signal(libc::SIGTERM);
+    let (code, stderr) = program.finish();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("ABORTED   task main — ignored shutdown for its whole stop timeout of 300ms"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_signal_during_shutdown_exits_130_listing_what_is_pending() {
+    // A long drain keeps shutdown busy.
+    let mut program = start(
+        "wait-signal",
+        &[
+            ("LIFECYCLE_DRAIN", "20s"),
+            ("LIFECYCLE_SHUTDOWN_TIMEOUT", "25s"),
+        ],
+    );
+    program.wait_for("ready: wait-signal");
+    program.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    let second = Instant::now();
+    program.signal(libc::SIGTERM);
+    let (code, stderr) = program.finish();
+    let took = second.elapsed();
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        took < Duration::from_secs(1),
+        "exited {took:?} after the second signal"
+    );
+    assert!(
+        stderr.contains("SIGTERM during shutdown: exiting now with code 130. Still pending:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("  - task main"), "{stderr}");
+    assert!(stderr.contains("  - task server"), "{stderr}");
+}
+
+#[test]
+fn budget_and_drain_come_from_the_environment() {
+    let run = run(
+        "clean",
+        &[
+            ("LIFECYCLE_SHUTDOWN_TIMEOUT", "7s"),
+            ("LIFECYCLE_DRAIN", "150ms"),
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("of 7s budget"), "{}", run.stderr);
+    assert!(run.stderr.contains("drained   drain"), "{}", run.stderr);
+}
+
+#[test]
+fn a_bad_environment_value_stops_the_program_at_start_naming_variable_and_value() {
+    let run = run("clean", &[("LIFECYCLE_SHUTDOWN_TIMEOUT", "banana")]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "environment variable LIFECYCLE_SHUTDOWN_TIMEOUT=\"banana\" is not a duration"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("ready:"),
+        "the body never ran: {}",
+        run.stderr
+    );
+
+    let run = self::run("clean", &[("LIFECYCLE_DRAIN", "5 parsecs")]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("LIFECYCLE_DRAIN=\"5 parsecs\""),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("write it like \"30s\""),
+        "{}",
+        run.stderr
+    );
+}
