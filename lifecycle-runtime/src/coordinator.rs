@@ -605,11 +605,12 @@ impl Coordinator {
     }
 
     /// Removes a worker that ended and, while shutdown is under way, records how. O(1).
-    pub(crate) fn worker_ended(&self, key: usize, ended: Ended) {
+    /// Returns the worker's name.
+    pub(crate) fn worker_ended(&self, key: usize, ended: Ended) -> Option<TaskName> {
         let (entry, settled) = {
             let mut workers = self.workers();
             let Some(entry) = workers.slab.try_remove(key) else {
-                return;
+                return None;
             };
             match ended {
                 Ended::Cancelled | Ended::NotStarted(_) => workers.cancelled += 1,
@@ -620,6 +621,7 @@ impl Coordinator {
             }
             (entry, workers.settled())
         };
+        let name = entry.name.clone();
         match &ended {
             Ended::Panicked(message) => {
                 self.inner.counters.add_panicked();
@@ -680,6 +682,7 @@ impl Coordinator {
         if settled {
             self.inner.settled.notify_waiters();
         }
+        Some(name)
     }
 
     /// Waits until nothing is left to wait for, or `deadline`. Returns true when settled.

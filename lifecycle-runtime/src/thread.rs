@@ -16,7 +16,7 @@ use crate::coordinator::{
 use crate::panic;
 use crate::shutdown::Shutdown;
 use crate::snapshot::StateCell;
-use crate::task::{DEFAULT_STOP_TIMEOUT, TaskError, TaskName, WorkerGuard};
+use crate::task::{DEFAULT_STOP_TIMEOUT, TaskError, TaskName, WorkerGuard, ended_from};
 
 /// A handle to a tracked OS thread.
 ///
@@ -172,27 +172,17 @@ impl Coordinator {
             .spawn(move || {
                 let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 set_thread_coordinator(coordinator.clone());
-                let mut guard = WorkerGuard {
-                    coordinator: coordinator.clone(),
-                    key,
-                    ended: None,
-                };
-                let shutdown = coordinator.shutdown_signal();
-                let outcome = match panic::catch(move || f(shutdown)) {
-                    Ok(outcome) => outcome,
-                    Err(message) => Err(TaskError::Panicked {
-                        task: thread_name,
-                        message,
-                    }),
-                };
-                guard.ended = Some(match &outcome {
-                    Ok(_) => Ended::Completed,
-                    Err(TaskError::Panicked { message, .. }) => Ended::Panicked(message.clone()),
-                    Err(TaskError::Failed { message, .. }) => Ended::Failed(message.clone()),
-                    Err(_) => Ended::Cancelled,
-                });
-                drop(guard);
-                let _ = sender.send(outcome);
+                let mut guard = WorkerGuard::new(coordinator.clone(), key);
+            let shutdown = coordinator.shutdown_signal();
+            let outcome = match panic::catch(move || f(shutdown)) {
+                Ok(outcome) => outcome,
+                Err(message) => Err(TaskError::Panicked {
+                    task: thread_name,
+                    message,
+                }),
+            };
+            guard.finish(ended_from(&outcome));
+            let _ = sender.send(outcome);
             });
         match spawned {
             Ok(join) => ThreadHandle { name, result, join },
