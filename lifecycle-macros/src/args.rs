@@ -37,6 +37,13 @@ impl Errors {
         self.combined.is_none()
     }
 
+    /// How many errors so far.
+    pub(crate) fn count(&self) -> usize {
+        self.combined
+            .as_ref()
+            .map_or(0, |error| error.clone().into_iter().count())
+    }
+
     /// The `compile_error!` invocations, or nothing.
     pub(crate) fn to_compile_errors(&self) -> TokenStream {
         match &self.combined {
@@ -252,6 +259,25 @@ pub(crate) fn duration_tokens(duration: Duration, krate: &syn::Path) -> TokenStr
     let amount = u64::try_from(amount).unwrap_or(u64::MAX);
     let amount = proc_macro2::Literal::u64_unsuffixed(amount);
     quote!(#krate::__private::Duration::#constructor(#amount))
+}
+
+/// `tokens` with every span set to `span` (for paths the generated code interpolates into code
+/// whose errors must point at the user's tokens).
+pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut inner =
+                    proc_macro2::Group::new(group.delimiter(), respan(group.stream(), span));
+                inner.set_span(span);
+                token = proc_macro2::TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 /// Parses the duration of `key = "..."`.

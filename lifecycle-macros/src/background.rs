@@ -44,9 +44,13 @@ enum MissedTick {
     Burst,
 }
 
-/// The checked arguments.
+/// The checked arguments. `*_written` says a key was given even when its value was rejected, so
+/// one bad value does not also read as a missing key.
 struct Spec {
     interval: Option<DurationArg>,
+    interval_written: bool,
+    shutdown_written: bool,
+    thread_written: bool,
     shutdown: Option<(Mode, TokenStream)>,
     stop_timeout: Option<DurationArg>,
     timeout: Option<(DurationArg, TokenStream)>,
@@ -63,8 +67,12 @@ impl Spec {
         let parsed = args::parse_args(tokens, errors);
         let parsed = args::check_keys(parsed, ATTRIBUTE, KEYS, errors);
         let krate = args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors);
+        let written = |key: &str| parsed.iter().any(|arg| arg.key == key);
         let mut spec = Spec {
             interval: None,
+            interval_written: written("interval"),
+            shutdown_written: written("shutdown"),
+            thread_written: written("thread"),
             shutdown: None,
             stop_timeout: None,
             timeout: None,
@@ -142,14 +150,14 @@ impl Spec {
 
     /// Checks that need several keys at once; each error blames the key that conflicts.
     fn check(&self, errors: &mut Errors) {
-        if self.shutdown.is_none() {
+        if !self.shutdown_written {
             errors.at_span(
                 Span::call_site(),
                 "#[background] needs a shutdown behaviour: add `shutdown` (finish the running tick, start no new one), \
                  `shutdown = \"abort\"` (cancel the running tick) or `shutdown = \"final_tick\"` (run one last tick, for flushers)",
             );
         }
-        if self.interval.is_none() {
+        if !self.interval_written {
             if let Some((Mode::FinalTick, tokens)) = &self.shutdown {
                 errors.at(
                     tokens,
@@ -168,7 +176,7 @@ impl Spec {
                 errors.at(tokens, "`missed_tick` needs an `interval`");
             }
         }
-        if self.thread.is_some() {
+        if self.thread_written {
             if let Some((Mode::Abort, tokens)) = &self.shutdown {
                 errors.at(
                     tokens,
@@ -195,6 +203,8 @@ impl Spec {
 /// The parts of the fn the expansion needs.
 struct Item {
     function: ItemFn,
+    /// False when the signature cannot be expanded (then the fn is emitted as written).
+    expandable: bool,
     /// The `Shutdown` parameter: its pattern and its type as written.
     shutdown_param: Option<(Box<Pat>, Box<Type>)>,
     /// The other parameters, as written.
@@ -204,17 +214,20 @@ struct Item {
 impl Item {
     fn parse(function: ItemFn, spec: &Spec, errors: &mut Errors) -> Item {
         let sig = &function.sig;
-        check_signature(sig, spec, errors);
+        let mut expandable = check_signature(sig, spec, errors);
         let mut shutdown_param = None;
         let mut params = Vec::new();
         for input in &sig.inputs {
             match input {
-                FnArg::Receiver(receiver) => errors.at(
-                    receiver,
-                    "#[background] fns cannot take `self`: the task outlives the call; pass what it needs (an `Arc`, a clone) as parameters",
-                ),
+                FnArg::Receiver(receiver) => {
+                    expandable = false;
+                    errors.at(
+                        receiver,
+                        "#[background] fns cannot take `self`: the task outlives the call; pass what it needs (an `Arc`, a clone) as parameters",
+                    );
+                }
                 FnArg::Typed(typed) => {
-                    if is_shutdown_type(&typed.ty) {
+                    if is_shutdown_type(&typed.ty, &spec.krate) {
                         if shutdown_param.is_some() {
                             errors.at(typed, "only one `Shutdown` parameter is filled in by the runtime; remove this one");
                         } else {
@@ -223,6 +236,7 @@ impl Item {
                         continue;
                     }
                     if let Type::Reference(reference) = &*typed.ty {
+                        expandable = false;
                         errors.at(
                             reference,
                             "parameters move into the task, which outlives the call: take an owned value (a clone, an `Arc`) instead of a reference",
@@ -232,7 +246,7 @@ impl Item {
                 }
             }
         }
-        if spec.interval.is_none() && shutdown_param.is_none() {
+        if !spec.interval_written && shutdown_param.is_none() {
             errors.at(
                 &sig.ident,
                 format!(
@@ -245,24 +259,28 @@ impl Item {
         }
         let mut body_check = BodyCheck {
             is_async: sig.asyncness.is_some(),
+            in_blocking_section: false,
             errors,
         };
         body_check.visit_block(&function.block);
         Item {
             function,
+            expandable,
             shutdown_param,
             params,
         }
     }
 }
 
-fn check_signature(sig: &Signature, spec: &Spec, errors: &mut Errors) {
-    match (sig.asyncness, spec.thread) {
-        (Some(asyncness), Some(_)) => errors.at(
+/// Checks what the expansion needs of the signature; false when it cannot be expanded.
+fn check_signature(sig: &Signature, spec: &Spec, errors: &mut Errors) -> bool {
+    let before = errors.count();
+    match (sig.asyncness, spec.thread_written) {
+        (Some(asyncness), true) => errors.at(
             asyncness,
             "`thread` runs the body on an OS thread, where it cannot be async: remove `async`, or remove `thread` to run it as a tokio task",
         ),
-        (None, None) => errors.at(
+        (None, false) => errors.at(
             sig.fn_token,
             "#[background] on a plain fn needs `thread` (a named OS thread); write `async fn` to run it as a tokio task",
         ),
@@ -277,39 +295,79 @@ fn check_signature(sig: &Signature, spec: &Spec, errors: &mut Errors) {
     if let Some(variadic) = &sig.variadic {
         errors.at(variadic, "#[background] fns cannot be variadic");
     }
+    errors.count() == before
 }
 
-/// Whether a parameter's type is the runtime's `Shutdown` (by its last path segment).
-fn is_shutdown_type(ty: &Type) -> bool {
-    match ty {
-        Type::Path(path) => {
-            path.qself.is_none()
-                && path
-                    .path
-                    .segments
-                    .last()
-                    .is_some_and(|last| last.ident == "Shutdown")
+/// Whether a parameter's type is the runtime's `Shutdown`: written `Shutdown` (imported), or
+/// through the runtime's path (`lifecycle_runtime::Shutdown`, or the `crate = "..."` one).
+/// A `Shutdown` of another path is an ordinary parameter.
+fn is_shutdown_type(ty: &Type, krate: &syn::Path) -> bool {
+    let Type::Path(path) = ty else { return false };
+    if path.qself.is_some() {
+        return false;
+    }
+    let segments = path_segments(&path.path);
+    let runtime = path_segments(krate);
+    match segments.split_last() {
+        Some((last, prefix)) if last == "Shutdown" => {
+            prefix.is_empty() || prefix == runtime.as_slice() || prefix == ["lifecycle_runtime"]
         }
         _ => false,
     }
 }
 
-/// Finds untracked spawns and blocking sleeps in the body.
+fn path_segments(path: &syn::Path) -> Vec<String> {
+    path.segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect()
+}
+
+/// Whether `expr` is a call of a path ending in `ending`, or a method chain starting at one.
+fn chain_starts_with_call(expr: &syn::Expr, ending: &[&str]) -> bool {
+    match expr {
+        syn::Expr::MethodCall(call) => chain_starts_with_call(&call.receiver, ending),
+        syn::Expr::Call(call) => match &*call.func {
+            syn::Expr::Path(path) => path_segments(&path.path)
+                .ends_with(&ending.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Finds untracked spawns and blocking sleeps in the body. Paths are matched as written: a
+/// `use tokio::spawn;` followed by `spawn(...)` is not seen (a macro cannot resolve imports).
 struct BodyCheck<'a> {
     is_async: bool,
+    /// Inside a call of `spawn_blocking` or `block_in_place`, where blocking is what is meant.
+    in_blocking_section: bool,
     errors: &'a mut Errors,
 }
 
 impl<'ast> Visit<'ast> for BodyCheck<'_> {
+    fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+        if call.method == "spawn"
+            && chain_starts_with_call(&call.receiver, &["thread", "Builder", "new"])
+        {
+            self.errors.at(
+                &call.method,
+                "untracked thread: shutdown cannot stop it or report it; use `lifecycle_runtime::spawn_thread(\"name\", |shutdown| ...)`",
+            );
+        }
+        syn::visit::visit_expr_method_call(self, call);
+    }
+
     fn visit_expr_call(&mut self, call: &'ast syn::ExprCall) {
         if let syn::Expr::Path(path) = &*call.func {
-            let segments: Vec<String> = path
-                .path
-                .segments
-                .iter()
-                .map(|segment| segment.ident.to_string())
-                .collect();
+            let segments = path_segments(&path.path);
             let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            if matches!(segments.last(), Some(&"spawn_blocking" | &"block_in_place")) {
+                let outer = std::mem::replace(&mut self.in_blocking_section, true);
+                syn::visit::visit_expr_call(self, call);
+                self.in_blocking_section = outer;
+                return;
+            }
             match segments.as_slice() {
                 ["tokio", "spawn"] | ["tokio", "task", "spawn"] => self.errors.at(
                     &call.func,
@@ -319,7 +377,7 @@ impl<'ast> Visit<'ast> for BodyCheck<'_> {
                     &call.func,
                     "untracked thread: shutdown cannot stop it or report it; use `lifecycle_runtime::spawn_thread(\"name\", |shutdown| ...)`",
                 ),
-                ["std", "thread", "sleep"] | ["thread", "sleep"] if self.is_async => self.errors.at(
+                ["std", "thread", "sleep"] | ["thread", "sleep"] if self.is_async && !self.in_blocking_section => self.errors.at(
                     &call.func,
                     "`std::thread::sleep` blocks the runtime's thread and cannot be woken by shutdown; use \
                      `tokio::time::sleep(d).await` (or `shutdown.sleep(d).await`), or run this loop with `thread`",
@@ -346,10 +404,17 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let parsed = Item::parse(function, &spec, &mut errors);
-    if !errors.is_empty() {
+    if !parsed.expandable {
         return fallback(parsed.function.into_token_stream(), &errors);
     }
-    expand_valid(&spec, &parsed)
+    // Wrong arguments or body: expand anyway (defaults stand in for rejected values) so callers
+    // still see the `TaskHandle` signature and only the macro's own errors show.
+    let errors = errors.to_compile_errors();
+    let expanded = expand_valid(&spec, &parsed);
+    quote! {
+        #errors
+        #expanded
+    }
 }
 
 /// What to emit when the input is wrong: the errors, and the item as written so the rest of the
@@ -374,11 +439,20 @@ fn expand_valid(spec: &Spec, item: &Item) -> TokenStream {
     let where_clause = &sig.generics.where_clause;
     let params = &item.params;
     let block = &function.block;
-    let output = match &sig.output {
-        ReturnType::Default => quote!(()),
-        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    let (output, output_span) = match &sig.output {
+        ReturnType::Default => (quote!(()), sig.ident.span()),
+        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
     };
     let ticker = format_ident!("__ticker", span = Span::mixed_site());
+    // Bound after the body ran, so the body cannot see or clash with it; spanned at the return
+    // type so errors about the returned value land there.
+    let outcome = format_ident!("outcome", span = output_span);
+    // The one place the return type is checked, spanned at the user's return type so a wrong
+    // one is reported there, once.
+    let krate_at_output = args::respan(krate.to_token_stream(), output_span);
+    let into_result = quote_spanned!(output_span=>
+        #krate_at_output::__private::TickResult::into_tick_result(#outcome)
+    );
     let spec_tokens = spec_tokens(spec, ident);
     let bind_shutdown = item
         .shutdown_param
@@ -386,17 +460,20 @@ fn expand_valid(spec: &Spec, item: &Item) -> TokenStream {
         .map(|(pat, ty)| quote!(let #pat: #ty = #ticker.shutdown();));
     let block_span = block.span();
 
-    if spec.thread.is_some() {
-        let run_tick = quote_spanned!(block_span=> #ticker.run_tick::<#output, _>(|| #block));
+    if spec.thread_written {
+        let spawn = quote_spanned!(block_span=> #krate::__private::spawn_background_thread);
         quote! {
             #(#attrs)*
             #vis #unsafety fn #ident #generics (#(#params),*) -> #krate::ThreadHandle #where_clause {
-                #krate::__private::spawn_background_thread(
+                #spawn(
                     #spec_tokens,
                     move |mut #ticker| {
                         while #ticker.next_tick() {
                             #bind_shutdown
-                            #run_tick;
+                            #ticker.run_tick(|| {
+                                let #outcome: #output = (|| #block)();
+                                #into_result
+                            });
                         }
                         #ticker
                     },
@@ -404,17 +481,22 @@ fn expand_valid(spec: &Spec, item: &Item) -> TokenStream {
             }
         }
     } else {
-        let run_tick =
-            quote_spanned!(block_span=> #ticker.run_tick::<#output, _>(async #block).await);
+        // Spanned at the body, so a body that is not `Send` is blamed there.
+        let spawn = quote_spanned!(block_span=> #krate::__private::spawn_background);
         quote! {
             #(#attrs)*
             #vis #unsafety fn #ident #generics (#(#params),*) -> #krate::TaskHandle #where_clause {
-                #krate::__private::spawn_background(
+                #spawn(
                     #spec_tokens,
                     move |mut #ticker| async move {
                         while #ticker.next_tick().await {
                             #bind_shutdown
-                            #run_tick;
+                            #ticker
+                                .run_tick(async {
+                                    let #outcome: #output = async #block.await;
+                                    #into_result
+                                })
+                                .await;
                         }
                         #ticker
                     },

@@ -103,6 +103,7 @@ pub(crate) fn expand_main(args: TokenStream, item: TokenStream) -> TokenStream {
             return fallback(item, &errors);
         }
     };
+    let args_ok = errors.is_empty();
     let sig = &function.sig;
     if sig.asyncness.is_none() {
         errors.at(
@@ -116,9 +117,33 @@ pub(crate) fn expand_main(args: TokenStream, item: TokenStream) -> TokenStream {
     if !sig.generics.params.is_empty() {
         errors.at(&sig.generics, "`main` cannot be generic");
     }
+    if !errors.is_empty() && !args_ok && errors_only_in_args(&function) {
+        // Only the arguments are wrong: expand with defaults for what was rejected, so the only
+        // errors are the macro's own.
+        let errors = errors.to_compile_errors();
+        let expanded = expand_valid(&main, &function);
+        return quote! {
+            #errors
+            #expanded
+        };
+    }
     if !errors.is_empty() {
+        // The signature itself is wrong: emit it without `async`, which `main` cannot be.
+        let mut function = function;
+        function.sig.asyncness = None;
         return fallback(function.into_token_stream(), &errors);
     }
+    expand_valid(&main, &function)
+}
+
+/// Whether the fn is one the expansion can take (`async`, no parameters, no generics).
+fn errors_only_in_args(function: &ItemFn) -> bool {
+    let sig = &function.sig;
+    sig.asyncness.is_some() && sig.inputs.is_empty() && sig.generics.params.is_empty()
+}
+
+fn expand_valid(main: &MainArgs, function: &ItemFn) -> TokenStream {
+    let sig = &function.sig;
 
     let krate = &main.krate;
     let private = quote!(#krate::__private);

@@ -32,7 +32,10 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -88,9 +91,27 @@ fn main() {
     println!("memory per idle task, {TASKS} tasks (live heap bytes / task)");
     println!("{:<48} {:>10} {:>14}", "spawned with", "bytes", "over raw");
     println!("{:<48} {:>10.1} {:>14}", "tokio::spawn", raw, "-");
-    println!("{:<48} {:>10.1} {:>14.1}", "TaskTracker::spawn", tracked, tracked - raw);
-    println!("{:<48} {:>10.1} {:>14.1}", "lifecycle_runtime::spawn (global coordinator)", global, global - raw);
-    println!("{:<48} {:>10.1} {:>14.1}", "Coordinator::spawn (scoped coordinator)", scoped, scoped - raw);
+    println!(
+        "{:<48} {:>10.1} {:>14.1}",
+        "TaskTracker::spawn",
+        tracked,
+        tracked - raw
+    );
+    println!(
+        "{:<48} {:>10.1} {:>14.1}",
+        "lifecycle_runtime::spawn (global coordinator)",
+        global,
+        global - raw
+    );
+    println!(
+        "{:<48} {:>10.1} {:>14.1}",
+        "Coordinator::spawn (scoped coordinator)",
+        scoped,
+        scoped - raw
+    );
     let worst = (global - raw).max(scoped - raw);
-    println!("target: ≤ 256 bytes per task over raw tokio::spawn: {}", if worst <= 256.0 { "met" } else { "NOT met" });
+    println!(
+        "target: ≤ 256 bytes per task over raw tokio::spawn: {}",
+        if worst <= 256.0 { "met" } else { "NOT met" }
+    );
 }

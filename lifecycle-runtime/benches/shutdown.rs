@@ -50,27 +50,31 @@ fn shutdown_idle(c: &mut Criterion) {
                 total
             });
         });
-        group.bench_with_input(BenchmarkId::new("CancellationToken + TaskTracker", n), &n, |b, &n| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    total += runtime.block_on(async {
-                        let token = CancellationToken::new();
-                        let tracker = TaskTracker::new();
-                        for _ in 0..n {
-                            let _idle = tracker.spawn(token.clone().cancelled_owned());
-                        }
-                        let_them_start().await;
-                        let start = Instant::now();
-                        token.cancel();
-                        tracker.close();
-                        tracker.wait().await;
-                        start.elapsed()
-                    });
-                }
-                total
-            });
-        });
+        group.bench_with_input(
+            BenchmarkId::new("CancellationToken + TaskTracker", n),
+            &n,
+            |b, &n| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += runtime.block_on(async {
+                            let token = CancellationToken::new();
+                            let tracker = TaskTracker::new();
+                            for _ in 0..n {
+                                let _idle = tracker.spawn(token.clone().cancelled_owned());
+                            }
+                            let_them_start().await;
+                            let start = Instant::now();
+                            token.cancel();
+                            tracker.close();
+                            tracker.wait().await;
+                            start.elapsed()
+                        });
+                    }
+                    total
+                });
+            },
+        );
     }
     group.finish();
 }

@@ -47,7 +47,31 @@ fn spawning(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
 
     group.bench_function("tokio::spawn", |b| {
-        b.iter_custom(|iters| runtime.block_on(spawn_many(iters, |n| tokio::spawn(async move { n }))));
+        b.iter_custom(|iters| {
+            runtime.block_on(spawn_many(iters, |n| tokio::spawn(async move { n })))
+        });
+    });
+
+    group.bench_function("tokio::spawn from a worker", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async move {
+                tokio::spawn(spawn_many(iters, |n| tokio::spawn(async move { n })))
+                    .await
+                    .unwrap()
+            })
+        });
+    });
+
+    group.bench_function("lifecycle_runtime::spawn from a worker", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async move {
+                tokio::spawn(spawn_many(iters, |n| {
+                    lifecycle_runtime::spawn("bench", async move { n })
+                }))
+                .await
+                .unwrap()
+            })
+        });
     });
 
     group.bench_function("TaskTracker::spawn", |b| {
@@ -60,7 +84,11 @@ fn spawning(c: &mut Criterion) {
     });
 
     group.bench_function("lifecycle_runtime::spawn (global coordinator)", |b| {
-        b.iter_custom(|iters| runtime.block_on(spawn_many(iters, |n| lifecycle_runtime::spawn("bench", async move { n }))));
+        b.iter_custom(|iters| {
+            runtime.block_on(spawn_many(iters, |n| {
+                lifecycle_runtime::spawn("bench", async move { n })
+            }))
+        });
     });
 
     group.bench_function("Coordinator::spawn (scoped coordinator)", |b| {

@@ -42,7 +42,12 @@ async fn generated(counter: Arc<Counter>) {
     counter.tick();
 }
 
-#[background(interval = "1ns", shutdown, missed_tick = "burst", name = "bench-loop-shutdown")]
+#[background(
+    interval = "1ns",
+    shutdown,
+    missed_tick = "burst",
+    name = "bench-loop-shutdown"
+)]
 async fn generated_with_shutdown(counter: Arc<Counter>, shutdown: Shutdown) {
     if !shutdown.is_triggered() {
         counter.tick();
@@ -99,7 +104,10 @@ fn ticks(c: &mut Criterion) {
                 let coordinator = Coordinator::builder().scan_os_threads(false).build();
                 let counter = Counter::new(iters);
                 let start = Instant::now();
-                let task = coordinator.scope(async { generated(counter.clone()) }).await;
+                let task = {
+                    let _current = coordinator.enter();
+                    generated(counter.clone())
+                };
                 counter.done.notified().await;
                 let elapsed = start.elapsed();
                 coordinator.shutdown().await;
@@ -115,7 +123,10 @@ fn ticks(c: &mut Criterion) {
                 let coordinator = Coordinator::builder().scan_os_threads(false).build();
                 let counter = Counter::new(iters);
                 let start = Instant::now();
-                let task = coordinator.scope(async { generated_with_shutdown(counter.clone()) }).await;
+                let task = {
+                    let _current = coordinator.enter();
+                    generated_with_shutdown(counter.clone())
+                };
                 counter.done.notified().await;
                 let elapsed = start.elapsed();
                 coordinator.shutdown().await;

@@ -6,7 +6,12 @@
 //! ```text
 //! spawn_background(SPEC, move |mut ticker| async move {
 //!     while ticker.next_tick().await {
-//!         ticker.run_tick::<Result<(), Error>, _>(async { /* the fn body */ }).await;
+//!         ticker
+//!             .run_tick(async {
+//!                 let outcome: Result<(), Error> = async { /* the fn body */ }.await;
+//!                 TickResult::into_tick_result(outcome)
+//!             })
+//!             .await;
 //!     }
 //!     ticker
 //! })
@@ -219,10 +224,9 @@ impl Ticker {
 
     /// Runs one tick: holds the group permit, applies the tick timeout, cancels the tick at
     /// shutdown in `abort` mode, and logs, counts and (for `critical`) escalates failures.
-    pub async fn run_tick<R, F>(&mut self, tick: F)
+    pub async fn run_tick<F>(&mut self, tick: F)
     where
-        R: TickResult,
-        F: Future<Output = R>,
+        F: Future<Output = Result<(), String>>,
     {
         let _permit = match &self.group {
             None => None,
@@ -253,7 +257,7 @@ impl Ticker {
     }
 }
 
-async fn limited<R: TickResult, F: Future<Output = R>>(
+async fn limited<F: Future<Output = Result<(), String>>>(
     timeout: Option<Duration>,
     tick: CatchUnwind<F>,
 ) -> TickEnd {
@@ -265,7 +269,7 @@ async fn limited<R: TickResult, F: Future<Output = R>>(
         },
     };
     match ended {
-        Ok(result) => TickEnd::Done(result.into_tick_result()),
+        Ok(result) => TickEnd::Done(result),
         Err(message) => TickEnd::Panicked(message),
     }
 }
@@ -385,9 +389,9 @@ impl ThreadTicker {
     }
 
     /// Runs one tick, catching panics, and logs, counts and escalates failures.
-    pub fn run_tick<R: TickResult, F: FnOnce() -> R>(&mut self, tick: F) {
+    pub fn run_tick<F: FnOnce() -> Result<(), String>>(&mut self, tick: F) {
         let end = match panic::catch(tick) {
-            Ok(result) => TickEnd::Done(result.into_tick_result()),
+            Ok(result) => TickEnd::Done(result),
             Err(message) => TickEnd::Panicked(message),
         };
         Settle {

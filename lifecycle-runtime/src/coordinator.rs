@@ -609,9 +609,7 @@ impl Coordinator {
     pub(crate) fn worker_ended(&self, key: usize, ended: Ended) -> Option<TaskName> {
         let (entry, settled) = {
             let mut workers = self.workers();
-            let Some(entry) = workers.slab.try_remove(key) else {
-                return None;
-            };
+            let entry = workers.slab.try_remove(key)?;
             match ended {
                 Ended::Cancelled | Ended::NotStarted(_) => workers.cancelled += 1,
                 _ => workers.completed += 1,

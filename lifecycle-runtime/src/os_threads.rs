@@ -64,9 +64,10 @@ pub(crate) async fn lingering(
     deadline: Instant,
 ) -> Vec<OsThread> {
     let until = (Instant::now() + EXIT_GRACE).min(deadline.max(Instant::now()));
-    let runtime = crate::coordinator::lock(&RUNTIME_TIDS).clone();
     let current = current_tid();
     loop {
+        // Read afresh each pass: a runtime worker that only just started marks itself late.
+        let runtime = crate::coordinator::lock(&RUNTIME_TIDS).clone();
         let found: Vec<OsThread> = list()
             .into_iter()
             .filter(|thread| !baseline.iter().any(|old| old.tid == thread.tid))

@@ -173,16 +173,16 @@ impl Coordinator {
                 let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 set_thread_coordinator(coordinator.clone());
                 let mut guard = WorkerGuard::new(coordinator.clone(), key);
-            let shutdown = coordinator.shutdown_signal();
-            let outcome = match panic::catch(move || f(shutdown)) {
-                Ok(outcome) => outcome,
-                Err(message) => Err(TaskError::Panicked {
-                    task: thread_name,
-                    message,
-                }),
-            };
-            guard.finish(ended_from(&outcome));
-            let _ = sender.send(outcome);
+                let shutdown = coordinator.shutdown_signal();
+                let outcome = match panic::catch(move || f(shutdown)) {
+                    Ok(outcome) => outcome,
+                    Err(message) => Err(TaskError::Panicked {
+                        task: thread_name,
+                        message,
+                    }),
+                };
+                guard.finish(ended_from(&outcome));
+                let _ = sender.send(outcome);
             });
         match spawned {
             Ok(join) => ThreadHandle { name, result, join },

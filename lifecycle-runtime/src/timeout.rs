@@ -56,7 +56,7 @@ impl From<Elapsed> for std::io::Error {
 /// ```
 /// use std::time::Duration;
 ///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let slow = lifecycle_runtime::timeout("slow", Duration::from_millis(10), std::future::pending::<()>());
 /// assert_eq!(slow.await.unwrap_err().to_string(), "`slow` timed out after 10ms");

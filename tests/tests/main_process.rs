@@ -231,3 +231,17 @@ fn a_bad_environment_value_stops_the_program_at_start_naming_variable_and_value(
         run.stderr
     );
 }
+
+#[test]
+fn a_main_that_returns_at_once_does_not_call_the_runtimes_own_threads_leaked() {
+    // Returning before every worker thread has started used to race the lingering-thread scan.
+    for _ in 0..20 {
+        let program = Program::start(
+            Command::new(env!("CARGO_BIN_EXE_lifecycle-fixture-instant")),
+            &[],
+        );
+        let (code, stderr) = program.finish();
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!stderr.contains("LEAKED"), "{stderr}");
+    }
+}

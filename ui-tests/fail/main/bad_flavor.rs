@@ -1,0 +1,2 @@
+#[lifecycle_runtime::main(flavor = "single_thread")]
+async fn main() {}

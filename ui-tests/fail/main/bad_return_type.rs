@@ -1,0 +1,4 @@
+#[lifecycle_runtime::main]
+async fn main() -> u32 {
+    0
+}

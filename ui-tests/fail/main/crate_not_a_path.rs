@@ -1,0 +1,2 @@
+#[lifecycle_runtime::main(crate = "lifecycle runtime")]
+async fn main() {}

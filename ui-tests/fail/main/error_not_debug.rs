@@ -1,0 +1,6 @@
+struct StartError;
+
+#[lifecycle_runtime::main]
+async fn main() -> Result<(), StartError> {
+    Err(StartError)
+}

@@ -1,0 +1,2 @@
+#[lifecycle_runtime::main]
+async fn main<T>() {}

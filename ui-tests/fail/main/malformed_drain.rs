@@ -1,0 +1,2 @@
+#[lifecycle_runtime::main(drain = "a while")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[lifecycle_runtime::main]
+fn main() {}
