@@ -5,18 +5,20 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use slab::Slab;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::group::GroupInner;
 use crate::os_threads;
+pub(crate) use crate::registry::WorkerKind;
+use crate::registry::{Control, Ended, Verdict, WorkerEntry, WorkerRegistry};
 use crate::report::{Entry, EntryKind, Outcome, ShutdownReport};
 use crate::resource::ResourceRegistry;
 use crate::shutdown::{Shutdown, ShutdownReason};
@@ -34,6 +36,16 @@ const ABORT_GRACE: Duration = Duration::from_millis(100);
 /// The least time aborted tasks get even when the budget is spent: enough for the runtime to poll
 /// (and so drop) them once.
 const MIN_ABORT_GRACE: Duration = Duration::from_millis(5);
+
+/// How soon step 3 looks again when tasks spawned just before it have not been polled yet.
+const UNPOLLED_RECHECK: Duration = Duration::from_millis(1);
+
+/// A worker leaving the registry: by key, or (a task that ended on its first poll) by what it
+/// carried.
+pub(crate) enum Leaving<'a> {
+    Registered(usize),
+    Unregistered(&'a crate::task::WorkerMeta),
+}
 
 tokio::task_local! {
     static CURRENT: Coordinator;
@@ -89,14 +101,6 @@ impl Default for Config {
     }
 }
 
-/// What kind of worker a registry entry is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum WorkerKind {
-    Task,
-    Thread,
-    Main,
-}
-
 impl WorkerKind {
     pub(crate) fn entry_kind(self) -> EntryKind {
         match self {
@@ -104,71 +108,6 @@ impl WorkerKind {
             WorkerKind::Thread => EntryKind::Thread,
             WorkerKind::Main => EntryKind::Main,
         }
-    }
-}
-
-/// How the coordinator can stop a worker that ignores the shutdown signal.
-#[derive(Debug)]
-pub(crate) enum Control {
-    /// Registered, not spawned yet.
-    Pending,
-    Task(tokio::task::AbortHandle),
-    /// OS threads cannot be aborted: one that does not stop is reported as leaked.
-    Thread,
-}
-
-/// What shutdown decided about a worker that did not stop in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    None,
-    Aborted,
-    Leaked,
-}
-
-/// One live task or thread.
-#[derive(Debug)]
-pub(crate) struct WorkerEntry {
-    pub(crate) name: TaskName,
-    pub(crate) kind: WorkerKind,
-    pub(crate) stop_timeout: Duration,
-    pub(crate) started: Instant,
-    pub(crate) control: Control,
-    pub(crate) state: Option<Arc<crate::snapshot::StateCell>>,
-    pub(crate) verdict: Verdict,
-    /// Whether the shutdown budget, not the worker's own stop timeout, set its deadline.
-    pub(crate) cut_by_budget: bool,
-    /// Distinguishes this entry from a later one that reuses its slab key.
-    pub(crate) serial: u64,
-}
-
-/// How a worker ended, as seen by its own guard.
-#[derive(Debug)]
-pub(crate) enum Ended {
-    Completed,
-    Failed(String),
-    Panicked(String),
-    /// Ran past its group's per-task limit and was cancelled.
-    TimedOut(Duration),
-    /// Shutdown began while it waited for a permit of this group.
-    NotStarted(String),
-    /// Dropped before completion: aborted by shutdown, by its handle, or by the runtime.
-    Cancelled,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Workers {
-    pub(crate) slab: Slab<WorkerEntry>,
-    /// Entries shutdown has given up on (threads that would not stop, tasks stuck in sync code).
-    leaked: usize,
-    pub(crate) spawned: u64,
-    pub(crate) completed: u64,
-    pub(crate) cancelled: u64,
-}
-
-impl Workers {
-    /// True when every remaining entry has been given up on: nothing left to wait for.
-    fn settled(&self) -> bool {
-        self.slab.len() == self.leaked
     }
 }
 
@@ -194,7 +133,11 @@ pub(crate) struct Inner {
     blocking_stop: (Mutex<bool>, Condvar),
     ready: AtomicBool,
     phase: AtomicU8,
-    pub(crate) workers: Mutex<Workers>,
+    pub(crate) workers: WorkerRegistry,
+    /// Set once shutdown aborted some task: only then do tasks look up whether they were.
+    aborts_issued: AtomicBool,
+    /// Tasks still in their first poll that step 3 gave up on (they block their thread).
+    ignored_unpolled: AtomicU64,
     settled: Notify,
     pub(crate) resources: Mutex<ResourceRegistry>,
     pub(crate) groups: Mutex<HashMap<Arc<str>, Arc<GroupInner>>>,
@@ -322,7 +265,9 @@ impl Coordinator {
                 blocking_stop: (Mutex::new(false), Condvar::new()),
                 ready: AtomicBool::new(true),
                 phase: AtomicU8::new(Phase::Running as u8),
-                workers: Mutex::new(Workers::default()),
+                workers: WorkerRegistry::new(),
+                aborts_issued: AtomicBool::new(false),
+                ignored_unpolled: AtomicU64::new(0),
                 settled: Notify::new(),
                 resources: Mutex::new(ResourceRegistry::default()),
                 groups: Mutex::new(HashMap::new()),
@@ -453,14 +398,10 @@ impl Coordinator {
     /// Names of what shutdown is still waiting for: live tasks and threads, the resource being
     /// closed, and resources not closed yet.
     pub fn pending(&self) -> Vec<String> {
-        let mut pending: Vec<String> = {
-            let workers = self.workers();
-            workers
-                .slab
-                .iter()
-                .map(|(_, entry)| format!("{} {}", entry.kind.entry_kind(), entry.name))
-                .collect()
-        };
+        let mut pending = Vec::new();
+        self.inner
+            .workers
+            .for_each(|entry| pending.push(format!("{} {}", entry.kind.entry_kind(), entry.name)));
         if let Some(name) = lock(&self.inner.closing_now).clone() {
             pending.push(format!("resource {name} (closing)"));
         }
@@ -495,8 +436,8 @@ impl Coordinator {
         self.inner.phase.store(phase as u8, Ordering::Release);
     }
 
-    pub(crate) fn workers(&self) -> MutexGuard<'_, Workers> {
-        lock(&self.inner.workers)
+    pub(crate) fn workers(&self) -> &WorkerRegistry {
+        &self.inner.workers
     }
 
     /// Remembers the runtime so that a trigger from a plain OS thread can run the sequence there.
@@ -581,43 +522,53 @@ impl Coordinator {
         });
     }
 
-    /// Registers a worker before it is spawned. O(1). Returns its key and serial.
-    pub(crate) fn register_worker(&self, mut entry: WorkerEntry) -> (usize, u64) {
-        let mut workers = self.workers();
-        workers.spawned += 1;
-        entry.serial = workers.spawned;
-        (workers.slab.insert(entry), workers.spawned)
+    /// Whether shutdown has aborted any task (then each woken task checks whether it was one).
+    pub(crate) fn aborts_issued(&self) -> bool {
+        self.inner.aborts_issued.load(Ordering::Acquire)
     }
 
-    /// Attaches the abort handle once the worker is spawned. The worker may already have ended
-    /// and its key been reused; the serial tells.
-    pub(crate) fn set_control(&self, key: usize, serial: u64, control: Control) {
-        let mut workers = self.workers();
-        if let Some(entry) = workers.slab.get_mut(key) {
-            if entry.serial == serial {
-                // Shutdown may have judged it while it was pending: honour the abort now.
-                if let (Verdict::Aborted, Control::Task(abort)) = (entry.verdict, &control) {
-                    abort.abort();
-                }
-                entry.control = control;
-            }
+    /// A task's first poll is over (it registered or ended).
+    pub(crate) fn first_poll_done(&self) {
+        self.inner.workers.first_poll_done();
+        self.notify_if_settled();
+    }
+
+    /// Wakes the shutdown sequence if it is waiting and nothing is left to wait for.
+    fn notify_if_settled(&self) {
+        if self.phase() >= Phase::Draining && self.settled() {
+            self.inner.settled.notify_waiters();
         }
+    }
+
+    /// Nothing left for step 3 to wait for.
+    fn settled(&self) -> bool {
+        self.inner
+            .workers
+            .settled(self.inner.ignored_unpolled.load(Ordering::Acquire))
     }
 
     /// Removes a worker that ended and, while shutdown is under way, records how. O(1).
     /// Returns the worker's name.
-    pub(crate) fn worker_ended(&self, key: usize, ended: Ended) -> Option<TaskName> {
-        let (entry, settled) = {
-            let mut workers = self.workers();
-            let entry = workers.slab.try_remove(key)?;
-            match ended {
-                Ended::Cancelled | Ended::NotStarted(_) => workers.cancelled += 1,
-                _ => workers.completed += 1,
+    pub(crate) fn worker_ended(&self, leaving: Leaving<'_>, ended: Ended) -> TaskName {
+        let (entry, shard_settled) = match leaving {
+            Leaving::Registered(key) => match self.inner.workers.remove(key, &ended) {
+                Some(removed) => removed,
+                None => return TaskName::from("unregistered worker"),
+            },
+            Leaving::Unregistered(meta) => {
+                self.inner.workers.count_end(&ended);
+                if matches!(ended, Ended::Completed) && self.phase() == Phase::Running {
+                    // The common case, kept short: a task done on its first poll.
+                    return meta.name.clone();
+                }
+                let entry = WorkerEntry::new(
+                    meta.name.clone(),
+                    meta.kind,
+                    meta.stop_timeout,
+                    Control::Thread,
+                );
+                (entry, false)
             }
-            if entry.verdict == Verdict::Leaked {
-                workers.leaked -= 1;
-            }
-            (entry, workers.settled())
         };
         let name = entry.name.clone();
         match &ended {
@@ -677,10 +628,11 @@ impl Coordinator {
                 ended: Instant::now(),
             });
         }
-        if settled {
-            self.inner.settled.notify_waiters();
+        // Only shutdown waits for "settled"; the last shard to settle checks the others.
+        if shard_settled {
+            self.notify_if_settled();
         }
-        Some(name)
+        name
     }
 
     /// Waits until nothing is left to wait for, or `deadline`. Returns true when settled.
@@ -689,11 +641,11 @@ impl Coordinator {
             let notified = self.inner.settled.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.workers().settled() {
+            if self.settled() {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.workers().settled();
+                return self.settled();
             }
         }
     }
@@ -768,12 +720,10 @@ impl Coordinator {
         // Step 5: report.
         let mut lingering = Vec::new();
         if config.scan_os_threads {
-            let known: Vec<String> = self
-                .workers()
-                .slab
-                .iter()
-                .map(|(_, entry)| entry.name.to_string())
-                .collect();
+            let mut known = Vec::new();
+            self.inner
+                .workers
+                .for_each(|entry| known.push(entry.name.to_string()));
             lingering = os_threads::lingering(&self.inner.baseline_threads, &known, deadline).await;
             for thread in &lingering {
                 entries.push(
@@ -813,46 +763,79 @@ impl Coordinator {
         loop {
             // The earliest deadline among workers not judged yet. Scanning is O(n) and happens once
             // per distinct stop timeout, not per worker.
-            let next = {
-                let workers = self.workers();
-                workers
-                    .slab
-                    .iter()
-                    .filter(|(_, entry)| entry.verdict == Verdict::None)
-                    .map(|(_, entry)| cap(entry.stop_timeout))
-                    .min()
+            let mut next: Option<Instant> = None;
+            self.inner.workers.for_each(|entry| {
+                if entry.verdict == Verdict::None {
+                    let at = cap(entry.stop_timeout);
+                    next = Some(next.map_or(at, |next| next.min(at)));
+                }
+            });
+            let unpolled = self.inner.workers.unpolled();
+            let ignored = self.inner.ignored_unpolled.load(Ordering::Acquire);
+            let at = match next {
+                Some(at) => at,
+                // Spawned but not polled yet: they register (or end) at their first poll, which is
+                // normally moments away; look again then. One whose first poll never ends blocks
+                // its thread and cannot even be named: give up on it after the default stop
+                // timeout.
+                None if unpolled > ignored => {
+                    let give_up = cap(crate::task::DEFAULT_STOP_TIMEOUT);
+                    let now = Instant::now();
+                    if now >= give_up {
+                        self.inner
+                            .ignored_unpolled
+                            .store(unpolled, Ordering::Release);
+                        let count = unpolled - ignored;
+                        tracing::error!(
+                            count,
+                            "tasks never returned from their first poll: they block their threads"
+                        );
+                        let detail = format!(
+                            "{count} task(s) never returned from their first poll, so they could not be named: each blocks a runtime thread in synchronous code"
+                        );
+                        self.record_leak(
+                            TaskName::from("(unnamed: blocked in its first poll)"),
+                            WorkerKind::Task,
+                            detail,
+                        );
+                        continue;
+                    }
+                    (now + UNPOLLED_RECHECK).min(give_up)
+                }
+                None => break,
             };
-            let Some(at) = next else { break };
             if self.wait_settled_until(at).await {
                 return;
             }
             let now = Instant::now();
             let mut leaked_now = Vec::new();
-            {
-                let mut workers = self.workers();
-                let mut newly_leaked = 0;
-                for (_, entry) in workers.slab.iter_mut() {
-                    if entry.verdict != Verdict::None || cap(entry.stop_timeout) > now {
-                        continue;
+            let mut to_wake = Vec::new();
+            self.inner.workers.for_each_mut(|entry| {
+                if entry.verdict != Verdict::None || cap(entry.stop_timeout) > now {
+                    return false;
+                }
+                entry.cut_by_budget = stop_started + entry.stop_timeout > deadline;
+                match &entry.control {
+                    Control::Task(waker) => {
+                        entry.verdict = Verdict::Aborted;
+                        to_wake.push(waker.clone());
+                        false
                     }
-                    entry.cut_by_budget = stop_started + entry.stop_timeout > deadline;
-                    match &entry.control {
-                        Control::Task(abort) => {
-                            entry.verdict = Verdict::Aborted;
-                            abort.abort();
-                        }
-                        Control::Thread | Control::Pending => {
-                            entry.verdict = Verdict::Leaked;
-                            newly_leaked += 1;
-                            leaked_now.push((
-                                entry.name.clone(),
-                                entry.kind,
-                                stop_detail(entry, "left running"),
-                            ));
-                        }
+                    Control::Thread => {
+                        entry.verdict = Verdict::Leaked;
+                        leaked_now.push((
+                            entry.name.clone(),
+                            entry.kind,
+                            stop_detail(entry, "left running"),
+                        ));
+                        true
                     }
                 }
-                workers.leaked += newly_leaked;
+            });
+            if !to_wake.is_empty() {
+                // Woken outside the shard locks; each checks its verdict at its next poll.
+                self.inner.aborts_issued.store(true, Ordering::Release);
+                to_wake.into_iter().for_each(Waker::wake);
             }
             for (name, kind, detail) in leaked_now {
                 tracing::error!(thread = %name, "thread {detail}");
@@ -865,18 +848,15 @@ impl Coordinator {
         if self.wait_settled_until(grace).await {
             return;
         }
-        let stuck: Vec<(TaskName, WorkerKind)> = {
-            let mut workers = self.workers();
-            let mut stuck = Vec::new();
-            for (_, entry) in workers.slab.iter_mut() {
-                if entry.verdict != Verdict::Leaked {
-                    entry.verdict = Verdict::Leaked;
-                    stuck.push((entry.name.clone(), entry.kind));
-                }
+        let mut stuck: Vec<(TaskName, WorkerKind)> = Vec::new();
+        self.inner.workers.for_each_mut(|entry| {
+            if entry.verdict == Verdict::Leaked {
+                return false;
             }
-            workers.leaked += stuck.len();
-            stuck
-        };
+            entry.verdict = Verdict::Leaked;
+            stuck.push((entry.name.clone(), entry.kind));
+            true
+        });
         for (name, kind) in stuck {
             tracing::error!(task = %name, "task did not stop even when aborted: it blocks its thread");
             self.record_leak(

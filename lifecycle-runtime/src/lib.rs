@@ -59,6 +59,7 @@ mod entry;
 mod group;
 mod os_threads;
 mod panic;
+mod registry;
 mod report;
 mod resource;
 mod shutdown;

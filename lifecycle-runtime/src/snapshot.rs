@@ -161,7 +161,11 @@ pub struct ResourceSnapshot {
 /// let task = lifecycle_runtime::spawn("idle", async {
 ///     lifecycle_runtime::shutdown_signal().triggered().await;
 /// });
+/// // Spawned but not polled yet: counted as starting.
+/// assert_eq!(lifecycle_runtime::snapshot().starting, 1);
+/// tokio::task::yield_now().await;
 /// let snapshot = lifecycle_runtime::snapshot();
+/// assert_eq!(snapshot.starting, 0);
 /// assert!(snapshot.ready);
 /// assert_eq!(snapshot.tasks[0].name, "idle");
 /// assert_eq!(snapshot.counters.spawned, 1);
@@ -176,8 +180,11 @@ pub struct Snapshot {
     pub ready: bool,
     /// Whether shutdown has been triggered.
     pub shutting_down: bool,
-    /// Live tasks, oldest first.
+    /// Live tasks, oldest first. A task is listed from the first time it waits; see `starting`.
     pub tasks: Vec<TaskSnapshot>,
+    /// Tasks spawned that have not been polled yet (or are in their first poll): counted, not
+    /// listed.
+    pub starting: u64,
     /// Live OS threads started through this crate.
     pub threads: Vec<ThreadSnapshot>,
     /// Counters since start.
@@ -196,40 +203,38 @@ pub fn snapshot() -> Snapshot {
 impl Coordinator {
     /// A snapshot of this coordinator; see [`snapshot`].
     pub fn snapshot(&self) -> Snapshot {
-        let (mut tasks, mut threads, mut counters) = {
-            let workers = self.workers();
-            let mut tasks = Vec::new();
-            let mut threads = Vec::new();
-            for (_, entry) in workers.slab.iter() {
-                let state = entry
-                    .state
-                    .as_ref()
-                    .map_or(TaskState::Running, |cell| cell.state());
-                let ticks = entry.state.as_ref().map_or(0, |cell| cell.ticks());
-                let age = entry.started.elapsed();
-                match entry.kind {
-                    WorkerKind::Thread => threads.push(ThreadSnapshot {
-                        name: entry.name.to_string(),
-                        state,
-                        ticks,
-                        age,
-                    }),
-                    kind => tasks.push(TaskSnapshot {
-                        name: entry.name.to_string(),
-                        main: kind == WorkerKind::Main,
-                        state,
-                        ticks,
-                        age,
-                    }),
-                }
+        let mut tasks = Vec::new();
+        let mut threads = Vec::new();
+        self.workers().for_each(|entry| {
+            let state = entry
+                .state
+                .as_ref()
+                .map_or(TaskState::Running, |cell| cell.state());
+            let ticks = entry.state.as_ref().map_or(0, |cell| cell.ticks());
+            let age = entry.started.elapsed();
+            let name = entry.name.to_string();
+            match entry.kind {
+                WorkerKind::Thread => threads.push(ThreadSnapshot {
+                    name,
+                    state,
+                    ticks,
+                    age,
+                }),
+                kind => tasks.push(TaskSnapshot {
+                    name,
+                    main: kind == WorkerKind::Main,
+                    state,
+                    ticks,
+                    age,
+                }),
             }
-            let counters = Counters {
-                spawned: workers.spawned,
-                completed: workers.completed,
-                cancelled: workers.cancelled,
-                ..Counters::default()
-            };
-            (tasks, threads, counters)
+        });
+        let totals = self.workers().totals();
+        let mut counters = Counters {
+            spawned: totals.spawned,
+            completed: totals.completed,
+            cancelled: totals.cancelled,
+            ..Counters::default()
         };
         counters.failed = self.inner.counters.failed.load(Ordering::Relaxed);
         counters.timed_out = self.inner.counters.timed_out.load(Ordering::Relaxed);
@@ -250,6 +255,7 @@ impl Coordinator {
             ready: self.is_ready(),
             shutting_down: self.is_triggered(),
             tasks,
+            starting: self.workers().unpolled(),
             threads,
             counters,
             groups,

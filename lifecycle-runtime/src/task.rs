@@ -7,15 +7,13 @@ use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
-use crate::coordinator::{
-    Control, Coordinator, Ended, Verdict, WorkerEntry, WorkerKind, in_scope, with_current,
-};
+use crate::coordinator::Leaving;
+use crate::coordinator::{Coordinator, in_scope, with_current};
 use crate::panic::CatchUnwind;
+use crate::registry::{Control, Ended, WorkerEntry, WorkerKind};
 use crate::snapshot::StateCell;
 
 /// How long shutdown waits for a task or thread that has no stop timeout of its own.
@@ -272,7 +270,8 @@ impl Coordinator {
         )
     }
 
-    /// Registers and spawns a worker task. The future's `Err` says how it failed.
+    /// Spawns a tracked worker task. It enters the registry when its first poll returns `Pending`
+    /// (see `registry`). The future's `Err` says how it failed.
     #[track_caller]
     pub(crate) fn spawn_worker<F, T>(
         &self,
@@ -287,55 +286,156 @@ impl Coordinator {
         T: Send + 'static,
     {
         self.remember_runtime();
-        let (key, serial) = self.register_worker(WorkerEntry {
+        self.workers().task_spawned();
+        let meta = WorkerMeta {
             name: name.clone(),
             kind,
             stop_timeout,
-            started: Instant::now(),
-            control: Control::Pending,
             state,
-            verdict: Verdict::None,
-            cut_by_budget: false,
-            serial: 0,
-        });
+        };
         let worker = Worker {
             inner: CatchUnwind::new(fut),
-            guard: WorkerGuard::new(self.clone(), key),
+            guard: WorkerGuard::unpolled(self, meta),
         };
         let join = tokio::spawn(in_scope(self, worker));
-        self.set_control(key, serial, Control::Task(join.abort_handle()));
         TaskHandle { name, join }
     }
 }
 
-/// Removes a worker's registry entry when it ends, however it ends: [`finish`](Self::finish) with
-/// how, or dropped (aborted, cancelled, runtime gone).
+/// What a task carries until it registers, and what names it if it never does.
+pub(crate) struct WorkerMeta {
+    pub(crate) name: TaskName,
+    pub(crate) kind: WorkerKind,
+    pub(crate) stop_timeout: Duration,
+    pub(crate) state: Option<Arc<StateCell>>,
+}
+
+/// The coordinator a guard reports to: the global one by name, so a task costs no reference-count
+/// traffic on the shared coordinator; any other by handle.
+enum CoordinatorRef {
+    Global,
+    Scoped(Coordinator),
+}
+
+impl CoordinatorRef {
+    fn of(coordinator: &Coordinator) -> CoordinatorRef {
+        if coordinator.is_global() {
+            CoordinatorRef::Global
+        } else {
+            CoordinatorRef::Scoped(coordinator.clone())
+        }
+    }
+
+    fn get(&self) -> &Coordinator {
+        match self {
+            CoordinatorRef::Global => Coordinator::global(),
+            CoordinatorRef::Scoped(coordinator) => coordinator,
+        }
+    }
+}
+
+/// Where a worker stands with the registry.
+enum Registration {
+    /// Spawned, first poll not over; counted as unpolled.
+    Unpolled(WorkerMeta),
+    /// In the registry. `waker` is the one the entry holds, to notice when it changes.
+    Registered {
+        key: usize,
+        waker: Option<Waker>,
+    },
+    Finished,
+}
+
+/// Keeps a worker's registration: registers it when it first waits, and removes it when it ends,
+/// however it ends ([`finish`](Self::finish) with how, or dropped: aborted, cancelled, runtime
+/// gone).
 pub(crate) struct WorkerGuard {
-    pub(crate) coordinator: Coordinator,
-    pub(crate) key: usize,
-    pub(crate) finished: bool,
+    coordinator: CoordinatorRef,
+    registration: Registration,
 }
 
 impl WorkerGuard {
-    pub(crate) fn new(coordinator: Coordinator, key: usize) -> WorkerGuard {
+    fn unpolled(coordinator: &Coordinator, meta: WorkerMeta) -> WorkerGuard {
         WorkerGuard {
-            coordinator,
-            key,
-            finished: false,
+            coordinator: CoordinatorRef::of(coordinator),
+            registration: Registration::Unpolled(meta),
+        }
+    }
+
+    /// For a worker registered when it started (an OS thread).
+    pub(crate) fn registered(coordinator: &Coordinator, key: usize) -> WorkerGuard {
+        WorkerGuard {
+            coordinator: CoordinatorRef::of(coordinator),
+            registration: Registration::Registered { key, waker: None },
+        }
+    }
+
+    /// The worker returned `Pending`: register it on its first wait, refresh its waker after.
+    fn waiting(&mut self, waker: &Waker) {
+        let coordinator = self.coordinator.get();
+        match &mut self.registration {
+            Registration::Registered { key, waker: known } => {
+                if !known.as_ref().is_some_and(|known| known.will_wake(waker)) {
+                    *known = Some(waker.clone());
+                    coordinator.workers().set_waker(*key, waker.clone());
+                }
+            }
+            Registration::Unpolled(_) => {
+                let Registration::Unpolled(meta) =
+                    std::mem::replace(&mut self.registration, Registration::Finished)
+                else {
+                    return;
+                };
+                let mut entry = WorkerEntry::new(
+                    meta.name,
+                    meta.kind,
+                    meta.stop_timeout,
+                    Control::Task(waker.clone()),
+                );
+                entry.state = meta.state;
+                let key = coordinator.workers().insert(entry);
+                self.registration = Registration::Registered {
+                    key,
+                    waker: Some(waker.clone()),
+                };
+                coordinator.first_poll_done();
+            }
+            Registration::Finished => {}
+        }
+    }
+
+    /// Whether shutdown aborted this worker (only registered workers can be).
+    fn aborted(&self) -> bool {
+        let coordinator = self.coordinator.get();
+        match &self.registration {
+            Registration::Registered { key, .. } => {
+                coordinator.aborts_issued() && coordinator.workers().is_aborted(*key)
+            }
+            _ => false,
         }
     }
 
     /// Records how the worker ended; returns its name (for errors that name it).
-    pub(crate) fn finish(&mut self, ended: Ended) -> Option<TaskName> {
-        self.finished = true;
-        self.coordinator.worker_ended(self.key, ended)
+    pub(crate) fn finish(&mut self, ended: Ended) -> TaskName {
+        let coordinator = self.coordinator.get();
+        match std::mem::replace(&mut self.registration, Registration::Finished) {
+            Registration::Registered { key, .. } => {
+                coordinator.worker_ended(Leaving::Registered(key), ended)
+            }
+            Registration::Unpolled(meta) => {
+                let name = coordinator.worker_ended(Leaving::Unregistered(&meta), ended);
+                coordinator.first_poll_done();
+                name
+            }
+            Registration::Finished => TaskName::from("finished worker"),
+        }
     }
 }
 
 impl Drop for WorkerGuard {
     fn drop(&mut self) {
-        if !self.finished {
-            self.coordinator.worker_ended(self.key, Ended::Cancelled);
+        if !matches!(self.registration, Registration::Finished) {
+            self.finish(Ended::Cancelled);
         }
     }
 }
@@ -353,9 +453,9 @@ pub(crate) fn ended_from<T>(result: &Result<T, TaskError>) -> Ended {
 }
 
 pin_project_lite::pin_project! {
-    /// A tracked task: the user's future, panics caught, the registry entry removed at the end.
-    /// Written by hand rather than as an `async fn` so it adds a guard's 24 bytes to the task,
-    /// not a second copy of the future.
+    /// A tracked task: the user's future, panics caught, registered while it waits, removed at
+    /// the end, and stopped at its next poll once shutdown aborts it. Written by hand rather than
+    /// as an `async fn` so it adds only a guard to the task, not a second copy of the future.
     struct Worker<F> {
         #[pin]
         inner: CatchUnwind<F>,
@@ -371,18 +471,26 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
+        if this.guard.aborted() {
+            // The inner future is dropped with the task, right after this returns.
+            let task = this.guard.finish(Ended::Cancelled);
+            return Poll::Ready(Err(TaskError::Cancelled { task }));
+        }
+        let result = match this.inner.poll(cx) {
+            Poll::Pending => {
+                this.guard.waiting(cx.waker());
+                return Poll::Pending;
+            }
+            Poll::Ready(result) => result,
+        };
         Poll::Ready(match result {
             Ok(result) => {
                 this.guard.finish(ended_from(&result));
                 result
             }
             Err(message) => {
-                let name = this.guard.finish(Ended::Panicked(message.clone()));
-                Err(TaskError::Panicked {
-                    task: name.unwrap_or_else(|| TaskName::from("unnamed")),
-                    message,
-                })
+                let task = this.guard.finish(Ended::Panicked(message.clone()));
+                Err(TaskError::Panicked { task, message })
             }
         })
     }

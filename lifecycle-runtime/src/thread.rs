@@ -5,15 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use tokio::sync::oneshot;
 
-use crate::coordinator::{
-    Control, Coordinator, Ended, Verdict, WorkerEntry, WorkerKind, set_thread_coordinator,
-    with_current,
-};
+use crate::coordinator::{Coordinator, Leaving, set_thread_coordinator, with_current};
 use crate::panic;
+use crate::registry::{Control, Ended, WorkerEntry, WorkerKind};
 use crate::shutdown::Shutdown;
 use crate::snapshot::StateCell;
 use crate::task::{DEFAULT_STOP_TIMEOUT, TaskError, TaskName, WorkerGuard, ended_from};
@@ -152,17 +148,15 @@ impl Coordinator {
         T: Send + 'static,
     {
         self.remember_runtime();
-        let (key, _) = self.register_worker(WorkerEntry {
-            name: name.clone(),
-            kind: WorkerKind::Thread,
+        let mut entry = WorkerEntry::new(
+            name.clone(),
+            WorkerKind::Thread,
             stop_timeout,
-            started: Instant::now(),
-            control: Control::Thread,
-            state,
-            verdict: Verdict::None,
-            cut_by_budget: false,
-            serial: 0,
-        });
+            Control::Thread,
+        );
+        entry.state = state;
+        self.workers().thread_spawned();
+        let key = self.workers().insert(entry);
         let (sender, result) = oneshot::channel();
         let coordinator = self.clone();
         let runtime = tokio::runtime::Handle::try_current().ok();
@@ -172,7 +166,7 @@ impl Coordinator {
             .spawn(move || {
                 let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 set_thread_coordinator(coordinator.clone());
-                let mut guard = WorkerGuard::new(coordinator.clone(), key);
+                let mut guard = WorkerGuard::registered(&coordinator, key);
                 let shutdown = coordinator.shutdown_signal();
                 let outcome = match panic::catch(move || f(shutdown)) {
                     Ok(outcome) => outcome,
@@ -187,7 +181,7 @@ impl Coordinator {
         match spawned {
             Ok(join) => ThreadHandle { name, result, join },
             Err(error) => {
-                self.worker_ended(key, Ended::Cancelled);
+                self.worker_ended(Leaving::Registered(key), Ended::Cancelled);
                 panic!("failed to start thread `{name}`: {error}");
             }
         }

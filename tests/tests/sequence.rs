@@ -490,7 +490,11 @@ async fn tasks_of_one_name_fold_into_one_entry_with_a_count() {
             });
         }
         let _stuck = lifecycle_runtime::spawn("conn", std::future::pending::<()>());
-        settle().await;
+        assert!(
+            lifecycle_runtime::snapshot().starting > 0,
+            "spawned, not yet polled"
+        );
+        common::all_started().await;
         assert_eq!(lifecycle_runtime::snapshot().tasks.len(), 1001);
         let report = lifecycle_runtime::shutdown().await;
         assert_eq!(report.entries().len(), 2, "{report}");
@@ -667,9 +671,10 @@ fn a_zero_group_cap_is_refused_with_the_groups_name() {
 
 // ----- a task stuck in synchronous code ---------------------------------------------------------
 
-#[test]
-fn a_task_blocking_its_thread_is_reported_as_leaked_without_holding_shutdown_up() {
-    let _watchdog = common::Watchdog::new("a_task_blocking_its_thread", Duration::from_secs(30));
+/// Runs `body` on a 2-worker runtime in a coordinator with a 5s budget and shuts down after 50ms.
+fn shutdown_with_a_blocker(
+    body: impl std::future::Future<Output = ()> + Send + 'static,
+) -> lifecycle_runtime::ShutdownReport {
     let coordinator = Coordinator::builder()
         .scan_os_threads(false)
         .shutdown_timeout(Duration::from_secs(5))
@@ -679,18 +684,27 @@ fn a_task_blocking_its_thread_is_reported_as_leaked_without_holding_shutdown_up(
         .enable_all()
         .build()
         .unwrap();
-    let release = Arc::new(AtomicBool::new(false));
-    let blocked = release.clone();
     let report = runtime.block_on(coordinator.scope(async move {
-        let _blocker = lifecycle_runtime::spawn("blocks-in-sync-code", async move {
-            // Never yields: an abort cannot take effect.
-            while !blocked.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
+        let _blocker = lifecycle_runtime::spawn("blocks-in-sync-code", body);
         tokio::time::sleep(Duration::from_millis(50)).await;
         lifecycle_runtime::shutdown().await
     }));
+    runtime.shutdown_background();
+    report
+}
+
+#[test]
+fn a_task_blocking_its_thread_is_reported_as_leaked_without_holding_shutdown_up() {
+    let _watchdog = common::Watchdog::new("a_task_blocking_its_thread", Duration::from_secs(30));
+    let release = Arc::new(AtomicBool::new(false));
+    let blocked = release.clone();
+    let report = shutdown_with_a_blocker(async move {
+        tokio::task::yield_now().await;
+        // From here on it never yields: an abort cannot take effect.
+        while !blocked.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
     release.store(true, Ordering::SeqCst);
     let stuck = entry(&report, "blocks-in-sync-code");
     assert_eq!(stuck.outcome(), &Outcome::Leaked, "{report}");
@@ -701,5 +715,35 @@ fn a_task_blocking_its_thread_is_reported_as_leaked_without_holding_shutdown_up(
     assert!(
         report.elapsed() < Duration::from_secs(5),
         "did not use the whole budget: {report}"
+    );
+}
+
+#[test]
+fn a_task_that_blocks_in_its_first_poll_is_reported_unnamed_without_holding_shutdown_up() {
+    let _watchdog = common::Watchdog::new(
+        "a_task_that_blocks_in_its_first_poll",
+        Duration::from_secs(30),
+    );
+    let release = Arc::new(AtomicBool::new(false));
+    let blocked = release.clone();
+    let report = shutdown_with_a_blocker(async move {
+        // Never yields at all, so it never told the registry its name.
+        while !blocked.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    release.store(true, Ordering::SeqCst);
+    let stuck = entry(&report, "(unnamed: blocked in its first poll)");
+    assert_eq!(stuck.outcome(), &Outcome::Leaked, "{report}");
+    assert!(
+        stuck
+            .detail()
+            .unwrap()
+            .starts_with("1 task(s) never returned from their first poll"),
+        "{report}"
+    );
+    assert!(
+        report.elapsed() < Duration::from_secs(5),
+        "gave up after the default stop timeout: {report}"
     );
 }

@@ -71,3 +71,10 @@ pub async fn settle() {
         tokio::task::yield_now().await;
     }
 }
+
+/// Lets spawned tasks run until every one has been polled at least once (so snapshots list them).
+pub async fn all_started() {
+    while lifecycle_runtime::snapshot().starting > 0 {
+        tokio::task::yield_now().await;
+    }
+}
