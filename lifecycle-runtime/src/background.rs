@@ -184,7 +184,7 @@ impl Ticker {
             // A service: the body runs once.
             self.ticks += 1;
             if self.ticks == 1 {
-                self.state.tick_started(TaskState::Running);
+                self.state.tick_started(TaskState::Running, self.ticks);
                 return true;
             }
             return false;
@@ -198,20 +198,26 @@ impl Ticker {
                 .interval
                 .get_or_insert_with(|| new_interval(period, missed_tick));
             self.state.set(TaskState::Idle);
-            let ticked = tokio::select! {
-                biased;
-                () = self.shutdown.triggered() => false,
-                _ = interval.tick() => true,
-            };
+            // Waits on the timer alone: at shutdown the coordinator wakes every registered loop
+            // itself, so no cancellation future is built, registered and dropped per tick.
+            let shutdown = &self.shutdown;
+            let ticked = std::future::poll_fn(|cx| {
+                if shutdown.is_triggered() {
+                    return std::task::Poll::Ready(false);
+                }
+                interval.poll_tick(cx).map(|_| true)
+            })
+            .await;
             if ticked {
                 self.ticks += 1;
-                self.state.tick_started(TaskState::Ticking);
+                self.state.tick_started(TaskState::Ticking, self.ticks);
                 return true;
             }
         }
         if self.spec.shutdown == ShutdownMode::FinalTick {
             self.in_final_tick = true;
-            self.state.tick_started(TaskState::FinalTick);
+            self.ticks += 1;
+            self.state.tick_started(TaskState::FinalTick, self.ticks);
             return true;
         }
         false
@@ -239,14 +245,20 @@ impl Ticker {
                 }
             }
         };
-        let tick = limited(self.spec.timeout, CatchUnwind::new(tick));
-        let end = if self.spec.shutdown == ShutdownMode::Abort {
+        let end = if self.spec.timeout.is_none() && self.spec.shutdown != ShutdownMode::Abort {
+            // The common case, without the extra layers: run the tick, catch a panic.
+            match CatchUnwind::new(tick).await {
+                Ok(result) => TickEnd::Done(result),
+                Err(message) => TickEnd::Panicked(message),
+            }
+        } else if self.spec.shutdown == ShutdownMode::Abort {
+            let tick = limited(self.spec.timeout, CatchUnwind::new(tick));
             tokio::select! {
                 end = tick => end,
                 () = self.shutdown.triggered() => TickEnd::Cancelled,
             }
         } else {
-            tick.await
+            limited(self.spec.timeout, CatchUnwind::new(tick)).await
         };
         Settle {
             spec: &self.spec,
@@ -342,7 +354,7 @@ impl ThreadTicker {
         let Some(period) = self.spec.interval else {
             self.ticks += 1;
             if self.ticks == 1 {
-                self.state.tick_started(TaskState::Running);
+                self.state.tick_started(TaskState::Running, self.ticks);
                 return true;
             }
             return false;
@@ -371,13 +383,14 @@ impl ThreadTicker {
                     }
                 });
                 self.ticks += 1;
-                self.state.tick_started(TaskState::Ticking);
+                self.state.tick_started(TaskState::Ticking, self.ticks);
                 return true;
             }
         }
         if self.spec.shutdown == ShutdownMode::FinalTick {
             self.in_final_tick = true;
-            self.state.tick_started(TaskState::FinalTick);
+            self.ticks += 1;
+            self.state.tick_started(TaskState::FinalTick, self.ticks);
             return true;
         }
         false

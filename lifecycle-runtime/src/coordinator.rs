@@ -129,6 +129,8 @@ pub(crate) struct Inner {
     triggered: CancellationToken,
     /// Cancelled when tasks are told to stop (step 3): the token behind [`Shutdown`].
     pub(crate) stop: CancellationToken,
+    /// Set with `stop`, so that asking whether it fired is a plain atomic load.
+    pub(crate) stopped: AtomicBool,
     /// The same moment as `stop`, for OS threads waiting in blocking code.
     blocking_stop: (Mutex<bool>, Condvar),
     ready: AtomicBool,
@@ -262,6 +264,7 @@ impl Coordinator {
                 reason: OnceLock::new(),
                 triggered: CancellationToken::new(),
                 stop: CancellationToken::new(),
+                stopped: AtomicBool::new(false),
                 blocking_stop: (Mutex::new(false), Condvar::new()),
                 ready: AtomicBool::new(true),
                 phase: AtomicU8::new(Phase::Running as u8),
@@ -298,7 +301,7 @@ impl Coordinator {
 
     /// Runs `fut` with this coordinator as the current one. Tasks spawned through this crate
     /// inside it inherit the scope.
-    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> {
+    pub fn scope<F: Future>(&self, fut: F) -> impl Future<Output = F::Output> + use<F> {
         CURRENT.scope(self.clone(), fut)
     }
 
@@ -496,10 +499,20 @@ impl Coordinator {
         if self.phase() < Phase::Stopping {
             self.set_phase(Phase::Stopping);
         }
+        self.inner.stopped.store(true, Ordering::Release);
         self.inner.stop.cancel();
         let (flag, condvar) = &self.inner.blocking_stop;
         *lock(flag) = true;
         condvar.notify_all();
+        // `#[background]` loops wait on their timer alone and are woken here. A loop that
+        // registers while this runs sees `stopped` itself (the shard lock orders the two).
+        let mut loops = Vec::new();
+        self.inner.workers.for_each(|entry| {
+            if let (Some(_), Control::Task(waker)) = (&entry.state, &entry.control) {
+                loops.push(waker.clone());
+            }
+        });
+        loops.into_iter().for_each(Waker::wake);
     }
 
     /// Spawns the shutdown sequence once, on the current runtime or the remembered one.
@@ -520,6 +533,11 @@ impl Coordinator {
             let report = this.run_sequence().await;
             this.inner.report.send_replace(Some(Arc::new(report)));
         });
+    }
+
+    /// Whether tasks have been told to stop (step 3).
+    pub(crate) fn shutdown_signal_fired(&self) -> bool {
+        self.inner.stopped.load(Ordering::Acquire)
     }
 
     /// Whether shutdown has aborted any task (then each woken task checks whether it was one).
@@ -550,11 +568,19 @@ impl Coordinator {
     /// Removes a worker that ended and, while shutdown is under way, records how. O(1).
     /// Returns the worker's name.
     pub(crate) fn worker_ended(&self, leaving: Leaving<'_>, ended: Ended) -> TaskName {
-        let (entry, shard_settled) = match leaving {
-            Leaving::Registered(key) => match self.inner.workers.remove(key, &ended) {
-                Some(removed) => removed,
-                None => return TaskName::from("unregistered worker"),
-            },
+        let (name, verdict, shard_settled) = match leaving {
+            // The outcome is recorded before the entry leaves the registry (under its shard's
+            // lock), so shutdown never sees "nothing left to wait for" with an outcome unrecorded.
+            Leaving::Registered(key) => {
+                let removed = self.inner.workers.remove_with(key, &ended, |entry| {
+                    self.record_end(entry, &ended);
+                    (entry.name.clone(), entry.verdict)
+                });
+                match removed {
+                    Some(((name, verdict), shard_settled)) => (name, verdict, shard_settled),
+                    None => return TaskName::from("unregistered worker"),
+                }
+            }
             Leaving::Unregistered(meta) => {
                 self.inner.workers.count_end(&ended);
                 if matches!(ended, Ended::Completed) && self.phase() == Phase::Running {
@@ -567,72 +593,73 @@ impl Coordinator {
                     meta.stop_timeout,
                     Control::Thread,
                 );
-                (entry, false)
+                self.record_end(&entry, &ended);
+                (entry.name, Verdict::None, false)
             }
         };
-        let name = entry.name.clone();
         match &ended {
             Ended::Panicked(message) => {
                 self.inner.counters.add_panicked();
-                tracing::error!(task = %entry.name, panic = %message, "task panicked");
+                tracing::error!(task = %name, panic = %message, "task panicked");
             }
             Ended::Failed(message) => {
                 self.inner.counters.add_failed();
-                tracing::error!(task = %entry.name, error = %message, "task failed");
+                tracing::error!(task = %name, error = %message, "task failed");
             }
             Ended::TimedOut(limit) => {
                 self.inner.counters.add_timed_out();
-                tracing::warn!(task = %entry.name, ?limit, "task timed out and was cancelled");
+                tracing::warn!(task = %name, ?limit, "task timed out and was cancelled");
             }
             Ended::NotStarted(group) => {
-                tracing::warn!(task = %entry.name, %group, "task never started: shutdown began while it waited for a group permit");
+                tracing::warn!(task = %name, %group, "task never started: shutdown began while it waited for a group permit");
             }
-            Ended::Cancelled
-                if entry.verdict == Verdict::None && self.phase() < Phase::Stopping =>
-            {
-                tracing::debug!(task = %entry.name, "task cancelled");
+            Ended::Cancelled if verdict == Verdict::None && self.phase() < Phase::Stopping => {
+                tracing::debug!(task = %name, "task cancelled");
             }
             _ => {}
-        }
-        if self.phase() >= Phase::Draining
-            && self.phase() < Phase::Done
-            && entry.verdict != Verdict::Leaked
-        {
-            let (outcome, detail) = match ended {
-                Ended::Completed => (Outcome::Closed, None),
-                Ended::Failed(message) => (Outcome::Error(message), None),
-                Ended::Panicked(message) => (Outcome::Panicked, Some(message)),
-                Ended::TimedOut(limit) => (
-                    Outcome::TimedOut,
-                    Some(format!(
-                        "ran past its group limit of {}",
-                        crate::report::format_duration(limit)
-                    )),
-                ),
-                Ended::NotStarted(group) => (
-                    Outcome::Skipped,
-                    Some(format!(
-                        "never started: shutdown began while it waited for a permit of group `{group}`"
-                    )),
-                ),
-                Ended::Cancelled => match entry.verdict {
-                    Verdict::Aborted => (Outcome::Aborted, Some(stop_detail(&entry, "aborted"))),
-                    _ => (Outcome::Aborted, Some("cancelled by its handle".to_owned())),
-                },
-            };
-            lock(&self.inner.stop_records).push(StopRecord {
-                name: entry.name,
-                kind: entry.kind,
-                outcome,
-                detail,
-                ended: Instant::now(),
-            });
         }
         // Only shutdown waits for "settled"; the last shard to settle checks the others.
         if shard_settled {
             self.notify_if_settled();
         }
         name
+    }
+
+    /// While shutdown is under way, records how a worker ended, for the report.
+    fn record_end(&self, entry: &WorkerEntry, ended: &Ended) {
+        let phase = self.phase();
+        if phase < Phase::Draining || phase == Phase::Done || entry.verdict == Verdict::Leaked {
+            return;
+        }
+        let (outcome, detail) = match ended {
+            Ended::Completed => (Outcome::Closed, None),
+            Ended::Failed(message) => (Outcome::Error(message.clone()), None),
+            Ended::Panicked(message) => (Outcome::Panicked, Some(message.clone())),
+            Ended::TimedOut(limit) => (
+                Outcome::TimedOut,
+                Some(format!(
+                    "ran past its group limit of {}",
+                    crate::report::format_duration(*limit)
+                )),
+            ),
+            Ended::NotStarted(group) => (
+                Outcome::Skipped,
+                Some(format!(
+                    "never started: shutdown began while it waited for a permit of group `{group}`"
+                )),
+            ),
+            Ended::Cancelled => match entry.verdict {
+                Verdict::Aborted => (Outcome::Aborted, Some(stop_detail(entry, "aborted"))),
+                _ => (Outcome::Aborted, Some("cancelled by its handle".to_owned())),
+            },
+        };
+        lock(&self.inner.stop_records).push(StopRecord {
+            name: entry.name.clone(),
+            kind: entry.kind,
+            outcome,
+            detail,
+            ended: Instant::now(),
+        });
     }
 
     /// Waits until nothing is left to wait for, or `deadline`. Returns true when settled.

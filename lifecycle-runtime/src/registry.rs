@@ -240,19 +240,26 @@ impl WorkerRegistry {
             .is_some_and(|entry| entry.verdict == Verdict::Aborted)
     }
 
-    /// Removes a registered worker. Returns its entry and whether its shard has nothing left to
-    /// wait for.
-    pub(crate) fn remove(&self, key: usize, ended: &Ended) -> Option<(WorkerEntry, bool)> {
+    /// Removes a registered worker, calling `f` on its entry while the shard is still locked (so
+    /// nobody sees it gone before `f` is done). Returns what `f` returned and whether the shard
+    /// has nothing left to wait for.
+    pub(crate) fn remove_with<R>(
+        &self,
+        key: usize,
+        ended: &Ended,
+        f: impl FnOnce(&WorkerEntry) -> R,
+    ) -> Option<(R, bool)> {
         let (index, slot) = self.split(key);
         let mut entries = self.entries(index);
         let entry = entries.slab.try_remove(slot)?;
         if entry.verdict == Verdict::Leaked {
             entries.leaked -= 1;
         }
+        let result = f(&entry);
         let settled = entries.slab.len() == entries.leaked;
         drop(entries);
         self.count_end(ended);
-        Some((entry, settled))
+        Some((result, settled))
     }
 
     /// True when every remaining entry has been given up on and no more than `ignored_unpolled`
@@ -325,14 +332,20 @@ mod tests {
         names.sort();
         assert_eq!(names, ["here", "there"]);
         assert!(!registry.settled(0));
-        let (removed, _) = registry.remove(other_key, &Ended::Completed).unwrap();
-        assert_eq!(&*removed.name, "there");
-        registry.remove(key, &Ended::Cancelled).unwrap();
+        let (removed, _) = registry
+            .remove_with(other_key, &Ended::Completed, |entry| entry.name.to_string())
+            .unwrap();
+        assert_eq!(removed, "there");
+        registry
+            .remove_with(key, &Ended::Cancelled, |_| ())
+            .unwrap();
         assert!(registry.settled(0));
         let totals = registry.totals();
         assert_eq!((totals.completed, totals.cancelled), (1, 1));
         assert!(
-            registry.remove(key, &Ended::Completed).is_none(),
+            registry
+                .remove_with(key, &Ended::Completed, |_| ())
+                .is_none(),
             "removed once"
         );
     }
@@ -367,7 +380,9 @@ mod tests {
             true
         });
         assert!(registry.settled(0));
-        registry.remove(key, &Ended::Completed).unwrap();
+        registry
+            .remove_with(key, &Ended::Completed, |_| ())
+            .unwrap();
         assert!(registry.settled(0));
     }
 }

@@ -121,7 +121,12 @@ impl Shutdown {
 
     /// Whether tasks have been told to stop.
     pub fn is_triggered(&self) -> bool {
-        self.coordinator.inner.stop.is_cancelled()
+        // An atomic load, not `CancellationToken::is_cancelled` (which takes a lock): loops may ask
+        // this on every iteration.
+        self.coordinator
+            .inner
+            .stopped
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Completes when tasks are told to stop (at once if they already were).

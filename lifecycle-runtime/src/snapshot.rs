@@ -79,9 +79,10 @@ impl StateCell {
         self.state.store(value, Ordering::Relaxed);
     }
 
-    pub(crate) fn tick_started(&self, state: TaskState) {
+    /// A tick started; `ticks` counts them (only the loop itself writes it, so a store will do).
+    pub(crate) fn tick_started(&self, state: TaskState, ticks: u64) {
         self.set(state);
-        self.ticks.fetch_add(1, Ordering::Relaxed);
+        self.ticks.store(ticks, Ordering::Relaxed);
     }
 
     fn state(&self) -> TaskState {

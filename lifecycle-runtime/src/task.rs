@@ -386,6 +386,7 @@ impl WorkerGuard {
                 else {
                     return;
                 };
+                let is_loop = meta.state.is_some();
                 let mut entry = WorkerEntry::new(
                     meta.name,
                     meta.kind,
@@ -394,6 +395,10 @@ impl WorkerGuard {
                 );
                 entry.state = meta.state;
                 let key = coordinator.workers().insert(entry);
+                if is_loop && coordinator.shutdown_signal_fired() {
+                    // Shutdown may have woken the registered loops just before this one joined.
+                    waker.wake_by_ref();
+                }
                 self.registration = Registration::Registered {
                     key,
                     waker: Some(waker.clone()),

@@ -652,3 +652,49 @@ async fn crate_key_reaches_a_renamed_runtime() {
     })
     .await;
 }
+
+// ----- waking loops at shutdown -----------------------------------------------------------------
+
+#[background(interval = "1h", shutdown, stop_timeout = "5s", name = "hourly")]
+async fn hourly(ticks: Arc<AtomicU32>) {
+    ticks.fetch_add(1, Ordering::SeqCst);
+}
+
+#[test]
+fn loops_waiting_for_a_distant_tick_stop_at_once_even_when_registering_during_shutdown() {
+    let _watchdog =
+        common::Watchdog::new("loops_waiting_for_a_distant_tick", Duration::from_secs(120));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for round in 0..20 {
+        let coordinator = coordinator();
+        let ticks = Arc::new(AtomicU32::new(0));
+        let report = runtime.block_on(coordinator.scope(async {
+            // Some loops are well asleep, others still starting when shutdown begins.
+            for _ in 0..50 {
+                let _loop = hourly(ticks.clone());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let late = ticks.clone();
+            let spawner = tokio::spawn(coordinator.clone().scope(async move {
+                for _ in 0..50 {
+                    let _loop = hourly(late.clone());
+                    tokio::task::yield_now().await;
+                }
+            }));
+            let report = lifecycle_runtime::shutdown().await;
+            spawner.await.unwrap();
+            report
+        }));
+        // Without the wake, a loop would sleep until its next hourly tick and be aborted after
+        // its 5s stop timeout.
+        assert!(report.is_clean(), "round {round}: {report}");
+        assert!(
+            report.elapsed() < Duration::from_secs(5),
+            "round {round}: {report}"
+        );
+    }
+}
