@@ -568,6 +568,7 @@ impl Coordinator {
     /// Removes a worker that ended and, while shutdown is under way, records how. O(1).
     /// Returns the worker's name.
     pub(crate) fn worker_ended(&self, leaving: Leaving<'_>, ended: Ended) -> TaskName {
+        let unregistered = matches!(leaving, Leaving::Unregistered(_));
         let (name, verdict, shard_settled) = match leaving {
             // The outcome is recorded before the entry leaves the registry (under its shard's
             // lock), so shutdown never sees "nothing left to wait for" with an outcome unrecorded.
@@ -582,9 +583,10 @@ impl Coordinator {
                 }
             }
             Leaving::Unregistered(meta) => {
-                self.inner.workers.count_end(&ended);
+                self.inner.workers.ended_in_first_poll(&ended);
                 if matches!(ended, Ended::Completed) && self.phase() == Phase::Running {
-                    // The common case, kept short: a task done on its first poll.
+                    // The common case, kept short: a task done on its first poll, with nobody
+                    // waiting for "settled".
                     return meta.name.clone();
                 }
                 let entry = WorkerEntry::new(
@@ -618,8 +620,9 @@ impl Coordinator {
             }
             _ => {}
         }
-        // Only shutdown waits for "settled"; the last shard to settle checks the others.
-        if shard_settled {
+        // Only shutdown waits for "settled"; the last shard to settle checks the others. A task
+        // that ended in its first poll changed the unpolled count instead.
+        if shard_settled || unregistered {
             self.notify_if_settled();
         }
         name

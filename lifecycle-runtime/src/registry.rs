@@ -182,6 +182,17 @@ impl WorkerRegistry {
         self.local().first_polls.fetch_add(1, Ordering::Release);
     }
 
+    /// A task ended in its first poll (it never registered): both counts on one shard.
+    pub(crate) fn ended_in_first_poll(&self, ended: &Ended) {
+        let shard = self.local();
+        if ended.is_cancelled() {
+            shard.cancelled.fetch_add(1, Ordering::Relaxed);
+        } else {
+            shard.completed.fetch_add(1, Ordering::Relaxed);
+        }
+        shard.first_polls.fetch_add(1, Ordering::Release);
+    }
+
     /// Counts a worker's end.
     pub(crate) fn count_end(&self, ended: &Ended) {
         let shard = self.local();

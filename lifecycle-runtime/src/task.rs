@@ -427,10 +427,9 @@ impl WorkerGuard {
             Registration::Registered { key, .. } => {
                 coordinator.worker_ended(Leaving::Registered(key), ended)
             }
+            // Counts its first poll as done too.
             Registration::Unpolled(meta) => {
-                let name = coordinator.worker_ended(Leaving::Unregistered(&meta), ended);
-                coordinator.first_poll_done();
-                name
+                coordinator.worker_ended(Leaving::Unregistered(&meta), ended)
             }
             Registration::Finished => TaskName::from("finished worker"),
         }
