@@ -287,6 +287,7 @@ impl Coordinator {
     {
         self.remember_runtime();
         self.workers().task_spawned();
+        let is_loop = state.is_some();
         let meta = WorkerMeta {
             name: name.clone(),
             kind,
@@ -297,7 +298,18 @@ impl Coordinator {
             inner: CatchUnwind::new(fut),
             guard: WorkerGuard::unpolled(self, meta),
         };
-        let join = tokio::spawn(in_scope(self, worker));
+        let join = if is_loop {
+            // A `#[background]` loop runs in a span carrying its name, so its own log lines say
+            // whose they are. Plain tasks (maybe one per connection) get none: a span would add
+            // 128 bytes and a tenth of the spawn cost to each (see DESIGN.md).
+            let span = tracing::info_span!("task", name = %name);
+            tokio::spawn(tracing::Instrument::instrument(
+                in_scope(self, worker),
+                span,
+            ))
+        } else {
+            tokio::spawn(in_scope(self, worker))
+        };
         TaskHandle { name, join }
     }
 }

@@ -165,6 +165,7 @@ impl Coordinator {
             .name(name.to_string())
             .spawn(move || {
                 let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                let _span = tracing::info_span!("thread", name = %thread_name).entered();
                 set_thread_coordinator(coordinator.clone());
                 let mut guard = WorkerGuard::registered(&coordinator, key);
                 let shutdown = coordinator.shutdown_signal();
