@@ -4,7 +4,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{ItemFn, ReturnType};
+use syn::{ItemFn, LitStr, ReturnType};
 
 use crate::args::{self, DurationArg, Errors, Zero};
 
@@ -200,5 +200,161 @@ fn fallback(item: TokenStream, errors: &Errors) -> TokenStream {
     quote! {
         #errors
         #item
+    }
+}
+
+const TEST_KEYS: &[&str] = &[
+    "flavor",
+    "worker_threads",
+    "start_paused",
+    "shutdown_timeout",
+    "crate",
+];
+
+struct TestArgs {
+    multi_thread: bool,
+    worker_threads: Option<(usize, TokenStream)>,
+    start_paused: bool,
+    shutdown_timeout: Option<DurationArg>,
+    krate: syn::Path,
+}
+
+impl TestArgs {
+    fn parse(tokens: TokenStream, errors: &mut Errors) -> TestArgs {
+        let parsed = args::parse_args(tokens, errors);
+        let parsed = args::check_keys(parsed, "test", TEST_KEYS, errors);
+        let mut test = TestArgs {
+            multi_thread: false,
+            worker_threads: None,
+            start_paused: false,
+            shutdown_timeout: None,
+            krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
+        };
+        for arg in &parsed {
+            match arg.key.to_string().as_str() {
+                "flavor" => {
+                    test.multi_thread =
+                        args::choice(arg, &["current_thread", "multi_thread"], errors)
+                            == Some("multi_thread");
+                }
+                "worker_threads" => {
+                    if let Some(lit) = args::lit_int(arg, "2", errors) {
+                        match lit.base10_parse::<usize>() {
+                            Ok(0) | Err(_) => errors.at(
+                                &lit,
+                                "`worker_threads` must be a whole number of at least 1",
+                            ),
+                            Ok(threads) => test.worker_threads = Some((threads, arg.tokens())),
+                        }
+                    }
+                }
+                "start_paused" => match &arg.value {
+                    Some(syn::Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Bool(value),
+                        ..
+                    })) => {
+                        test.start_paused = value.value;
+                    }
+                    _ => errors.at(arg.tokens(), "`start_paused` takes `true` or `false`"),
+                },
+                "shutdown_timeout" => {
+                    test.shutdown_timeout = args::duration(
+                        arg,
+                        Zero::Rejected(
+                            "nothing could stop or close; give shutdown a budget such as \"5s\"",
+                        ),
+                        errors,
+                    );
+                }
+                _ => {}
+            }
+        }
+        if let (false, Some((_, tokens))) = (test.multi_thread, &test.worker_threads) {
+            errors.at(
+                tokens,
+                "`worker_threads` applies to `flavor = \"multi_thread\"`; add that, or remove `worker_threads`",
+            );
+        }
+        test
+    }
+}
+
+pub(crate) fn expand_test(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let test = TestArgs::parse(args, &mut errors);
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            errors.at_span(
+                Span::call_site(),
+                "#[lifecycle_runtime::test] goes on an `async fn`",
+            );
+            return fallback(item, &errors);
+        }
+    };
+    let sig = &function.sig;
+    if sig.asyncness.is_none() {
+        errors.at(
+            sig.fn_token,
+            "#[lifecycle_runtime::test] needs an `async fn`: add `async`",
+        );
+    }
+    if !sig.inputs.is_empty() {
+        errors.at(&sig.inputs, "a test takes no parameters");
+    }
+    if !sig.generics.params.is_empty() {
+        errors.at(&sig.generics, "a test cannot be generic");
+    }
+    let signature_ok = errors_only_in_args(&function);
+    if !signature_ok {
+        // Emit it as a plain (non-async) fn so only the macro's errors show.
+        let mut function = function;
+        function.sig.asyncness = None;
+        return fallback(function.into_token_stream(), &errors);
+    }
+    let errors = errors.to_compile_errors();
+    let krate = &test.krate;
+    let private = quote!(#krate::__private);
+    let attrs = &function.attrs;
+    let vis = &function.vis;
+    let ident = &sig.ident;
+    let name = LitStr::new(&ident.to_string(), ident.span());
+    let block = &function.block;
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+    };
+    let flavor = if test.multi_thread {
+        quote!(#private::Flavor::MultiThread)
+    } else {
+        quote!(#private::Flavor::CurrentThread)
+    };
+    let option = |value: Option<TokenStream>| match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    };
+    let worker_threads = option(test.worker_threads.as_ref().map(|(threads, _)| {
+        let threads = proc_macro2::Literal::usize_unsuffixed(*threads);
+        quote!(#threads)
+    }));
+    let start_paused = test.start_paused;
+    let shutdown_timeout = option(test.shutdown_timeout.as_ref().map(|d| d.tokens(krate)));
+    let body = quote_spanned!(block.span()=> async move #block);
+    quote! {
+        #errors
+        #[::core::prelude::v1::test]
+        #(#attrs)*
+        #vis fn #ident() {
+            #private::run_test::<#output, _>(
+                #private::TestSpec {
+                    name: #name,
+                    flavor: #flavor,
+                    worker_threads: #worker_threads,
+                    start_paused: #start_paused,
+                    shutdown_timeout: #shutdown_timeout,
+                },
+                #body,
+            )
+        }
     }
 }

@@ -4,6 +4,8 @@
 mod args;
 mod background;
 mod entry;
+mod managed_resource;
+mod timeout;
 
 use proc_macro::TokenStream;
 
@@ -18,4 +20,23 @@ pub fn background(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     entry::expand_main(args.into(), item.into()).into()
+}
+
+/// Gives a struct an ordered, time-limited `Close`. See `lifecycle_runtime::managed_resource`.
+#[proc_macro_attribute]
+pub fn managed_resource(args: TokenStream, item: TokenStream) -> TokenStream {
+    managed_resource::expand(args.into(), item.into()).into()
+}
+
+/// Runs an async test under a coordinator of its own and fails it on an unclean shutdown. See
+/// `lifecycle_runtime::test`.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::expand_test(args.into(), item.into()).into()
+}
+
+/// Limits an async fn returning `Result<T, E>`. See `lifecycle_runtime::timeout`.
+#[proc_macro_attribute]
+pub fn timeout(args: TokenStream, item: TokenStream) -> TokenStream {
+    timeout::expand(args.into(), item.into()).into()
 }

@@ -209,3 +209,117 @@ fn second_signal(coordinator: &Coordinator, signal: &str) -> ! {
     eprint!("{message}");
     std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
 }
+
+/// Everything `#[lifecycle_runtime::test(...)]` said.
+#[derive(Clone, Copy, Debug)]
+pub struct TestSpec {
+    /// The test fn's name.
+    pub name: &'static str,
+    /// `flavor = "..."` (current thread by default, as `#[tokio::test]`).
+    pub flavor: Flavor,
+    /// `worker_threads = n`.
+    pub worker_threads: Option<usize>,
+    /// `start_paused = true`: tokio's paused clock (needs the `test-util` feature).
+    pub start_paused: bool,
+    /// `shutdown_timeout = "..."`; [`DEFAULT_TEST_SHUTDOWN_TIMEOUT`] otherwise.
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// The shutdown budget of a `#[lifecycle_runtime::test]` that sets none.
+pub const DEFAULT_TEST_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a test body under a coordinator of its own, then shuts it down and fails the test,
+/// naming the culprit, when a task ignored shutdown and was aborted, a resource's close failed or
+/// timed out, or a thread the test started is still alive.
+pub fn run_test<O, F>(spec: TestSpec, body: F)
+where
+    O: MainOutput,
+    F: Future<Output = O>,
+{
+    let coordinator = Coordinator::builder()
+        .scan_os_threads(false)
+        .shutdown_timeout(
+            spec.shutdown_timeout
+                .unwrap_or(DEFAULT_TEST_SHUTDOWN_TIMEOUT),
+        )
+        .build();
+    let mut builder = match spec.flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = spec.worker_threads {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+    };
+    builder.enable_all();
+    if spec.start_paused {
+        pause_clock(&mut builder, spec.name);
+    }
+    let runtime = match builder.build() {
+        Ok(runtime) => runtime,
+        Err(error) => panic!(
+            "test `{}`: cannot start the tokio runtime: {error}",
+            spec.name
+        ),
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(coordinator.scope(body))
+    }));
+    let report = runtime.block_on(coordinator.shutdown_with(ShutdownReason::TestFinished));
+    // What would not stop was named in the report; do not wait for it.
+    runtime.shutdown_background();
+    let output = match outcome {
+        Ok(output) => output,
+        Err(panic) => {
+            if !report.is_clean() {
+                eprint!("{report}");
+            }
+            std::panic::resume_unwind(panic);
+        }
+    };
+    if let Err(error) = output.into_main_result() {
+        panic!("test `{}` returned an error: {error}", spec.name);
+    }
+    if !report.is_clean() {
+        let culprits: Vec<String> = report.problems().map(describe_problem).collect();
+        panic!(
+            "test `{}` did not shut down cleanly: {}\n{report}",
+            spec.name,
+            culprits.join("; ")
+        );
+    }
+}
+
+/// One line about one unclean report entry: what, which, and why.
+fn describe_problem(entry: &crate::report::Entry) -> String {
+    use crate::report::Outcome;
+    let what = match entry.outcome() {
+        Outcome::Aborted => "ignored shutdown and was aborted".to_owned(),
+        Outcome::Leaked => "is still running".to_owned(),
+        Outcome::TimedOut => "timed out".to_owned(),
+        Outcome::Panicked => "panicked".to_owned(),
+        Outcome::Error(message) => format!("failed: {message}"),
+        Outcome::Skipped => "was skipped: the shutdown budget ran out".to_owned(),
+        Outcome::Closed => "closed".to_owned(),
+    };
+    let mut line = format!("{} `{}` {what}", entry.kind(), entry.name());
+    if let Some(parent) = entry.parent() {
+        line = format!("{line} (in `{parent}`)");
+    }
+    line
+}
+
+#[cfg(feature = "test-util")]
+fn pause_clock(builder: &mut tokio::runtime::Builder, _test: &str) {
+    builder.start_paused(true);
+}
+
+#[cfg(not(feature = "test-util"))]
+fn pause_clock(_builder: &mut tokio::runtime::Builder, test: &str) {
+    panic!(
+        "test `{test}` asks for `start_paused = true`, which needs tokio's paused clock: enable lifecycle-runtime's \
+         `test-util` feature in your dev-dependencies (`lifecycle-runtime = {{ version = \"...\", features = [\"test-util\"] }}`)"
+    );
+}

@@ -56,6 +56,7 @@ mod background;
 mod config;
 mod coordinator;
 mod entry;
+mod fields;
 mod group;
 mod os_threads;
 mod panic;
@@ -71,9 +72,10 @@ mod timeout;
 
 pub use crate::config::ConfigError;
 pub use crate::coordinator::{Coordinator, CoordinatorBuilder, DEFAULT_SHUTDOWN_TIMEOUT};
+pub use crate::entry::DEFAULT_TEST_SHUTDOWN_TIMEOUT;
 pub use crate::group::TaskGroup;
 pub use crate::report::{Entry, EntryKind, Outcome, ShutdownReport};
-pub use crate::resource::{Close, CloseError, Managed, manage};
+pub use crate::resource::{Close, CloseError, DEFAULT_CLOSE_TIMEOUT, Managed, NoCleanup, manage};
 pub use crate::shutdown::{Shutdown, ShutdownReason, shutdown, shutdown_signal, trigger_shutdown};
 pub use crate::snapshot::{
     Counters, GroupSnapshot, ResourceSnapshot, Snapshot, TaskSnapshot, TaskState, ThreadSnapshot,
@@ -83,7 +85,7 @@ pub use crate::task::{DEFAULT_STOP_TIMEOUT, TaskError, TaskHandle, TaskName, spa
 pub use crate::thread::{ThreadHandle, spawn_thread};
 pub use crate::timeout::{Elapsed, timeout};
 
-pub use lifecycle_macros::{background, main};
+pub use lifecycle_macros::{background, main, managed_resource, test, timeout};
 
 /// Items used by the code the macros generate. Not a public API: names and signatures here may
 /// change in any release.
@@ -93,6 +95,11 @@ pub mod __private {
         BackgroundSpec, MissedTick, ShutdownMode, ThreadTicker, TickResult, Ticker,
         spawn_background, spawn_background_thread,
     };
-    pub use crate::entry::{Flavor, MainOutput, MainSpec, run_main};
+    pub use crate::entry::{Flavor, MainOutput, MainSpec, TestSpec, run_main, run_test};
+    pub use crate::fields::{
+        CloseFuture, ClosingFields, IntoCloseResult, close_boxed, resource_timeout,
+    };
+    pub use crate::timeout::{TimeoutResult, returning};
     pub use core::time::Duration;
+    pub use std::borrow::Cow;
 }

@@ -72,6 +72,144 @@ pub trait Close: Send + Sync {
     }
 }
 
+/// Marks a type that holds nothing to release: it then implements [`Close`] as a no-op, so it can
+/// be a `#[managed_resource]` field without `#[close(skip = "...")]`.
+///
+/// Implemented for plain std values (numbers, `bool`, `char`, `String`, `Duration`, `PathBuf`,
+/// addresses, ...). Your own plain types opt in with one line:
+///
+/// ```
+/// #[derive(Clone, Debug)]
+/// struct Config {
+///     retries: u32,
+/// }
+///
+/// impl lifecycle_runtime::NoCleanup for Config {}
+///
+/// # async fn check() {
+/// use lifecycle_runtime::Close;
+/// assert!(Config { retries: 3 }.close().await.is_ok());
+/// # }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `Close`, so nothing knows how to release it at shutdown",
+    label = "`{Self}` has no `Close` implementation",
+    note = "implement `lifecycle_runtime::Close` for `{Self}` (one async method), or, if it holds nothing to release, opt in with `impl lifecycle_runtime::NoCleanup for {Self} {{}}`",
+    note = "on a `#[managed_resource]` field, `#[close(with = path)]` closes it with your own `async fn(&T)`, and `#[close(skip = \"why\")]` says it needs no cleanup"
+)]
+pub trait NoCleanup: Send + Sync {}
+
+impl<T: NoCleanup> Close for T {
+    async fn close(&self) -> Result<(), CloseError> {
+        Ok(())
+    }
+}
+
+macro_rules! no_cleanup {
+    ($($ty:ty),* $(,)?) => {
+        $(impl NoCleanup for $ty {})*
+    };
+}
+
+no_cleanup!(
+    (),
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    String,
+    &'static str,
+    Box<str>,
+    Cow<'static, str>,
+    Duration,
+    std::time::Instant,
+    std::time::SystemTime,
+    std::path::PathBuf,
+    std::ffi::OsString,
+    std::net::IpAddr,
+    std::net::Ipv4Addr,
+    std::net::Ipv6Addr,
+    std::net::SocketAddr,
+    std::num::NonZeroU32,
+    std::num::NonZeroU64,
+    std::num::NonZeroUsize,
+);
+
+/// Closes the value if there is one.
+impl<T: Close> Close for Option<T> {
+    async fn close(&self) -> Result<(), CloseError> {
+        match self {
+            Some(value) => value.close().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Closes every element in order, all of them even when some fail; the error names the failed
+/// indexes.
+impl<T: Close> Close for Vec<T> {
+    async fn close(&self) -> Result<(), CloseError> {
+        let mut failures = Vec::new();
+        for (index, value) in self.iter().enumerate() {
+            if let Err(error) = value.close().await {
+                failures.push(format!("[{index}]: {error}"));
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; ").into())
+        }
+    }
+}
+
+/// Closes the shared value (make its `close` idempotent: every clone closes it).
+impl<T: Close + ?Sized> Close for Arc<T> {
+    async fn close(&self) -> Result<(), CloseError> {
+        (**self).close().await
+    }
+}
+
+/// Cancels the token.
+impl Close for tokio_util::sync::CancellationToken {
+    async fn close(&self) -> Result<(), CloseError> {
+        self.cancel();
+        Ok(())
+    }
+}
+
+/// Aborts the task and waits (up to the close timeout) until it is gone.
+impl<T: Send + 'static> Close for tokio::task::JoinHandle<T> {
+    async fn close(&self) -> Result<(), CloseError> {
+        self.abort();
+        wait_until_finished(|| self.is_finished()).await;
+        Ok(())
+    }
+}
+
+/// Waits for a task to be gone after an abort. Abort takes effect at the task's next poll, so this
+/// is a few milliseconds; the caller's timeout bounds it. (A `&self` cannot await a `JoinHandle`
+/// without consuming its output, hence the short poll.)
+pub(crate) async fn wait_until_finished(finished: impl Fn() -> bool) {
+    let mut pause = Duration::from_micros(100);
+    while !finished() {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
 /// `my_crate::store::Store<u8>` → `Store<u8>`.
 pub(crate) fn short_type_name(full: &'static str) -> &'static str {
     let generic_start = full.find('<').unwrap_or(full.len());
@@ -413,7 +551,6 @@ pub(crate) struct FieldRecord {
 }
 
 impl FieldSink {
-    #[allow(dead_code, reason = "used by #[managed_resource] field closing, next")]
     pub(crate) fn push(&self, record: FieldRecord) {
         lock(&self.0).push(record);
     }

@@ -222,6 +222,19 @@ impl<T> Future for TaskHandle<T> {
     }
 }
 
+/// Aborts the task and waits (up to the close timeout) until it is gone.
+impl<T: Send + 'static> crate::Close for TaskHandle<T> {
+    async fn close(&self) -> Result<(), crate::CloseError> {
+        self.abort();
+        crate::resource::wait_until_finished(|| self.is_finished()).await;
+        Ok(())
+    }
+
+    fn close_name(&self) -> Cow<'static, str> {
+        Cow::Owned(self.name.to_string())
+    }
+}
+
 /// Spawns a named, tracked task on the current coordinator.
 ///
 /// The task is registered before it starts and removed when it ends. At shutdown it is told to

@@ -1,0 +1,314 @@
+//! `#[managed_resource(...)]`: an ordered, time-limited `Close` for a struct. Fields close in
+//! declaration order (the order Rust drops them), each under its own timeout, best effort; an
+//! optional `before_close` hook runs first.
+//!
+//! A field that implements neither `Close` nor carries `#[close(skip = "why")]` /
+//! `#[close(with = path)]` fails to compile at that field: its close call is spanned there, and a
+//! helper named after the field says which one.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Expr, Fields, ItemStruct, LitStr, Member};
+
+use crate::args::{self, Arg, DurationArg, Errors, Zero};
+
+const ATTRIBUTE: &str = "managed_resource";
+const KEYS: &[&str] = &["close_timeout", "before_close", "name", "crate"];
+const FIELD_KEYS: &[&str] = &["timeout", "with", "skip"];
+
+/// The runtime's default close timeout per field.
+const DEFAULT_CLOSE_TIMEOUT_SECS: u64 = 3;
+
+struct Spec {
+    close_timeout: Option<DurationArg>,
+    before_close: Option<Expr>,
+    name: Option<LitStr>,
+    krate: syn::Path,
+}
+
+impl Spec {
+    fn parse(tokens: TokenStream, errors: &mut Errors) -> Spec {
+        let parsed = args::parse_args(tokens, errors);
+        let parsed = args::check_keys(parsed, ATTRIBUTE, KEYS, errors);
+        let mut spec = Spec {
+            close_timeout: None,
+            before_close: None,
+            name: None,
+            krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
+        };
+        for arg in &parsed {
+            match arg.key.to_string().as_str() {
+                "close_timeout" => {
+                    spec.close_timeout = args::duration(
+                        arg,
+                        Zero::Rejected("every field would time out at once"),
+                        errors,
+                    );
+                }
+                "before_close" => spec.before_close = path_value(arg, "Self::flush", errors),
+                "name" => spec.name = args::name(arg, errors),
+                _ => {}
+            }
+        }
+        spec
+    }
+
+    fn default_timeout(&self) -> std::time::Duration {
+        self.close_timeout.as_ref().map_or(
+            std::time::Duration::from_secs(DEFAULT_CLOSE_TIMEOUT_SECS),
+            |timeout| timeout.value,
+        )
+    }
+}
+
+/// The value of `key = some::path`.
+fn path_value(arg: &Arg, example: &str, errors: &mut Errors) -> Option<Expr> {
+    match &arg.value {
+        Some(value @ Expr::Path(_)) => Some(value.clone()),
+        _ => {
+            errors.at(
+                arg.tokens(),
+                format!(
+                    "`{}` takes the path of an async fn, like `{} = {example}`",
+                    arg.key, arg.key
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// How one field closes.
+enum How {
+    /// `Close::close`.
+    Close,
+    /// `#[close(with = path)]`.
+    With(Expr),
+    /// `#[close(skip = "why")]`.
+    Skip(LitStr),
+}
+
+struct Field {
+    member: Member,
+    /// The field's name in reports: its identifier, or its index for tuple structs.
+    name: String,
+    ty: syn::Type,
+    how: How,
+    timeout: Option<DurationArg>,
+}
+
+/// Reads a field's `#[close(...)]` attributes and removes them from the struct.
+fn parse_field(field: &mut syn::Field, index: usize, errors: &mut Errors) -> Field {
+    let member = match &field.ident {
+        Some(ident) => Member::Named(ident.clone()),
+        None => Member::Unnamed(syn::Index::from(index)),
+    };
+    let name = match &field.ident {
+        Some(ident) => ident.to_string(),
+        None => index.to_string(),
+    };
+    let mut parsed = Vec::new();
+    field.attrs.retain(|attr| {
+        if !attr.path().is_ident("close") {
+            return true;
+        }
+        match &attr.meta {
+            syn::Meta::List(list) => parsed.extend(args::parse_args(list.tokens.clone(), errors)),
+            other => errors.at(
+                other,
+                "write `#[close(timeout = \"5s\")]`, `#[close(with = path)]` or `#[close(skip = \"why\")]`",
+            ),
+        }
+        false
+    });
+    let parsed = args::check_keys(parsed, "close", FIELD_KEYS, errors);
+    let mut how = How::Close;
+    let mut timeout = None;
+    let mut skip_arg: Option<&Arg> = None;
+    for arg in &parsed {
+        match arg.key.to_string().as_str() {
+            "timeout" => {
+                timeout = args::duration(
+                    arg,
+                    Zero::Rejected("the field would time out at once"),
+                    errors,
+                );
+            }
+            "with" => {
+                if let Some(path) = path_value(arg, "close_writer", errors) {
+                    how = How::With(path);
+                }
+            }
+            "skip" => {
+                skip_arg = Some(arg);
+                match &arg.value {
+                    None => errors.at(
+                        &arg.key,
+                        format!(
+                            "say why field `{name}` needs no cleanup: `#[close(skip = \"holds no connections\")]`"
+                        ),
+                    ),
+                    Some(_) => {
+                        if let Some(reason) = args::lit_str(arg, "\"holds no connections\"", errors) {
+                            if reason.value().trim().is_empty() {
+                                errors.at(&reason, format!("say why field `{name}` needs no cleanup; the reason must not be empty"));
+                            } else {
+                                how = How::Skip(reason);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(skip) = skip_arg {
+        for arg in &parsed {
+            if arg.key == "with" || arg.key == "timeout" {
+                errors.at(
+                    arg.tokens(),
+                    format!(
+                        "`{}` has nothing to do: `skip` leaves field `{name}` untouched; remove one of them",
+                        arg.key
+                    ),
+                );
+            }
+        }
+        // A skip without a valid reason still means "do not close it": no extra errors.
+        if !matches!(how, How::Skip(_)) {
+            how = How::Skip(LitStr::new("", skip.key.span()));
+        }
+    }
+    Field {
+        member,
+        name,
+        ty: field.ty.clone(),
+        how,
+        timeout,
+    }
+}
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let spec = Spec::parse(args, &mut errors);
+    let mut item: ItemStruct = match syn::parse2(item.clone()) {
+        Ok(item) => item,
+        Err(_) => {
+            errors.at_span(
+                Span::call_site(),
+                "#[managed_resource] goes on a struct; for an enum or another type, implement `lifecycle_runtime::Close` by hand",
+            );
+            let errors = errors.to_compile_errors();
+            return quote! {
+                #errors
+                #item
+            };
+        }
+    };
+    let fields: Vec<Field> = match &mut item.fields {
+        Fields::Named(named) => named
+            .named
+            .iter_mut()
+            .enumerate()
+            .map(|(index, field)| parse_field(field, index, &mut errors))
+            .collect(),
+        Fields::Unnamed(unnamed) => unnamed
+            .unnamed
+            .iter_mut()
+            .enumerate()
+            .map(|(index, field)| parse_field(field, index, &mut errors))
+            .collect(),
+        Fields::Unit => Vec::new(),
+    };
+    // Even with errors the struct (without its `#[close]` attributes) and its `Close` impl are
+    // emitted, so the rest of the crate sees them and only the macro's own errors show.
+    let errors = errors.to_compile_errors();
+    let close_impl = expand_impl(&spec, &item, &fields);
+    quote! {
+        #errors
+        #item
+        #close_impl
+    }
+}
+
+fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream {
+    let krate = &spec.krate;
+    let private = quote!(#krate::__private);
+    let ident = &item.ident;
+    let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
+    let name = match &spec.name {
+        Some(name) => name.clone(),
+        None => LitStr::new(&ident.to_string(), ident.span()),
+    };
+    let closing = format_ident!("fields", span = Span::mixed_site());
+    let default_timeout = spec.default_timeout();
+    let mut total = std::time::Duration::ZERO;
+
+    let before_close = spec.before_close.as_ref().map(|hook| {
+        total += default_timeout;
+        let limit = args::duration_tokens(default_timeout, krate);
+        let call = quote_spanned!(hook.span()=> #hook(self));
+        quote!(#closing.before_close(#limit, #call).await;)
+    });
+    let steps = fields.iter().map(|field| {
+        let field_name = &field.name;
+        let member = &field.member;
+        let limit_value = field
+            .timeout
+            .as_ref()
+            .map_or(default_timeout, |timeout| timeout.value);
+        let limit = args::duration_tokens(limit_value, krate);
+        match &field.how {
+            How::Skip(reason) => quote!(#closing.skipped(#field_name, #reason);),
+            How::With(path) => {
+                total += limit_value;
+                let call = quote_spanned!(path.span()=> #path(&self.#member));
+                quote!(#closing.field(#field_name, #limit, #call).await;)
+            }
+            How::Close => {
+                total += limit_value;
+                // Spanned at the field, through a helper named after it, so a type without
+                // `Close` is reported on the field's line, naming field and type.
+                let span = field.ty.span();
+                let helper = format_ident!(
+                    "field_{}_must_implement_close",
+                    field_name.trim_start_matches("r#")
+                );
+                let krate_here = args::respan(krate.to_token_stream(), span);
+                let ty = &field.ty;
+                // The helper returns a concrete (boxed) future, so a missing impl is one error, not
+                // one more for every use of an unknown future type.
+                let close = quote_spanned! {span=>
+                    {
+                        fn #helper<T: #krate_here::Close>(value: &T) -> #krate_here::__private::CloseFuture<'_> {
+                            #krate_here::__private::close_boxed(value)
+                        }
+                        #helper::<#ty>(&self.#member)
+                    }
+                };
+                quote!(#closing.field(#field_name, #limit, #close).await;)
+            }
+        }
+    });
+    let steps: Vec<TokenStream> = steps.collect();
+    let total = args::duration_tokens(total, krate);
+    quote! {
+        impl #impl_generics #krate::Close for #ident #ty_generics #where_clause {
+            async fn close(&self) -> ::core::result::Result<(), #krate::CloseError> {
+                let mut #closing = #private::ClosingFields::new(#name);
+                #before_close
+                #(#steps)*
+                #closing.finish()
+            }
+
+            fn close_timeout(&self) -> #private::Duration {
+                #private::resource_timeout(#total)
+            }
+
+            fn close_name(&self) -> #private::Cow<'static, str> {
+                #private::Cow::Borrowed(#name)
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! What `#[managed_resource]` expands to: close a struct's fields one by one, in declaration
+//! order, each under its own timeout, best effort, recording one report entry per field.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::panic::CatchUnwind;
+use crate::report::{Outcome, format_duration};
+use crate::resource::{CloseError, FIELDS, FieldRecord};
+
+tokio::task_local! {
+    /// The field names leading to the resource being closed, for nested `#[managed_resource]`s.
+    static FIELD_PATH: Vec<String>;
+}
+
+/// What a field's close (or a `before_close` hook) may return: `()` or `Result<(), E: Display>`.
+#[diagnostic::on_unimplemented(
+    message = "a `#[managed_resource]` close function must return `()` or `Result<(), E>` where `E: Display`, not `{Self}`",
+    label = "returns `{Self}`"
+)]
+pub trait IntoCloseResult {
+    /// `Err` carries the error as displayed.
+    fn into_close_result(self) -> Result<(), String>;
+}
+
+impl IntoCloseResult for () {
+    fn into_close_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Display> IntoCloseResult for Result<(), E> {
+    fn into_close_result(self) -> Result<(), String> {
+        self.map_err(|error| error.to_string())
+    }
+}
+
+/// Closes the fields of one `#[managed_resource]` value.
+#[derive(Debug)]
+pub struct ClosingFields {
+    resource: &'static str,
+    path: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl ClosingFields {
+    /// Starts closing `resource` (its name in reports).
+    pub fn new(resource: &'static str) -> ClosingFields {
+        ClosingFields {
+            resource,
+            path: FIELD_PATH.try_with(Clone::clone).unwrap_or_default(),
+            failures: Vec::new(),
+        }
+    }
+
+    /// Runs the `before_close` hook under `limit`.
+    pub async fn before_close<F>(&mut self, limit: Duration, hook: F)
+    where
+        F: Future,
+        F::Output: IntoCloseResult,
+    {
+        self.run("before_close", limit, hook).await;
+    }
+
+    /// Closes one field under `limit`. A failure is recorded and the next field still closes.
+    pub async fn field<F>(&mut self, name: &'static str, limit: Duration, close: F)
+    where
+        F: Future,
+        F::Output: IntoCloseResult,
+    {
+        let mut path = self.path.clone();
+        path.push(name.to_owned());
+        FIELD_PATH.scope(path, self.run(name, limit, close)).await;
+    }
+
+    /// A field marked `#[close(skip = "why")]`: listed, with its reason, and not touched.
+    pub fn skipped(&mut self, name: &'static str, reason: &'static str) {
+        self.record(
+            name,
+            Outcome::Closed,
+            Some(format!("no cleanup: {reason}")),
+            Instant::now(),
+            Duration::ZERO,
+        );
+    }
+
+    /// `Ok` when every field closed; otherwise an error naming each failed field.
+    pub fn finish(self) -> Result<(), CloseError> {
+        if self.failures.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{}: {}", self.resource, self.failures.join("; ")).into())
+        }
+    }
+
+    async fn run<F>(&mut self, name: &'static str, limit: Duration, close: F)
+    where
+        F: Future,
+        F::Output: IntoCloseResult,
+    {
+        let start = Instant::now();
+        let ended = tokio::time::timeout(limit, CatchUnwind::new(close)).await;
+        let elapsed = start.elapsed();
+        let (outcome, detail) = match ended {
+            Ok(Ok(result)) => match result.into_close_result() {
+                Ok(()) => (Outcome::Closed, None),
+                Err(message) => (Outcome::Error(message), None),
+            },
+            Ok(Err(panic)) => (Outcome::Panicked, Some(panic)),
+            Err(_) => (
+                Outcome::TimedOut,
+                Some(format!("did not close within {}", format_duration(limit))),
+            ),
+        };
+        match &outcome {
+            Outcome::Closed => {}
+            Outcome::Error(message) => self.failures.push(format!("field `{name}`: {message}")),
+            Outcome::Panicked => self.failures.push(format!(
+                "field `{name}` panicked: {}",
+                detail.as_deref().unwrap_or_default()
+            )),
+            _ => self.failures.push(format!(
+                "field `{name}` did not close within {}",
+                format_duration(limit)
+            )),
+        }
+        self.record(name, outcome, detail, start, elapsed);
+    }
+
+    fn record(
+        &self,
+        name: &'static str,
+        outcome: Outcome,
+        detail: Option<String>,
+        start: Instant,
+        elapsed: Duration,
+    ) {
+        let record = FieldRecord {
+            path: self.path.clone(),
+            name: name.to_owned(),
+            outcome,
+            detail,
+            start,
+            elapsed,
+        };
+        // Outside a shutdown (an early `close()`), there is no report to add to; the result of
+        // `finish` still says what failed.
+        let _ = FIELDS.try_with(|sink| sink.push(record));
+    }
+}
+
+/// The time a resource may take to close when each of its fields has a limit: all of them, and a
+/// moment for the bookkeeping, so a field's own timeout always fires before its resource's.
+pub const fn resource_timeout(fields_total: Duration) -> Duration {
+    fields_total.saturating_add(Duration::from_millis(250))
+}
+
+/// A field's close, boxed: a concrete type for the code `#[managed_resource]` generates.
+pub type CloseFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), CloseError>> + Send + 'a>>;
+
+/// Boxes `value`'s close.
+pub fn close_boxed<T: crate::Close>(value: &T) -> CloseFuture<'_> {
+    Box::pin(value.close())
+}

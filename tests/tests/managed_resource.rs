@@ -1,0 +1,296 @@
+//! `#[managed_resource]`: fields close in declaration order, each under its own timeout, best
+//! effort, after `before_close`; one report entry per field.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{coordinator, entry, within};
+use lifecycle_runtime::{Close, CloseError, EntryKind, NoCleanup, Outcome, managed_resource};
+
+const LIMIT: Duration = Duration::from_secs(3600);
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn push(log: &Log, line: impl Into<String>) {
+    log.lock().unwrap().push(line.into());
+}
+
+fn lines(log: &Log) -> Vec<String> {
+    log.lock().unwrap().clone()
+}
+
+/// A part that logs its close and can be told to misbehave.
+struct Part {
+    name: &'static str,
+    log: Log,
+    behaviour: Behaviour,
+}
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Ok,
+    Hang,
+    Fail,
+    Panic,
+    Slow(u64),
+}
+
+impl Part {
+    fn new(name: &'static str, log: &Log, behaviour: Behaviour) -> Part {
+        Part {
+            name,
+            log: log.clone(),
+            behaviour,
+        }
+    }
+}
+
+impl Close for Part {
+    async fn close(&self) -> Result<(), CloseError> {
+        push(&self.log, format!("close {}", self.name));
+        match self.behaviour {
+            Behaviour::Ok => Ok(()),
+            Behaviour::Hang => std::future::pending().await,
+            Behaviour::Fail => Err(format!("{} refused", self.name).into()),
+            Behaviour::Panic => panic!("{} blew up", self.name),
+            Behaviour::Slow(millis) => {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    retries: u32,
+}
+
+impl NoCleanup for Settings {}
+
+/// A writer whose buffer must be flushed before its connection closes.
+struct Writer {
+    log: Log,
+}
+
+async fn flush_writer(writer: &Writer) -> Result<(), std::io::Error> {
+    push(&writer.log, "flush writer");
+    Ok(())
+}
+
+#[managed_resource(close_timeout = "2s", before_close = Store::say_goodbye, name = "store")]
+struct Store {
+    cache: Part,
+    #[close(timeout = "5s")]
+    db: Part,
+    #[close(with = flush_writer)]
+    writer: Writer,
+    #[close(skip = "holds only numbers")]
+    stats: Vec<u64>,
+    settings: Settings,
+    retries: u32,
+    #[close(skip = "the test's own log")]
+    log: Log,
+}
+
+impl Store {
+    async fn say_goodbye(&self) {
+        push(&self.log, "goodbye");
+    }
+}
+
+fn store(log: &Log, cache: Behaviour, db: Behaviour) -> Store {
+    Store {
+        cache: Part::new("cache", log, cache),
+        db: Part::new("db", log, db),
+        writer: Writer { log: log.clone() },
+        stats: vec![1, 2, 3],
+        settings: Settings { retries: 3 },
+        retries: 3,
+        log: log.clone(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fields_close_in_declaration_order_after_before_close_one_entry_each() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let managed = lifecycle_runtime::manage(store(&log, Behaviour::Ok, Behaviour::Ok));
+        assert_eq!(managed.name(), "store");
+        assert_eq!(
+            managed.settings.retries + managed.retries + managed.stats.len() as u32,
+            9
+        );
+        // 2s hook + 2s cache + 5s db + 2s writer + 2s each for the no-op `settings` and
+        // `retries`, and a moment of slack; the skipped field takes none.
+        assert_eq!(managed.close_timeout(), Duration::from_millis(15_250));
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            lines(&log),
+            ["goodbye", "close cache", "close db", "flush writer"]
+        );
+        assert!(report.is_clean(), "{report}");
+        let fields: Vec<(&str, Option<&str>)> = report
+            .entries()
+            .iter()
+            .filter(|e| e.kind() == EntryKind::Field)
+            .map(|e| (e.name(), e.parent()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("before_close", Some("store")),
+                ("cache", Some("store")),
+                ("db", Some("store")),
+                ("writer", Some("store")),
+                ("stats", Some("store")),
+                ("settings", Some("store")),
+                ("retries", Some("store")),
+                ("log", Some("store")),
+            ]
+        );
+        assert_eq!(
+            entry(&report, "stats").detail(),
+            Some("no cleanup: holds only numbers")
+        );
+        assert!(
+            report.to_string().contains("closed      field cache"),
+            "{report}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_field_times_out_alone_and_later_fields_still_close() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _store = lifecycle_runtime::manage(store(&log, Behaviour::Hang, Behaviour::Ok));
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            lines(&log),
+            ["goodbye", "close cache", "close db", "flush writer"]
+        );
+        let cache = entry(&report, "cache");
+        assert_eq!(cache.outcome(), &Outcome::TimedOut, "{report}");
+        assert_eq!(
+            cache.elapsed(),
+            Duration::from_secs(2),
+            "its own (the struct's) timeout"
+        );
+        assert_eq!(entry(&report, "db").outcome(), &Outcome::Closed);
+        let resource = entry(&report, "store");
+        assert_eq!(
+            resource.outcome(),
+            &Outcome::Error("store: field `cache` did not close within 2s".to_owned()),
+            "{report}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_and_panicking_fields_are_contained_and_named() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _store = lifecycle_runtime::manage(store(&log, Behaviour::Panic, Behaviour::Fail));
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            lines(&log),
+            ["goodbye", "close cache", "close db", "flush writer"]
+        );
+        assert_eq!(entry(&report, "cache").outcome(), &Outcome::Panicked);
+        assert_eq!(entry(&report, "cache").detail(), Some("cache blew up"));
+        assert_eq!(
+            entry(&report, "db").outcome(),
+            &Outcome::Error("db refused".to_owned())
+        );
+        assert_eq!(entry(&report, "writer").outcome(), &Outcome::Closed);
+        let Outcome::Error(summary) = entry(&report, "store").outcome() else {
+            panic!("{report}")
+        };
+        assert_eq!(
+            summary,
+            "store: field `cache` panicked: cache blew up; field `db`: db refused"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_early_close_closes_every_field_once() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let managed = lifecycle_runtime::manage(store(&log, Behaviour::Slow(10), Behaviour::Ok));
+        managed.close().await.unwrap();
+        managed.close().await.unwrap();
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            lines(&log),
+            ["goodbye", "close cache", "close db", "flush writer"]
+        );
+        assert!(report.entries().is_empty(), "{report}");
+    })
+    .await;
+}
+
+/// A resource holding another: its fields are listed under `outer.inner`.
+#[managed_resource]
+struct Inner {
+    part: Part,
+}
+
+#[managed_resource(name = "outer")]
+struct Outer {
+    inner: Inner,
+    last: Part,
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_resources_list_their_fields_under_the_path() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _outer = lifecycle_runtime::manage(Outer {
+            inner: Inner {
+                part: Part::new("deep", &log, Behaviour::Ok),
+            },
+            last: Part::new("last", &log, Behaviour::Ok),
+        });
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(lines(&log), ["close deep", "close last"]);
+        let part = entry(&report, "part");
+        assert_eq!(part.parent(), Some("outer.inner"));
+        assert_eq!(entry(&report, "inner").parent(), Some("outer"));
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}
+
+/// Tuple structs name their fields by index; generic fields need a `Close` bound.
+#[managed_resource(name = "pair")]
+struct Pair<T: Close>(T, #[close(skip = "a label")] String);
+
+#[tokio::test(start_paused = true)]
+async fn tuple_and_generic_structs_close_too() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let pair = lifecycle_runtime::manage(Pair(
+            Part::new("first", &log, Behaviour::Ok),
+            "label".into(),
+        ));
+        assert_eq!(pair.1, "label");
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(lines(&log), ["close first"]);
+        assert_eq!(entry(&report, "0").parent(), Some("pair"));
+        assert_eq!(entry(&report, "1").detail(), Some("no cleanup: a label"));
+    })
+    .await;
+}
