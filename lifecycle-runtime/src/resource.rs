@@ -408,8 +408,20 @@ impl Coordinator {
             state: AtomicU8::new(OPEN),
             registration: Mutex::new(None),
         });
-        let key =
-            lock(&self.inner.resources).insert(inner.name.clone(), inner.timeout, inner.clone());
+        // Subprocesses are listed as such in the report.
+        let kind = if std::any::TypeId::of::<T>()
+            == std::any::TypeId::of::<crate::process::ManagedChild>()
+        {
+            EntryKind::Process
+        } else {
+            EntryKind::Resource
+        };
+        let key = lock(&self.inner.resources).insert(
+            inner.name.clone(),
+            kind,
+            inner.timeout,
+            inner.clone(),
+        );
         *lock(&inner.registration) = Some((Arc::downgrade(&self.inner), key));
         if self.phase() >= crate::coordinator::Phase::Closing {
             tracing::warn!(resource = %inner.name, "resource registered after shutdown closed resources; it will not be closed");
@@ -422,6 +434,7 @@ impl Coordinator {
 pub(crate) struct ResourceEntry {
     seq: u64,
     pub(crate) name: Cow<'static, str>,
+    kind: EntryKind,
     timeout: Duration,
     resource: Arc<dyn DynClose>,
 }
@@ -437,6 +450,7 @@ impl ResourceRegistry {
     fn insert(
         &mut self,
         name: Cow<'static, str>,
+        kind: EntryKind,
         timeout: Duration,
         resource: Arc<dyn DynClose>,
     ) -> usize {
@@ -444,6 +458,7 @@ impl ResourceRegistry {
         self.slab.insert(ResourceEntry {
             seq: self.next_seq,
             name,
+            kind,
             timeout,
             resource,
         })
@@ -525,7 +540,7 @@ impl ResourceEntry {
         let mut entries = vec![
             Entry::new(
                 &self.name,
-                EntryKind::Resource,
+                self.kind,
                 outcome,
                 start.saturating_duration_since(sequence_start),
                 elapsed,

@@ -1,0 +1,193 @@
+//! `ManagedChild`: real child processes in their own process group; SIGTERM, then SIGKILL; no
+//! orphans.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Watchdog, coordinator, entry};
+use lifecycle_runtime::{EntryKind, ManagedChild, Outcome};
+use tokio::process::Command;
+
+const HANG: Duration = Duration::from_secs(60);
+
+fn sh(script: &str) -> Command {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(script);
+    command
+}
+
+/// Whether any process of group `pgid` is running (zombies waiting for init do not count).
+fn group_alive(pgid: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|process| {
+            let Ok(stat) = std::fs::read_to_string(process.path().join("stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z"
+        })
+}
+
+/// Waits until the script has written its ready marker (so its traps are installed).
+async fn wait_ready(marker: &std::path::Path) {
+    for _ in 0..500 {
+        if marker.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the child never became ready");
+}
+
+fn marker(test: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("lifecycle-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_honours_sigterm_stops_cleanly_with_its_children() {
+    let _watchdog = Watchdog::new("child_honours_sigterm", HANG);
+    let coordinator = coordinator();
+    let ready = marker("honours");
+    let script = format!("sleep 100 & sleep 100 & touch {}; wait", ready.display());
+    let child = coordinator
+        .scope(async { ManagedChild::spawn("sleepers", sh(&script)) })
+        .await
+        .unwrap();
+    let pgid = child.id().unwrap();
+    wait_ready(&ready).await;
+    assert!(group_alive(pgid));
+    let report = coordinator.shutdown().await;
+    let closed = entry(&report, "sleepers");
+    assert_eq!(
+        (closed.kind(), closed.outcome()),
+        (EntryKind::Process, &Outcome::Closed),
+        "{report}"
+    );
+    assert!(!group_alive(pgid), "no process of the group is left");
+    let _ = std::fs::remove_file(ready);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_ignores_sigterm_is_killed_after_its_timeout_and_reported() {
+    let _watchdog = Watchdog::new("child_ignores_sigterm", HANG);
+    let coordinator = coordinator();
+    let ready = marker("ignores");
+    // Ignored signals stay ignored across exec: the grandchildren ignore SIGTERM too.
+    let script = format!(
+        "trap '' TERM; sleep 100 & sleep 100 & touch {}; wait",
+        ready.display()
+    );
+    let child = coordinator
+        .scope(async {
+            ManagedChild::builder("stubborn", sh(&script))
+                .term_timeout(Duration::from_millis(300))
+                .spawn()
+        })
+        .await
+        .unwrap();
+    let pgid = child.id().unwrap();
+    wait_ready(&ready).await;
+    let report = coordinator.shutdown().await;
+    let killed = entry(&report, "stubborn");
+    let Outcome::Error(message) = killed.outcome() else {
+        panic!("{report}")
+    };
+    assert!(
+        message.contains("child process `stubborn` did not exit within 300ms of SIGTERM; killed its process group with SIGKILL"),
+        "{report}"
+    );
+    assert!(
+        killed.elapsed() >= Duration::from_millis(300),
+        "it was given its term timeout: {report}"
+    );
+    assert!(!group_alive(pgid), "SIGKILL reached the whole group");
+    let _ = std::fs::remove_file(ready);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_already_exited_closes_at_once() {
+    let _watchdog = Watchdog::new("child_already_exited", HANG);
+    let coordinator = coordinator();
+    let child = coordinator
+        .scope(async { ManagedChild::spawn("one-shot", sh("exit 0")) })
+        .await
+        .unwrap();
+    assert!(child.wait().await.unwrap().success());
+    let report = coordinator.shutdown().await;
+    assert_eq!(
+        entry(&report, "one-shot").outcome(),
+        &Outcome::Closed,
+        "{report}"
+    );
+    assert!(report.is_clean(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_early_stops_the_child_and_shutdown_skips_it() {
+    let _watchdog = Watchdog::new("child_closed_early", HANG);
+    let coordinator = coordinator();
+    let child = coordinator
+        .scope(async { ManagedChild::spawn("early", sh("exec sleep 100")) })
+        .await
+        .unwrap();
+    let pgid = child.id().unwrap();
+    child.close().await.unwrap();
+    assert!(!group_alive(pgid));
+    assert!(child.has_exited().await);
+    let report = coordinator.shutdown().await;
+    assert!(report.entry("early").is_none(), "{report}");
+}
+
+#[test]
+fn a_child_nobody_can_close_any_more_is_killed_when_dropped() {
+    let _watchdog = Watchdog::new("child_dropped", HANG);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pgid = runtime.block_on(async {
+        let coordinator = coordinator();
+        let child = coordinator
+            .scope(async { ManagedChild::spawn("forgotten", sh("exec sleep 100")) })
+            .await
+            .unwrap();
+        child.id().unwrap()
+        // The coordinator (which held the child) and the handle are dropped here.
+    });
+    let mut gone = false;
+    for _ in 0..200 {
+        // The killed process is a zombie until the runtime reaps it; a zombie still answers
+        // signal 0, so look at its state instead.
+        let state = std::fs::read_to_string(format!("/proc/{pgid}/stat")).unwrap_or_default();
+        if state.is_empty() || state.split_whitespace().nth(2) == Some("Z") {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(gone, "the dropped child was killed");
+}
+
+#[tokio::test]
+async fn a_child_that_cannot_start_is_an_error_naming_it() {
+    let coordinator = coordinator();
+    let error = coordinator
+        .scope(async { ManagedChild::spawn("ghost", Command::new("/nonexistent/lifecycle-ghost")) })
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot start child process `ghost`:"),
+        "{error}"
+    );
+}
