@@ -162,7 +162,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             }
         }
     };
-    function.block = Box::new(syn::parse_quote!(#body));
+    *function.block = syn::parse_quote!(#body);
     quote! {
         #errors
         #function

@@ -231,6 +231,7 @@ pub const DEFAULT_TEST_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs a test body under a coordinator of its own, then shuts it down and fails the test,
 /// naming the culprit, when a task ignored shutdown and was aborted, a resource's close failed or
 /// timed out, or a thread the test started is still alive.
+#[track_caller]
 pub fn run_test<O, F>(spec: TestSpec, body: F)
 where
     O: MainOutput,

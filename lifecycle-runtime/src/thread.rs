@@ -87,6 +87,19 @@ impl<T> ThreadHandle<T> {
     }
 }
 
+/// Waits (up to the close timeout) until the thread has ended. A thread cannot be interrupted:
+/// it must watch its [`Shutdown`], which has fired by the time resources close.
+impl<T: Send + 'static> crate::Close for ThreadHandle<T> {
+    async fn close(&self) -> Result<(), crate::CloseError> {
+        crate::resource::wait_until_finished(|| self.join.is_finished()).await;
+        Ok(())
+    }
+
+    fn close_name(&self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Owned(self.name.to_string())
+    }
+}
+
 /// Starts a named, tracked OS thread on the current coordinator.
 ///
 /// `f` receives the coordinator's [`Shutdown`]; use [`Shutdown::sleep_blocking`] and
