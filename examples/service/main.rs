@@ -3,7 +3,9 @@
 //! - `acceptor`: a service that takes "requests" and hands them to the `workers` task group;
 //! - `heartbeat`: a loop that logs every second;
 //! - `flusher`: buffers results and writes them out every 500ms, with one last flush at shutdown;
-//! - `load-sampler`: a blocking sampler on its own OS thread.
+//! - `load-sampler`: a blocking sampler on its own OS thread;
+//! - `store`: a `#[managed_resource]` whose journal flushes to disk when it closes;
+//! - `sidecar`: a child process, stopped with SIGTERM (then SIGKILL) at shutdown.
 //!
 //! Run it with `cargo run -p lifecycle-examples --bin service` and press Ctrl+C: it prints the
 //! shutdown report and exits 0 when everything stopped cleanly.
@@ -11,11 +13,13 @@
 //! Environment: `DEMO_RUN_FOR=3s` stops it by itself after that long; `LIFECYCLE_SHUTDOWN_TIMEOUT`
 //! and `LIFECYCLE_DRAIN` override the shutdown budget and drain time.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lifecycle_runtime::{Shutdown, TaskGroup, background};
+use lifecycle_runtime::{Managed, ManagedChild, Shutdown, TaskGroup, background, managed_resource};
 
 /// What the parts share.
 #[derive(Default)]
@@ -56,20 +60,63 @@ async fn heartbeat(stats: Arc<Stats>) {
     );
 }
 
-/// Writes buffered results out every 500ms, and once more at shutdown so none is lost.
+/// An append-only journal of handled requests, buffered in memory.
+struct Journal {
+    file: Mutex<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Journal {
+    fn open(path: &std::path::Path) -> std::io::Result<Journal> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Journal {
+            file: Mutex::new(std::io::BufWriter::new(file)),
+        })
+    }
+
+    fn append(&self, ids: &[u64]) -> std::io::Result<()> {
+        let mut file = self.file.lock().expect("journal lock");
+        for id in ids {
+            writeln!(file, "handled request {id}")?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered to disk: the journal's close.
+    async fn flush(&self) -> std::io::Result<()> {
+        let mut file = self.file.lock().expect("journal lock");
+        file.flush()?;
+        file.get_ref().sync_data()
+    }
+}
+
+/// Where handled requests end up. Closing it flushes the journal; the path needs nothing.
+#[managed_resource(close_timeout = "2s", name = "store")]
+struct Store {
+    #[close(with = Journal::flush)]
+    journal: Journal,
+    path: PathBuf,
+}
+
+/// Writes buffered results to the store every 500ms, and once more at shutdown so none is lost.
 #[background(interval = "500ms", shutdown = "final_tick", name = "flusher")]
-async fn flusher(stats: Arc<Stats>, shutdown: Shutdown) -> Result<(), std::io::Error> {
+async fn flusher(
+    stats: Arc<Stats>,
+    store: Managed<Store>,
+    shutdown: Shutdown,
+) -> Result<(), std::io::Error> {
     let batch: Vec<u64> = std::mem::take(&mut *stats.buffer.lock().expect("buffer lock"));
     if batch.is_empty() {
         return Ok(());
     }
-    // A real service would write to a database or a file here.
-    tokio::time::sleep(Duration::from_millis(2)).await;
+    store.journal.append(&batch)?;
     stats
         .flushed
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     if shutdown.is_triggered() {
-        tracing::info!(rows = batch.len(), "final flush");
+        tracing::info!(rows = batch.len(), journal = %store.path.display(), "final flush");
     }
     Ok(())
 }
@@ -98,8 +145,25 @@ async fn main() -> Result<(), String> {
     TaskGroup::new("workers")
         .max_concurrent(4)
         .timeout(Duration::from_secs(2));
+
+    // Resources close in reverse order of registration, after every task stopped.
+    let journal_path =
+        std::env::temp_dir().join(format!("lifecycle-demo-{}.journal", std::process::id()));
+    let journal = Journal::open(&journal_path)
+        .map_err(|error| format!("cannot open {}: {error}", journal_path.display()))?;
+    let store = lifecycle_runtime::manage(Store {
+        journal,
+        path: journal_path,
+    });
+    let mut sidecar = tokio::process::Command::new("sh");
+    sidecar
+        .arg("-c")
+        .arg("trap 'exit 0' TERM; while :; do sleep 0.2; done");
+    let sidecar = ManagedChild::spawn("sidecar", sidecar).map_err(|error| error.to_string())?;
+    tracing::info!(pid = sidecar.id(), "sidecar started");
+
     heartbeat(stats.clone());
-    flusher(stats.clone());
+    flusher(stats.clone(), store.clone());
     load_sampler(stats.clone());
     acceptor(stats.clone());
     tracing::info!(
