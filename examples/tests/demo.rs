@@ -63,8 +63,8 @@ fn a_second_sigterm_exits_at_once_with_130() {
     demo.wait_for("shutdown triggered");
     let second = Instant::now();
     demo.signal(libc::SIGTERM);
-    let (code, stderr) = demo.finish();
-    let took = second.elapsed();
+    let (code, exited, stderr) = demo.finish_timed();
+    let took = exited.duration_since(second);
     assert_eq!(code, Some(130), "{stderr}");
     assert!(
         took < Duration::from_secs(1),
@@ -76,4 +76,17 @@ fn a_second_sigterm_exits_at_once_with_130() {
     );
     assert!(stderr.contains("  - task heartbeat"), "{stderr}");
     assert!(stderr.contains("  - thread load-sampler"), "{stderr}");
+    // Exiting at once still takes the sidecar down: its output pipe closed with it, so reading
+    // stderr to the end did not wait (and the pid is gone).
+    let pid: u32 = stderr
+        .lines()
+        .find(|line| line.contains("sidecar started"))
+        .and_then(|line| line.split("pid=").nth(1))
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sidecar pid in:\n{stderr}"));
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.split_whitespace().nth(2) == Some("Z"),
+        "the sidecar outlived the demo: {state}"
+    );
 }

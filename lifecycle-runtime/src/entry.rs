@@ -207,6 +207,8 @@ fn second_signal(coordinator: &Coordinator, signal: &str) -> ! {
         }
     }
     eprint!("{message}");
+    // Exiting at once must not leave child processes behind.
+    crate::process::kill_all_now();
     std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
 }
 

@@ -21,6 +21,29 @@ pub const DEFAULT_TERM_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long to wait for the group to be gone after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(1);
 
+/// Process groups of managed children that may still run: the ones a program exiting at once
+/// (a second signal) must not leave behind.
+static LIVE_GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// SIGKILLs every managed child's process group. For exits that cannot wait for a proper close.
+pub(crate) fn kill_all_now() {
+    let groups = std::mem::take(&mut *crate::coordinator::lock(&LIVE_GROUPS));
+    for group in groups {
+        if let Ok(group) = i32::try_from(group) {
+            // SAFETY: killpg(2) has no memory effects.
+            unsafe {
+                libc::killpg(group, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+fn forget_group(pgid: Option<u32>) {
+    if let Some(pgid) = pgid {
+        crate::coordinator::lock(&LIVE_GROUPS).retain(|group| *group != pgid);
+    }
+}
+
 /// A child process in its own process group, registered with the coordinator like any resource.
 ///
 /// At shutdown (or [`Managed::close`]) the whole group gets SIGTERM; whatever is still running
@@ -93,6 +116,9 @@ impl ManagedChildBuilder {
             )
         })?;
         let pid = child.id();
+        if let Some(pid) = pid {
+            crate::coordinator::lock(&LIVE_GROUPS).push(pid);
+        }
         tracing::info!(child = %self.name, pid, "child process started");
         Ok(crate::manage(ManagedChild {
             name: self.name,
@@ -187,6 +213,7 @@ impl ManagedChild {
             pause = (pause * 2).min(Duration::from_millis(50));
         }
         self.gone.store(true, Ordering::Release);
+        forget_group(self.pid);
         true
     }
 }
@@ -196,6 +223,7 @@ impl Close for ManagedChild {
         let mut child = self.child.lock().await;
         if matches!(child.try_wait(), Ok(Some(_))) && !self.group_alive() {
             self.gone.store(true, Ordering::Release);
+            forget_group(self.pid);
             return Ok(());
         }
         self.signal_group(libc::SIGTERM);
@@ -235,6 +263,7 @@ impl Drop for ManagedChild {
         if self.signal_group(libc::SIGKILL) {
             tracing::warn!(child = %self.name, "managed child dropped while running; killed its process group");
         }
+        forget_group(self.pid);
     }
 }
 

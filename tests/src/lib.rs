@@ -82,7 +82,14 @@ impl Program {
 
     /// Waits for the program to exit (killing it past [`LIMIT`]); returns its exit code and all of
     /// its stderr.
-    pub fn finish(mut self) -> (Option<i32>, String) {
+    pub fn finish(self) -> (Option<i32>, String) {
+        let (code, _, stderr) = self.finish_timed();
+        (code, stderr)
+    }
+
+    /// Like [`finish`](Self::finish), also returning when the program exited (before its stderr
+    /// was read to the end).
+    pub fn finish_timed(mut self) -> (Option<i32>, Instant, String) {
         let started = Instant::now();
         let code = loop {
             if let Some(status) = self.child.try_wait().expect("wait for the child") {
@@ -97,10 +104,11 @@ impl Program {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
+        let exited = Instant::now();
         // The reader thread ends at end of file.
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(line);
         }
-        (code, self.seen.join("\n"))
+        (code, exited, self.seen.join("\n"))
     }
 }
