@@ -143,6 +143,8 @@ pub(crate) struct Inner {
     settled: Notify,
     pub(crate) resources: Mutex<ResourceRegistry>,
     pub(crate) groups: Mutex<HashMap<Arc<str>, Arc<GroupInner>>>,
+    /// Pools reporting into snapshots.
+    pools: Mutex<Vec<std::sync::Weak<dyn crate::snapshot::PoolStats>>>,
     pub(crate) counters: CounterCells,
     stop_records: Mutex<Vec<StopRecord>>,
     sequence_started_at: OnceLock<Instant>,
@@ -274,6 +276,7 @@ impl Coordinator {
                 settled: Notify::new(),
                 resources: Mutex::new(ResourceRegistry::default()),
                 groups: Mutex::new(HashMap::new()),
+                pools: Mutex::new(Vec::new()),
                 counters: CounterCells::default(),
                 stop_records: Mutex::new(Vec::new()),
                 sequence_started_at: OnceLock::new(),
@@ -415,6 +418,30 @@ impl Coordinator {
                 .map(|name| format!("resource {name}")),
         );
         pending
+    }
+
+    /// Adds a pool to snapshots (it is dropped from them when it goes away).
+    #[allow(dead_code, reason = "used by the database layer, behind its features")]
+    pub(crate) fn add_pool_stats(&self, pool: std::sync::Weak<dyn crate::snapshot::PoolStats>) {
+        lock(&self.inner.pools).push(pool);
+    }
+
+    pub(crate) fn pool_snapshots(&self) -> Vec<crate::snapshot::PoolSnapshot> {
+        let mut pools = lock(&self.inner.pools);
+        pools.retain(|pool| pool.strong_count() > 0);
+        pools.iter().filter_map(std::sync::Weak::upgrade).map(|pool| pool.pool_snapshot()).collect()
+    }
+
+    /// The name of a live tracked task, by its tokio id (a scan: for reports, not hot paths).
+    #[allow(dead_code, reason = "used by the database layer, behind its features")]
+    pub(crate) fn task_name(&self, id: tokio::task::Id) -> Option<TaskName> {
+        let mut name = None;
+        self.inner.workers.for_each(|entry| {
+            if entry.task_id == Some(id) {
+                name = Some(entry.name.clone());
+            }
+        });
+        name
     }
 
     // ----- crate-internal plumbing -------------------------------------------------------------

@@ -55,6 +55,8 @@
 mod background;
 mod config;
 mod coordinator;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod db;
 mod entry;
 mod fields;
 mod group;
@@ -80,8 +82,8 @@ pub use crate::report::{Entry, EntryKind, Outcome, ShutdownReport};
 pub use crate::resource::{Close, CloseError, DEFAULT_CLOSE_TIMEOUT, Managed, NoCleanup, manage};
 pub use crate::shutdown::{Shutdown, ShutdownReason, shutdown, shutdown_signal, trigger_shutdown};
 pub use crate::snapshot::{
-    Counters, GroupSnapshot, ResourceSnapshot, Snapshot, TaskSnapshot, TaskState, ThreadSnapshot,
-    snapshot,
+    Counters, GroupSnapshot, PoolSnapshot, ResourceSnapshot, Snapshot, TaskSnapshot, TaskState,
+    ThreadSnapshot, snapshot,
 };
 pub use crate::task::{DEFAULT_STOP_TIMEOUT, TaskError, TaskHandle, TaskName, spawn};
 pub use crate::thread::{ThreadHandle, spawn_thread};

@@ -57,6 +57,8 @@ pub(crate) struct WorkerEntry {
     pub(crate) verdict: Verdict,
     /// Whether the shutdown budget, not the worker's own stop timeout, set its deadline.
     pub(crate) cut_by_budget: bool,
+    /// The tokio task, for naming who holds what (a database connection, say).
+    pub(crate) task_id: Option<tokio::task::Id>,
 }
 
 impl WorkerEntry {
@@ -75,6 +77,7 @@ impl WorkerEntry {
             state: None,
             verdict: Verdict::None,
             cut_by_budget: false,
+            task_id: None,
         }
     }
 }

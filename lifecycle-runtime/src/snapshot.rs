@@ -145,6 +145,54 @@ pub struct GroupSnapshot {
     pub waiting: usize,
 }
 
+/// A connection pool's state and counters (the database layer fills it in).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PoolSnapshot {
+    /// The pool's name.
+    pub name: String,
+    /// Which database is live (`postgres`, `sqlite`).
+    pub backend: String,
+    /// Why the primary is not used, when the pool is a fallback.
+    pub fallback_reason: Option<String>,
+    /// Whether the pool has been closed.
+    pub closed: bool,
+    /// Open connections.
+    pub size: u32,
+    /// Open connections not in use.
+    pub idle: usize,
+    /// Connections checked out through `acquire`.
+    pub in_use: usize,
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// Tasks waiting for a connection.
+    pub waiters: usize,
+    /// Connections handed out.
+    pub acquires: u64,
+    /// Acquires that gave up waiting.
+    pub acquire_timeouts: u64,
+    /// Mean wait for a connection.
+    #[serde(rename = "acquire_wait_avg_secs", serialize_with = "secs")]
+    pub acquire_wait_avg: Duration,
+    /// Longest wait for a connection.
+    #[serde(rename = "acquire_wait_max_secs", serialize_with = "secs")]
+    pub acquire_wait_max: Duration,
+    /// Mean time a connection was held.
+    #[serde(rename = "hold_avg_secs", serialize_with = "secs")]
+    pub hold_avg: Duration,
+    /// Longest time a connection was held.
+    #[serde(rename = "hold_max_secs", serialize_with = "secs")]
+    pub hold_max: Duration,
+    /// Connections logged as probable leaks.
+    pub suspected_leaks: u64,
+}
+
+/// Something that reports a pool's state into snapshots (keeps the coordinator free of any
+/// database library).
+pub(crate) trait PoolStats: Send + Sync {
+    fn pool_snapshot(&self) -> PoolSnapshot;
+}
+
 /// One open resource.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -194,6 +242,8 @@ pub struct Snapshot {
     pub groups: Vec<GroupSnapshot>,
     /// Open resources, in the order they will close.
     pub resources: Vec<ResourceSnapshot>,
+    /// Connection pools: size, use, waits, timeouts, hold times, and which backend is live.
+    pub pools: Vec<PoolSnapshot>,
 }
 
 /// A snapshot of the current coordinator.
@@ -261,6 +311,7 @@ impl Coordinator {
             counters,
             groups,
             resources,
+            pools: self.pool_snapshots(),
         }
     }
 }

@@ -419,6 +419,7 @@ impl WorkerGuard {
                     Control::Task(waker.clone()),
                 );
                 entry.state = meta.state;
+                entry.task_id = tokio::task::try_id();
                 let key = coordinator.workers().insert(entry);
                 if is_loop && coordinator.shutdown_signal_fired() {
                     // Shutdown may have woken the registered loops just before this one joined.

@@ -1,0 +1,258 @@
+//! Who holds which connection: acquiring line, task, since when. Feeds leak detection, the
+//! acquire-timeout error, the bounded close and the pool's metrics.
+
+use std::ops::{Deref, DerefMut};
+use std::panic::Location;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use slab::Slab;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection};
+use tokio::time::Instant;
+
+use super::Database;
+use crate::coordinator::{Coordinator, lock};
+use crate::report::format_duration;
+use crate::snapshot::PoolSnapshot;
+
+struct HeldEntry {
+    site: &'static Location<'static>,
+    task: Option<tokio::task::Id>,
+    since: Instant,
+    /// Logged once as a probable leak.
+    warned: bool,
+}
+
+/// Connections checked out through `Database::acquire`, and the pool's counters.
+#[derive(Default)]
+pub(crate) struct Held {
+    entries: Mutex<Slab<HeldEntry>>,
+    waiters: AtomicUsize,
+    acquires: AtomicU64,
+    acquire_wait_micros: AtomicU64,
+    acquire_wait_max_micros: AtomicU64,
+    timeouts: AtomicU64,
+    hold_micros: AtomicU64,
+    hold_max_micros: AtomicU64,
+    releases: AtomicU64,
+    leaks: AtomicU64,
+}
+
+/// Counts a waiter until `done`.
+pub(crate) struct Waiting<'a> {
+    held: &'a Held,
+    started: Instant,
+}
+
+impl Waiting<'_> {
+    pub(crate) fn done(self) -> Duration {
+        let waited = self.started.elapsed();
+        self.held.waiters.fetch_sub(1, Ordering::Relaxed);
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.held.acquires.fetch_add(1, Ordering::Relaxed);
+        self.held.acquire_wait_micros.fetch_add(micros, Ordering::Relaxed);
+        self.held.acquire_wait_max_micros.fetch_max(micros, Ordering::Relaxed);
+        waited
+    }
+}
+
+impl Held {
+    pub(crate) fn start_waiting(&self) -> Waiting<'_> {
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        Waiting {
+            held: self,
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn count_timeout(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
+    fn insert(&self, site: &'static Location<'static>, task: Option<tokio::task::Id>) -> usize {
+        lock(&self.entries).insert(HeldEntry {
+            site,
+            task,
+            since: Instant::now(),
+            warned: false,
+        })
+    }
+
+    fn remove(&self, key: usize) -> Option<HeldEntry> {
+        let entry = lock(&self.entries).try_remove(key)?;
+        let micros = u64::try_from(entry.since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.releases.fetch_add(1, Ordering::Relaxed);
+        self.hold_micros.fetch_add(micros, Ordering::Relaxed);
+        self.hold_max_micros.fetch_max(micros, Ordering::Relaxed);
+        Some(entry)
+    }
+
+    /// "acquired at src/jobs.rs:41:22 by task `ingest`, held for 12.3s", oldest first.
+    fn descriptions(&self, limit: usize) -> Vec<String> {
+        let mut held: Vec<(Instant, &'static Location<'static>, Option<tokio::task::Id>)> = lock(&self.entries)
+            .iter()
+            .map(|(_, entry)| (entry.since, entry.site, entry.task))
+            .collect();
+        held.sort_by_key(|(since, _, _)| *since);
+        let coordinator = Coordinator::current();
+        held.into_iter()
+            .take(limit)
+            .map(|(since, site, task)| describe(&coordinator, site, task, since.elapsed()))
+            .collect()
+    }
+
+    pub(crate) fn describe_oldest(&self, limit: usize) -> String {
+        let held = self.descriptions(limit);
+        if held.is_empty() {
+            "none is held through `acquire` (they may be taken by queries on `pool()` directly)".to_owned()
+        } else {
+            format!("oldest held: {}", held.join("; "))
+        }
+    }
+
+    pub(crate) fn describe_all(&self) -> String {
+        let held = self.descriptions(usize::MAX);
+        match held.len() {
+            0 => "connections were still checked out, none of them through `acquire`".to_owned(),
+            count => format!("{count} connection(s) still checked out: {}", held.join("; ")),
+        }
+    }
+
+    /// Logs, once each, connections held longer than `threshold`.
+    fn check_leaks(&self, pool: &str, threshold: Duration) {
+        let mut suspects = Vec::new();
+        for (_, entry) in lock(&self.entries).iter_mut() {
+            if !entry.warned && entry.since.elapsed() >= threshold {
+                entry.warned = true;
+                suspects.push((entry.site, entry.task, entry.since.elapsed()));
+            }
+        }
+        let coordinator = Coordinator::current();
+        for (site, task, held_for) in suspects {
+            self.leaks.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                pool,
+                held = %describe(&coordinator, site, task, held_for),
+                "probable connection leak: held longer than {}",
+                format_duration(threshold)
+            );
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> PoolSnapshot {
+        let acquires = self.acquires.load(Ordering::Relaxed);
+        let releases = self.releases.load(Ordering::Relaxed);
+        let average = |total: u64, count: u64| Duration::from_micros(total.checked_div(count).unwrap_or(0));
+        PoolSnapshot {
+            in_use: self.count(),
+            waiters: self.waiters.load(Ordering::Relaxed),
+            acquires,
+            acquire_timeouts: self.timeouts.load(Ordering::Relaxed),
+            acquire_wait_avg: average(self.acquire_wait_micros.load(Ordering::Relaxed), acquires),
+            acquire_wait_max: Duration::from_micros(self.acquire_wait_max_micros.load(Ordering::Relaxed)),
+            hold_avg: average(self.hold_micros.load(Ordering::Relaxed), releases),
+            hold_max: Duration::from_micros(self.hold_max_micros.load(Ordering::Relaxed)),
+            suspected_leaks: self.leaks.load(Ordering::Relaxed),
+            ..PoolSnapshot::default()
+        }
+    }
+}
+
+fn describe(coordinator: &Coordinator, site: &Location<'_>, task: Option<tokio::task::Id>, held_for: Duration) -> String {
+    let by = match task.map(|id| (id, coordinator.task_name(id))) {
+        Some((_, Some(name))) => format!(" by task `{name}`"),
+        Some((id, None)) => format!(" by tokio task {id}"),
+        None => " outside any task".to_owned(),
+    };
+    format!(
+        "acquired at {}:{}:{}{by}, held for {}",
+        site.file(),
+        site.line(),
+        site.column(),
+        format_duration(held_for)
+    )
+}
+
+/// Checks for leaks every half threshold (at least every 50ms, at most every 5s) until shutdown.
+pub(crate) fn spawn_leak_checker(coordinator: &Coordinator, database: &Database) {
+    let threshold = database.inner().options.leak_threshold;
+    let period = (threshold / 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let weak = std::sync::Arc::downgrade(&database.inner);
+    let shutdown = coordinator.shutdown_signal();
+    let name = format!("db-leak-check {}", database.name());
+    let _checker = coordinator.spawn(name, async move {
+        while shutdown.sleep(period).await {
+            let Some(inner) = weak.upgrade() else { break };
+            inner.held.check_leaks(&inner.name, threshold);
+        }
+    });
+}
+
+/// A connection from [`Database::acquire`]. Dereferences to sqlx's `AnyConnection`
+/// (`query.execute(&mut *connection)`); returned to the pool when dropped.
+pub struct DbConnection {
+    connection: Option<PoolConnection<Any>>,
+    database: Database,
+    key: usize,
+}
+
+impl std::fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConnection").field("pool", &self.database.name()).finish_non_exhaustive()
+    }
+}
+
+impl DbConnection {
+    pub(crate) fn new(
+        database: Database,
+        connection: PoolConnection<Any>,
+        site: &'static Location<'static>,
+        task: Option<tokio::task::Id>,
+    ) -> DbConnection {
+        let key = database.inner().held.insert(site, task);
+        DbConnection {
+            connection: Some(connection),
+            database,
+            key,
+        }
+    }
+}
+
+impl Deref for DbConnection {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        // Present until drop.
+        self.connection.as_deref().expect("connection present until drop")
+    }
+}
+
+impl DerefMut for DbConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        self.connection.as_deref_mut().expect("connection present until drop")
+    }
+}
+
+impl Drop for DbConnection {
+    fn drop(&mut self) {
+        drop(self.connection.take());
+        if let Some(entry) = self.database.inner().held.remove(self.key) {
+            if entry.warned {
+                tracing::info!(
+                    pool = %self.database.name(),
+                    "connection reported as a probable leak came back after {} (acquired at {}:{}:{})",
+                    format_duration(entry.since.elapsed()),
+                    entry.site.file(),
+                    entry.site.line(),
+                    entry.site.column()
+                );
+            }
+        }
+    }
+}

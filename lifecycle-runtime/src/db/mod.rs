@@ -1,0 +1,594 @@
+//! The database layer: a sqlx pool with bounded start-up that names the real cause of a failure,
+//! an embedded SQLite fallback, a bounded close that names connections still held, leak
+//! detection, metrics, server-side session management and a batch writer.
+//!
+//! sqlx does the database work (pool, pre-ping, reaping, backoff); this module configures it and
+//! adds lifecycle around it. Queries go through sqlx's `Any` driver, so a query written once runs
+//! on PostgreSQL and on the SQLite fallback alike (write parameters as `$1`, `$2`, ... and stick to
+//! common column types).
+//!
+//! ```no_run
+//! use lifecycle_runtime::db::{Database, DatabaseOptions};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // DATABASE_URL, or embedded SQLite when it is unset.
+//! let options = DatabaseOptions::from_env("orders")?
+//!     .fallback_sqlite(std::env::temp_dir().join("orders-fallback.sqlite"));
+//! let db = Database::connect(options).await?;
+//! let mut connection = db.acquire().await?;
+//! sqlx::query("SELECT 1").execute(&mut *connection).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod batch;
+mod connect;
+mod held;
+mod sessions;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once, Weak};
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
+
+pub use self::batch::{BatchWriter, BatchWriterBuilder, BatchStats, PushError};
+pub use self::connect::ConnectCause;
+pub use self::held::DbConnection;
+pub use self::sessions::{ServerHealth, Session, list_sessions, server_health, terminate};
+
+use self::held::Held;
+use crate::coordinator::lock;
+use crate::report::format_duration;
+use crate::resource::{Close, CloseError};
+use crate::snapshot::PoolSnapshot;
+
+/// Which database a [`Database`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// Embedded SQLite.
+    Sqlite,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// What went wrong with the database. Every variant names what it was doing and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The database could not be reached within the start-up budget.
+    #[error(
+        "cannot reach the database at {url} after {attempts} attempt(s) in {}: {cause}. Likely fix: {}",
+        format_duration(*.waited),
+        .cause.fixes()
+    )]
+    Unreachable {
+        /// The URL, password redacted.
+        url: String,
+        /// The last cause seen.
+        cause: ConnectCause,
+        /// How many connections were tried.
+        attempts: u32,
+        /// How long it tried.
+        waited: Duration,
+    },
+    /// The primary was unreachable and so was the SQLite fallback.
+    #[error("the primary database failed ({primary}) and the SQLite fallback at {path} failed too: {fallback}")]
+    FallbackFailed {
+        /// Why the primary failed.
+        primary: Box<DbError>,
+        /// The fallback's path.
+        path: String,
+        /// Why the fallback failed.
+        fallback: String,
+    },
+    /// No connection became free within the acquire timeout.
+    #[error(
+        "no connection became free within {} ({in_use} of {max} in use); {holders}. Likely fix: return connections sooner (hold them only for the query), or raise max_connections",
+        format_duration(*.waited)
+    )]
+    AcquireTimedOut {
+        /// How long it waited.
+        waited: Duration,
+        /// Connections checked out.
+        in_use: usize,
+        /// The pool's size limit.
+        max: u32,
+        /// Who holds the oldest ones.
+        holders: String,
+    },
+    /// The URL or an option is invalid.
+    #[error("{0}")]
+    Configuration(String),
+    /// The pool was closed (shutdown under way).
+    #[error("the database pool `{0}` is closed: shutdown is under way")]
+    Closed(String),
+    /// An operation needs PostgreSQL.
+    #[error("`{0}` needs PostgreSQL; this database is {1}")]
+    NotPostgres(&'static str, Backend),
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+/// Settings of a [`Database`]. Defaults: connect timeout 5s, start-up budget 10s, max 5
+/// connections, acquire timeout 5s, idle timeout 5 min, max lifetime 30 min (with jitter),
+/// pre-ping before use, leak threshold 30s, close timeout 5s, `application_name` = the service.
+#[derive(Clone, Debug)]
+pub struct DatabaseOptions {
+    url: String,
+    service: String,
+    connect_timeout: Duration,
+    startup_budget: Duration,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
+    test_before_acquire: bool,
+    statement_timeout: Option<Duration>,
+    leak_threshold: Duration,
+    close_timeout: Duration,
+    fallback_sqlite: Option<PathBuf>,
+}
+
+/// Where embedded SQLite lives when nothing is configured.
+const DEFAULT_SQLITE_FILE: &str = "lifecycle.sqlite";
+
+impl DatabaseOptions {
+    /// Options for `url` (`postgres://...` or `sqlite://...`), for the service named `service`
+    /// (its `application_name` on the server, and the pool's name in reports).
+    pub fn new(url: impl Into<String>, service: impl Into<String>) -> DatabaseOptions {
+        DatabaseOptions {
+            url: url.into(),
+            service: service.into(),
+            connect_timeout: Duration::from_secs(5),
+            startup_budget: Duration::from_secs(10),
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(5 * 60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            test_before_acquire: true,
+            statement_timeout: None,
+            leak_threshold: Duration::from_secs(30),
+            close_timeout: Duration::from_secs(5),
+            fallback_sqlite: None,
+        }
+    }
+
+    /// Embedded SQLite at `path` (created if missing).
+    pub fn sqlite(path: impl Into<PathBuf>, service: impl Into<String>) -> DatabaseOptions {
+        DatabaseOptions::new(sqlite_url(&path.into()), service)
+    }
+
+    /// `DATABASE_URL` if set, else embedded SQLite in `lifecycle.sqlite` under the system's
+    /// temporary directory.
+    ///
+    /// # Errors
+    ///
+    /// When `DATABASE_URL` is set but is not a `postgres://`, `postgresql://` or `sqlite:` URL;
+    /// the error names the variable.
+    pub fn from_env(service: impl Into<String>) -> Result<DatabaseOptions, DbError> {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.trim().is_empty() => {
+                let url = url.trim().to_owned();
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+                    return Err(DbError::Configuration(format!(
+                        "DATABASE_URL={:?} is not a database URL: write postgres://user:password@host:5432/name or sqlite://path",
+                        connect::redact(&url)
+                    )));
+                }
+                Ok(DatabaseOptions::new(url, service))
+            }
+            _ => Ok(DatabaseOptions::sqlite(std::env::temp_dir().join(DEFAULT_SQLITE_FILE), service)),
+        }
+    }
+
+    /// The limit for one connection attempt (sqlx's PostgreSQL driver has none of its own).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long `connect` keeps trying before it gives up (or falls back).
+    pub fn startup_budget(mut self, budget: Duration) -> Self {
+        self.startup_budget = budget;
+        self
+    }
+
+    /// The most connections the pool opens.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long `acquire` waits for a free connection.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Idle connections older than this are closed (`None`: never).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Connections are recycled after about this long (each a little earlier, at random, so they
+    /// do not all reconnect at once). `None`: never.
+    pub fn max_lifetime(mut self, lifetime: Option<Duration>) -> Self {
+        self.max_lifetime = lifetime;
+        self
+    }
+
+    /// Whether a connection is pinged before it is handed out (on by default: a connection the
+    /// server closed is replaced instead of failing the next query).
+    pub fn test_before_acquire(mut self, test: bool) -> Self {
+        self.test_before_acquire = test;
+        self
+    }
+
+    /// PostgreSQL's `statement_timeout` for every connection.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
+    /// A connection held longer than this is logged as a probable leak.
+    pub fn leak_threshold(mut self, threshold: Duration) -> Self {
+        self.leak_threshold = threshold;
+        self
+    }
+
+    /// How long closing the pool may wait for connections still checked out.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// When the primary cannot be reached within the start-up budget, open embedded SQLite at
+    /// `path` instead (and say so in logs and `snapshot()`).
+    pub fn fallback_sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.fallback_sqlite = Some(path.into());
+        self
+    }
+
+    fn backend(&self) -> Backend {
+        if self.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+
+    /// The URL as sqlx gets it: `application_name` added for PostgreSQL.
+    fn driver_url(&self) -> String {
+        if self.backend() == Backend::Postgres && !self.url.contains("application_name=") {
+            let separator = if self.url.contains('?') { '&' } else { '?' };
+            format!("{}{separator}application_name={}", self.url, encode(&self.service))
+        } else {
+            self.url.clone()
+        }
+    }
+}
+
+fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// Percent-encodes what a URL query value cannot hold.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Installs sqlx's `Any` drivers once per process.
+fn install_drivers() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// One pool per database URL per process.
+static POOLS: Mutex<Option<HashMap<String, Weak<DbInner>>>> = Mutex::new(None);
+
+pub(crate) struct DbInner {
+    name: String,
+    backend: Backend,
+    url: String,
+    pool: AnyPool,
+    options: DatabaseOptions,
+    /// Why the primary was not used, when this is the SQLite fallback.
+    fallback_reason: Option<String>,
+    held: Held,
+    closing: AtomicBool,
+}
+
+/// A pool of database connections, registered with the coordinator, which closes it (bounded)
+/// after every task stopped. Cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<DbInner>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("name", &self.inner.name)
+            .field("backend", &self.inner.backend)
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Connects (or returns the pool already open for this URL in this process) and registers
+    /// the pool with the current coordinator.
+    ///
+    /// Start-up is bounded: each connection attempt by the connect timeout, all of them by the
+    /// start-up budget. A failure names the real cause and the likely fixes; with
+    /// [`DatabaseOptions::fallback_sqlite`], embedded SQLite is opened instead.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError::Unreachable`] (with its [`ConnectCause`]), [`DbError::FallbackFailed`],
+    /// [`DbError::Configuration`].
+    pub async fn connect(options: DatabaseOptions) -> Result<Database, DbError> {
+        install_drivers();
+        let key = options.url.clone();
+        if let Some(existing) = existing_pool(&key) {
+            return Ok(existing);
+        }
+        let database = match Database::open(&options, None).await {
+            Ok(database) => database,
+            Err(primary) => {
+                let Some(path) = options.fallback_sqlite.clone() else {
+                    return Err(primary);
+                };
+                tracing::warn!(pool = %options.service, error = %primary, fallback = %path.display(), "primary database unreachable; falling back to embedded SQLite");
+                let mut fallback = options.clone();
+                fallback.url = sqlite_url(&path);
+                match Database::open(&fallback, Some(primary.to_string())).await {
+                    Ok(database) => database,
+                    Err(error) => {
+                        return Err(DbError::FallbackFailed {
+                            primary: Box::new(primary),
+                            path: path.display().to_string(),
+                            fallback: error.to_string(),
+                        });
+                    }
+                }
+            }
+        };
+        {
+            let mut pools = lock(&POOLS);
+            let pools = pools.get_or_insert_with(HashMap::new);
+            if let Some(existing) = pools.get(&key).and_then(Weak::upgrade) {
+                // Another caller connected meanwhile: keep one pool per URL (this one has opened
+                // no connection yet: it is lazy).
+                return Ok(Database { inner: existing });
+            }
+            pools.insert(key, Arc::downgrade(&database.inner));
+        }
+        let coordinator = crate::Coordinator::current();
+        coordinator.add_pool_stats(Arc::downgrade(&database.inner) as Weak<dyn crate::snapshot::PoolStats>);
+        let _managed = coordinator.manage(database.clone());
+        held::spawn_leak_checker(&coordinator, &database);
+        Ok(database)
+    }
+
+    async fn open(options: &DatabaseOptions, fallback_reason: Option<String>) -> Result<Database, DbError> {
+        let url = options.driver_url();
+        let redacted = connect::redact(&options.url);
+        let backend = options.backend();
+        if backend == Backend::Postgres {
+            for parameter in connect::ignored_parameters(&options.url) {
+                tracing::warn!(url = %redacted, "database URL parameter {parameter} is ignored by sqlx");
+            }
+        }
+        let connect_options: AnyConnectOptions = url
+            .parse()
+            .map_err(|error| DbError::Configuration(format!("the database URL {redacted} is invalid: {error}")))?;
+        let probe = connect::probe(&connect_options, options.connect_timeout, options.startup_budget).await;
+        if let Err(cause) = probe.result {
+            return Err(DbError::Unreachable {
+                url: redacted,
+                cause,
+                attempts: probe.attempts,
+                waited: probe.waited,
+            });
+        }
+        let statement_timeout = options.statement_timeout;
+        let lifetime = options.max_lifetime;
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(options.idle_timeout)
+            .max_lifetime(lifetime)
+            .test_before_acquire(options.test_before_acquire)
+            .before_acquire(move |connection, meta| {
+                // Retire each connection at its own point of the last tenth of the max
+                // lifetime, so they do not all reconnect at the same moment.
+                let retire = lifetime.map(|lifetime| lifetime.mul_f64(1.0 - 0.1 * jitter(connection)));
+                Box::pin(async move { Ok(retire.is_none_or(|retire| meta.age < retire)) })
+            });
+        if backend == Backend::Postgres {
+            if let Some(timeout) = statement_timeout {
+                pool_options = pool_options.after_connect(move |connection, _| {
+                    Box::pin(async move {
+                        // A number we formatted ourselves: no user input reaches this statement.
+                        let set = sqlx::AssertSqlSafe(format!("SET statement_timeout = {}", timeout.as_millis()));
+                        sqlx::raw_sql(set).execute(&mut *connection).await.map(|_| ())
+                    })
+                });
+            }
+        }
+        let pool = pool_options.connect_lazy_with(connect_options);
+        match &fallback_reason {
+            Some(reason) => tracing::warn!(pool = %options.service, backend = %backend, url = %redacted, %reason, "database live on the fallback"),
+            None => tracing::info!(pool = %options.service, backend = %backend, url = %redacted, "database connected"),
+        }
+        Ok(Database {
+            inner: Arc::new(DbInner {
+                name: options.service.clone(),
+                backend,
+                url: redacted,
+                pool,
+                options: options.clone(),
+                fallback_reason,
+                held: Held::default(),
+                closing: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The pool's name (the service's): in reports, logs and `application_name`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Which database is live.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// Why the primary is not used, when this is the SQLite fallback.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.inner.fallback_reason.as_deref()
+    }
+
+    /// The sqlx pool, for queries that do not need a connection of their own
+    /// (`sqlx::query(..).execute(db.pool())`). Connections taken this way are returned by sqlx
+    /// at once; use [`acquire`](Self::acquire) to hold one with leak tracking.
+    pub fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    /// Takes a connection, recording where (the caller's line) and by which task. Held longer
+    /// than the leak threshold, it is logged as a probable leak with that site.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError::AcquireTimedOut`] naming the oldest holders, [`DbError::Closed`] during
+    /// shutdown, or the driver's error.
+    #[track_caller]
+    pub fn acquire(&self) -> impl Future<Output = Result<DbConnection, DbError>> + Send + 'static {
+        let site = std::panic::Location::caller();
+        let task = tokio::task::try_id();
+        let database = self.clone();
+        async move { database.acquire_at(site, task).await }
+    }
+
+    async fn acquire_at(&self, site: &'static std::panic::Location<'static>, task: Option<tokio::task::Id>) -> Result<DbConnection, DbError> {
+        let inner = &self.inner;
+        if inner.pool.is_closed() {
+            return Err(DbError::Closed(inner.name.clone()));
+        }
+        let waiting = inner.held.start_waiting();
+        let result = inner.pool.acquire().await;
+        let waited = waiting.done();
+        match result {
+            Ok(connection) => Ok(DbConnection::new(self.clone(), connection, site, task)),
+            Err(sqlx::Error::PoolTimedOut) => {
+                inner.held.count_timeout();
+                Err(DbError::AcquireTimedOut {
+                    waited,
+                    in_use: inner.held.count(),
+                    max: inner.options.max_connections,
+                    holders: inner.held.describe_oldest(3),
+                })
+            }
+            Err(sqlx::Error::PoolClosed) => Err(DbError::Closed(inner.name.clone())),
+            Err(error) => Err(DbError::Query(error)),
+        }
+    }
+
+    /// Metrics of the pool, as `snapshot()` shows them.
+    pub fn stats(&self) -> PoolSnapshot {
+        crate::snapshot::PoolStats::pool_snapshot(&*self.inner)
+    }
+
+    pub(crate) fn inner(&self) -> &DbInner {
+        &self.inner
+    }
+}
+
+/// A stable value in [0, 1) per connection, from its address (it does not move while open).
+fn jitter(connection: &sqlx::AnyConnection) -> f64 {
+    let address = std::ptr::from_ref(connection) as usize as u64;
+    let mixed = address.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn existing_pool(url: &str) -> Option<Database> {
+    let pools = lock(&POOLS);
+    let inner = pools.as_ref()?.get(url)?.upgrade()?;
+    if inner.pool.is_closed() {
+        return None;
+    }
+    Some(Database { inner })
+}
+
+impl crate::snapshot::PoolStats for DbInner {
+    fn pool_snapshot(&self) -> PoolSnapshot {
+        let mut snapshot = self.held.snapshot();
+        snapshot.name = self.name.clone();
+        snapshot.backend = self.backend.to_string();
+        snapshot.fallback_reason = self.fallback_reason.clone();
+        snapshot.size = self.pool.size();
+        snapshot.idle = self.pool.num_idle();
+        snapshot.max_connections = self.options.max_connections;
+        snapshot.closed = self.pool.is_closed();
+        snapshot
+    }
+}
+
+/// Closes the pool, waiting at most the close timeout for connections still checked out. At the
+/// deadline those are named (acquiring line, task, held for how long) in the error, and the
+/// pool is left closed: they close as they come back.
+impl Close for Database {
+    async fn close(&self) -> Result<(), CloseError> {
+        let inner = &self.inner;
+        inner.closing.store(true, Ordering::Release);
+        let limit = inner.options.close_timeout;
+        if tokio::time::timeout(limit, inner.pool.close()).await.is_ok() {
+            tracing::info!(pool = %inner.name, "database pool closed");
+            return Ok(());
+        }
+        let holders = inner.held.describe_all();
+        Err(format!(
+            "pool `{}` did not close within {}: {}; it is closed to new work and they close as they are returned",
+            inner.name,
+            format_duration(limit),
+            holders
+        )
+        .into())
+    }
+
+    fn close_timeout(&self) -> Duration {
+        // Our own deadline fires first, so the holders are named before the coordinator gives up.
+        self.inner.options.close_timeout + Duration::from_millis(500)
+    }
+
+    fn close_name(&self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Owned(format!("database {}", self.inner.name))
+    }
+}
