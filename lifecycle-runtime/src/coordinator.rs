@@ -429,7 +429,11 @@ impl Coordinator {
     pub(crate) fn pool_snapshots(&self) -> Vec<crate::snapshot::PoolSnapshot> {
         let mut pools = lock(&self.inner.pools);
         pools.retain(|pool| pool.strong_count() > 0);
-        pools.iter().filter_map(std::sync::Weak::upgrade).map(|pool| pool.pool_snapshot()).collect()
+        pools
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|pool| pool.pool_snapshot())
+            .collect()
     }
 
     /// The name of a live tracked task, by its tokio id (a scan: for reports, not hot paths).

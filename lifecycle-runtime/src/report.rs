@@ -405,7 +405,7 @@ fn format_offset(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
 }
 
-fn secs<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn secs<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(duration.as_secs_f64())
 }
 

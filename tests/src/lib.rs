@@ -112,3 +112,5 @@ impl Program {
         (code, exited, self.seen.join("\n"))
     }
 }
+
+pub mod pg;

@@ -145,7 +145,11 @@ where
     /// A writer named `name` (in logs and reports) writing through `write`, which gets the
     /// database and a batch and writes it all or fails. Defaults: batches of 500, every second,
     /// 5s to flush at shutdown, 3 retries of a failed batch.
-    pub fn builder<W, F, E>(name: impl Into<String>, database: &Database, write: W) -> BatchWriterBuilder<T, W>
+    pub fn builder<W, F, E>(
+        name: impl Into<String>,
+        database: &Database,
+        write: W,
+    ) -> BatchWriterBuilder<T, W>
     where
         W: Fn(Database, Arc<[T]>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), E>> + Send + 'static,
@@ -188,7 +192,6 @@ where
         }
         Ok(())
     }
-
 }
 
 impl<T> BatchWriter<T> {
@@ -260,7 +263,8 @@ where
             task: task.clone(),
             last_error: None,
         };
-        let _task = coordinator.spawn_worker(task, WorkerKind::Task, self.flush_timeout, None, run.run());
+        let _task =
+            coordinator.spawn_worker(task, WorkerKind::Task, self.flush_timeout, None, run.run());
         BatchWriter { inner }
     }
 }

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use sqlx::Connection;
 use sqlx::AnyConnection;
+use sqlx::Connection;
 use sqlx::any::AnyConnectOptions;
 use tokio::time::Instant;
 
@@ -92,11 +92,17 @@ impl ConnectCause {
             ConnectCause::StartingUp { .. } => {
                 "the server is starting up or recovering: wait for it, or give start-up a longer budget"
             }
-            ConnectCause::Authentication { .. } => "check the user and password in the URL and the server's pg_hba.conf",
-            ConnectCause::UnknownDatabase { .. } => "create the database, or fix its name in the URL",
+            ConnectCause::Authentication { .. } => {
+                "check the user and password in the URL and the server's pg_hba.conf"
+            }
+            ConnectCause::UnknownDatabase { .. } => {
+                "create the database, or fix its name in the URL"
+            }
             ConnectCause::Tls { .. } => "check sslmode and the certificates in the URL",
             ConnectCause::Configuration { .. } => "fix the URL or the options",
-            ConnectCause::Other { .. } => "see the message; check the URL and that the server is healthy",
+            ConnectCause::Other { .. } => {
+                "see the message; check the URL and that the server is healthy"
+            }
         }
     }
 
@@ -104,11 +110,19 @@ impl ConnectCause {
     pub(crate) fn classify(error: &sqlx::Error) -> ConnectCause {
         match error {
             sqlx::Error::Io(io) => match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => ConnectCause::Refused { message: io.to_string() },
-                _ => ConnectCause::Other { message: io.to_string() },
+                std::io::ErrorKind::ConnectionRefused => ConnectCause::Refused {
+                    message: io.to_string(),
+                },
+                _ => ConnectCause::Other {
+                    message: io.to_string(),
+                },
             },
-            sqlx::Error::Tls(tls) => ConnectCause::Tls { message: tls.to_string() },
-            sqlx::Error::Configuration(config) => ConnectCause::Configuration { message: config.to_string() },
+            sqlx::Error::Tls(tls) => ConnectCause::Tls {
+                message: tls.to_string(),
+            },
+            sqlx::Error::Configuration(config) => ConnectCause::Configuration {
+                message: config.to_string(),
+            },
             sqlx::Error::Database(database) => {
                 let message = database.message().to_owned();
                 match database.code().as_deref() {
@@ -119,7 +133,9 @@ impl ConnectCause {
                     _ => ConnectCause::Other { message },
                 }
             }
-            other => ConnectCause::Other { message: other.to_string() },
+            other => ConnectCause::Other {
+                message: other.to_string(),
+            },
         }
     }
 }
@@ -129,11 +145,22 @@ impl fmt::Display for ConnectCause {
         match self {
             ConnectCause::Refused { message } => write!(f, "connection refused ({message})"),
             ConnectCause::NoAnswer { limit } => {
-                write!(f, "no answer within the connect timeout of {}", format_duration(*limit))
+                write!(
+                    f,
+                    "no answer within the connect timeout of {}",
+                    format_duration(*limit)
+                )
             }
-            ConnectCause::TooManyConnections { message } => write!(f, "too many connections (SQLSTATE 53300: {message})"),
-            ConnectCause::StartingUp { message } => write!(f, "the database is not accepting connections yet ({message})"),
-            ConnectCause::Authentication { message } => write!(f, "authentication failed ({message})"),
+            ConnectCause::TooManyConnections { message } => {
+                write!(f, "too many connections (SQLSTATE 53300: {message})")
+            }
+            ConnectCause::StartingUp { message } => write!(
+                f,
+                "the database is not accepting connections yet ({message})"
+            ),
+            ConnectCause::Authentication { message } => {
+                write!(f, "authentication failed ({message})")
+            }
             ConnectCause::UnknownDatabase { message } => write!(f, "unknown database ({message})"),
             ConnectCause::Tls { message } => write!(f, "TLS failed ({message})"),
             ConnectCause::Configuration { message } => write!(f, "bad configuration ({message})"),
@@ -151,7 +178,11 @@ pub(crate) struct Probe {
 
 /// Tries to open one connection, each try under `connect_timeout`, retrying transient causes
 /// until `budget` is spent.
-pub(crate) async fn probe(options: &AnyConnectOptions, connect_timeout: Duration, budget: Duration) -> Probe {
+pub(crate) async fn probe(
+    options: &AnyConnectOptions,
+    connect_timeout: Duration,
+    budget: Duration,
+) -> Probe {
     let started = Instant::now();
     let deadline = started + budget;
     let mut attempts = 0;
@@ -221,7 +252,8 @@ pub(crate) fn ignored_parameters(url: &str) -> Vec<String> {
         .filter(|key| !key.is_empty() && !POSTGRES_PARAMETERS.contains(key))
         .map(|key| match key {
             "connect_timeout" => {
-                "`connect_timeout` (sqlx ignores it: use DatabaseOptions::connect_timeout)".to_owned()
+                "`connect_timeout` (sqlx ignores it: use DatabaseOptions::connect_timeout)"
+                    .to_owned()
             }
             "statement_timeout" => {
                 "`statement_timeout` (use DatabaseOptions::statement_timeout)".to_owned()
@@ -259,7 +291,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://app:s3cret@db:5432/main?sslmode=require"), "postgres://app:***@db:5432/main?sslmode=require");
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/main?sslmode=require"),
+            "postgres://app:***@db:5432/main?sslmode=require"
+        );
         assert_eq!(redact("postgres://app@db/main"), "postgres://app@db/main");
         assert_eq!(redact("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
@@ -268,7 +303,10 @@ mod tests {
     fn parameters_sqlx_ignores_are_found() {
         assert_eq!(
             ignored_parameters("postgres://db/main?sslmode=disable&connect_timeout=5&keepalives=1"),
-            ["`connect_timeout` (sqlx ignores it: use DatabaseOptions::connect_timeout)", "`keepalives`"]
+            [
+                "`connect_timeout` (sqlx ignores it: use DatabaseOptions::connect_timeout)",
+                "`keepalives`"
+            ]
         );
         assert!(ignored_parameters("postgres://db/main?application_name=x").is_empty());
         assert!(ignored_parameters("postgres://db/main").is_empty());

@@ -52,8 +52,12 @@ impl Waiting<'_> {
         self.held.waiters.fetch_sub(1, Ordering::Relaxed);
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
         self.held.acquires.fetch_add(1, Ordering::Relaxed);
-        self.held.acquire_wait_micros.fetch_add(micros, Ordering::Relaxed);
-        self.held.acquire_wait_max_micros.fetch_max(micros, Ordering::Relaxed);
+        self.held
+            .acquire_wait_micros
+            .fetch_add(micros, Ordering::Relaxed);
+        self.held
+            .acquire_wait_max_micros
+            .fetch_max(micros, Ordering::Relaxed);
         waited
     }
 }
@@ -95,10 +99,11 @@ impl Held {
 
     /// "acquired at src/jobs.rs:41:22 by task `ingest`, held for 12.3s", oldest first.
     fn descriptions(&self, limit: usize) -> Vec<String> {
-        let mut held: Vec<(Instant, &'static Location<'static>, Option<tokio::task::Id>)> = lock(&self.entries)
-            .iter()
-            .map(|(_, entry)| (entry.since, entry.site, entry.task))
-            .collect();
+        let mut held: Vec<(Instant, &'static Location<'static>, Option<tokio::task::Id>)> =
+            lock(&self.entries)
+                .iter()
+                .map(|(_, entry)| (entry.since, entry.site, entry.task))
+                .collect();
         held.sort_by_key(|(since, _, _)| *since);
         let coordinator = Coordinator::current();
         held.into_iter()
@@ -107,10 +112,31 @@ impl Held {
             .collect()
     }
 
+    /// Every connection checked out through `acquire`, oldest first.
+    pub(crate) fn list(&self) -> Vec<HeldConnection> {
+        let mut held: Vec<(Instant, &'static Location<'static>, Option<tokio::task::Id>)> =
+            lock(&self.entries)
+                .iter()
+                .map(|(_, entry)| (entry.since, entry.site, entry.task))
+                .collect();
+        held.sort_by_key(|(since, _, _)| *since);
+        let coordinator = Coordinator::current();
+        held.into_iter()
+            .map(|(since, site, task)| HeldConnection {
+                site: format!("{}:{}:{}", site.file(), site.line(), site.column()),
+                task: task
+                    .and_then(|id| coordinator.task_name(id))
+                    .map(|name| name.to_string()),
+                held_for: since.elapsed(),
+            })
+            .collect()
+    }
+
     pub(crate) fn describe_oldest(&self, limit: usize) -> String {
         let held = self.descriptions(limit);
         if held.is_empty() {
-            "none is held through `acquire` (they may be taken by queries on `pool()` directly)".to_owned()
+            "none is held through `acquire` (they may be taken by queries on `pool()` directly)"
+                .to_owned()
         } else {
             format!("oldest held: {}", held.join("; "))
         }
@@ -120,7 +146,10 @@ impl Held {
         let held = self.descriptions(usize::MAX);
         match held.len() {
             0 => "connections were still checked out, none of them through `acquire`".to_owned(),
-            count => format!("{count} connection(s) still checked out: {}", held.join("; ")),
+            count => format!(
+                "{count} connection(s) still checked out: {}",
+                held.join("; ")
+            ),
         }
     }
 
@@ -148,14 +177,17 @@ impl Held {
     pub(crate) fn snapshot(&self) -> PoolSnapshot {
         let acquires = self.acquires.load(Ordering::Relaxed);
         let releases = self.releases.load(Ordering::Relaxed);
-        let average = |total: u64, count: u64| Duration::from_micros(total.checked_div(count).unwrap_or(0));
+        let average =
+            |total: u64, count: u64| Duration::from_micros(total.checked_div(count).unwrap_or(0));
         PoolSnapshot {
             in_use: self.count(),
             waiters: self.waiters.load(Ordering::Relaxed),
             acquires,
             acquire_timeouts: self.timeouts.load(Ordering::Relaxed),
             acquire_wait_avg: average(self.acquire_wait_micros.load(Ordering::Relaxed), acquires),
-            acquire_wait_max: Duration::from_micros(self.acquire_wait_max_micros.load(Ordering::Relaxed)),
+            acquire_wait_max: Duration::from_micros(
+                self.acquire_wait_max_micros.load(Ordering::Relaxed),
+            ),
             hold_avg: average(self.hold_micros.load(Ordering::Relaxed), releases),
             hold_max: Duration::from_micros(self.hold_max_micros.load(Ordering::Relaxed)),
             suspected_leaks: self.leaks.load(Ordering::Relaxed),
@@ -164,7 +196,12 @@ impl Held {
     }
 }
 
-fn describe(coordinator: &Coordinator, site: &Location<'_>, task: Option<tokio::task::Id>, held_for: Duration) -> String {
+fn describe(
+    coordinator: &Coordinator,
+    site: &Location<'_>,
+    task: Option<tokio::task::Id>,
+    held_for: Duration,
+) -> String {
     let by = match task.map(|id| (id, coordinator.task_name(id))) {
         Some((_, Some(name))) => format!(" by task `{name}`"),
         Some((id, None)) => format!(" by tokio task {id}"),
@@ -194,6 +231,19 @@ pub(crate) fn spawn_leak_checker(coordinator: &Coordinator, database: &Database)
     });
 }
 
+/// A connection someone holds: where it was acquired, by which task, for how long.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct HeldConnection {
+    /// `file:line:column` of the `acquire` call.
+    pub site: String,
+    /// The tracked task that acquired it, if any.
+    pub task: Option<String>,
+    /// How long it has been held.
+    #[serde(rename = "held_for_secs", serialize_with = "crate::report::secs")]
+    pub held_for: Duration,
+}
+
 /// A connection from [`Database::acquire`]. Dereferences to sqlx's `AnyConnection`
 /// (`query.execute(&mut *connection)`); returned to the pool when dropped.
 pub struct DbConnection {
@@ -204,7 +254,9 @@ pub struct DbConnection {
 
 impl std::fmt::Debug for DbConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbConnection").field("pool", &self.database.name()).finish_non_exhaustive()
+        f.debug_struct("DbConnection")
+            .field("pool", &self.database.name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -229,13 +281,17 @@ impl Deref for DbConnection {
 
     fn deref(&self) -> &AnyConnection {
         // Present until drop.
-        self.connection.as_deref().expect("connection present until drop")
+        self.connection
+            .as_deref()
+            .expect("connection present until drop")
     }
 }
 
 impl DerefMut for DbConnection {
     fn deref_mut(&mut self) -> &mut AnyConnection {
-        self.connection.as_deref_mut().expect("connection present until drop")
+        self.connection
+            .as_deref_mut()
+            .expect("connection present until drop")
     }
 }
 

@@ -23,6 +23,8 @@
 
 mod batch;
 mod connect;
+#[cfg(feature = "postgres")]
+pub mod diagnose;
 mod held;
 mod sessions;
 
@@ -34,12 +36,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
-pub use self::batch::{BatchWriter, BatchWriterBuilder, BatchStats, PushError};
+pub use self::batch::{BatchStats, BatchWriter, BatchWriterBuilder, PushError};
 pub use self::connect::ConnectCause;
-pub use self::held::DbConnection;
+pub use self::held::{DbConnection, HeldConnection};
 pub use self::sessions::{ServerHealth, Session, list_sessions, server_health, terminate};
 
 use self::held::Held;
@@ -88,7 +90,9 @@ pub enum DbError {
         waited: Duration,
     },
     /// The primary was unreachable and so was the SQLite fallback.
-    #[error("the primary database failed ({primary}) and the SQLite fallback at {path} failed too: {fallback}")]
+    #[error(
+        "the primary database failed ({primary}) and the SQLite fallback at {path} failed too: {fallback}"
+    )]
     FallbackFailed {
         /// Why the primary failed.
         primary: Box<DbError>,
@@ -186,7 +190,10 @@ impl DatabaseOptions {
         match std::env::var("DATABASE_URL") {
             Ok(url) if !url.trim().is_empty() => {
                 let url = url.trim().to_owned();
-                if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+                if !(url.starts_with("postgres://")
+                    || url.starts_with("postgresql://")
+                    || url.starts_with("sqlite:"))
+                {
                     return Err(DbError::Configuration(format!(
                         "DATABASE_URL={:?} is not a database URL: write postgres://user:password@host:5432/name or sqlite://path",
                         connect::redact(&url)
@@ -194,7 +201,10 @@ impl DatabaseOptions {
                 }
                 Ok(DatabaseOptions::new(url, service))
             }
-            _ => Ok(DatabaseOptions::sqlite(std::env::temp_dir().join(DEFAULT_SQLITE_FILE), service)),
+            _ => Ok(DatabaseOptions::sqlite(
+                std::env::temp_dir().join(DEFAULT_SQLITE_FILE),
+                service,
+            )),
         }
     }
 
@@ -279,7 +289,11 @@ impl DatabaseOptions {
     fn driver_url(&self) -> String {
         if self.backend() == Backend::Postgres && !self.url.contains("application_name=") {
             let separator = if self.url.contains('?') { '&' } else { '?' };
-            format!("{}{separator}application_name={}", self.url, encode(&self.service))
+            format!(
+                "{}{separator}application_name={}",
+                self.url,
+                encode(&self.service)
+            )
         } else {
             self.url.clone()
         }
@@ -295,7 +309,9 @@ fn encode(value: &str) -> String {
     value
         .bytes()
         .map(|byte| match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()
@@ -395,7 +411,10 @@ impl Database {
         Ok(database)
     }
 
-    async fn open(options: &DatabaseOptions, fallback_reason: Option<String>) -> Result<Database, DbError> {
+    async fn open(
+        options: &DatabaseOptions,
+        fallback_reason: Option<String>,
+    ) -> Result<Database, DbError> {
         let url = options.driver_url();
         let redacted = connect::redact(&options.url);
         let backend = options.backend();
@@ -404,10 +423,15 @@ impl Database {
                 tracing::warn!(url = %redacted, "database URL parameter {parameter} is ignored by sqlx");
             }
         }
-        let connect_options: AnyConnectOptions = url
-            .parse()
-            .map_err(|error| DbError::Configuration(format!("the database URL {redacted} is invalid: {error}")))?;
-        let probe = connect::probe(&connect_options, options.connect_timeout, options.startup_budget).await;
+        let connect_options: AnyConnectOptions = url.parse().map_err(|error| {
+            DbError::Configuration(format!("the database URL {redacted} is invalid: {error}"))
+        })?;
+        let probe = connect::probe(
+            &connect_options,
+            options.connect_timeout,
+            options.startup_budget,
+        )
+        .await;
         if let Err(cause) = probe.result {
             return Err(DbError::Unreachable {
                 url: redacted,
@@ -427,7 +451,8 @@ impl Database {
             .before_acquire(move |connection, meta| {
                 // Retire each connection at its own point of the last tenth of the max
                 // lifetime, so they do not all reconnect at the same moment.
-                let retire = lifetime.map(|lifetime| lifetime.mul_f64(1.0 - 0.1 * jitter(connection)));
+                let retire =
+                    lifetime.map(|lifetime| lifetime.mul_f64(1.0 - 0.1 * jitter(connection)));
                 Box::pin(async move { Ok(retire.is_none_or(|retire| meta.age < retire)) })
             });
         if backend == Backend::Postgres {
@@ -435,16 +460,26 @@ impl Database {
                 pool_options = pool_options.after_connect(move |connection, _| {
                     Box::pin(async move {
                         // A number we formatted ourselves: no user input reaches this statement.
-                        let set = sqlx::AssertSqlSafe(format!("SET statement_timeout = {}", timeout.as_millis()));
-                        sqlx::raw_sql(set).execute(&mut *connection).await.map(|_| ())
+                        let set = sqlx::AssertSqlSafe(format!(
+                            "SET statement_timeout = {}",
+                            timeout.as_millis()
+                        ));
+                        sqlx::raw_sql(set)
+                            .execute(&mut *connection)
+                            .await
+                            .map(|_| ())
                     })
                 });
             }
         }
         let pool = pool_options.connect_lazy_with(connect_options);
         match &fallback_reason {
-            Some(reason) => tracing::warn!(pool = %options.service, backend = %backend, url = %redacted, %reason, "database live on the fallback"),
-            None => tracing::info!(pool = %options.service, backend = %backend, url = %redacted, "database connected"),
+            Some(reason) => {
+                tracing::warn!(pool = %options.service, backend = %backend, url = %redacted, %reason, "database live on the fallback")
+            }
+            None => {
+                tracing::info!(pool = %options.service, backend = %backend, url = %redacted, "database connected")
+            }
         }
         Ok(Database {
             inner: Arc::new(DbInner {
@@ -497,7 +532,11 @@ impl Database {
         async move { database.acquire_at(site, task).await }
     }
 
-    async fn acquire_at(&self, site: &'static std::panic::Location<'static>, task: Option<tokio::task::Id>) -> Result<DbConnection, DbError> {
+    async fn acquire_at(
+        &self,
+        site: &'static std::panic::Location<'static>,
+        task: Option<tokio::task::Id>,
+    ) -> Result<DbConnection, DbError> {
         let inner = &self.inner;
         if inner.pool.is_closed() {
             return Err(DbError::Closed(inner.name.clone()));
@@ -519,6 +558,12 @@ impl Database {
             Err(sqlx::Error::PoolClosed) => Err(DbError::Closed(inner.name.clone())),
             Err(error) => Err(DbError::Query(error)),
         }
+    }
+
+    /// Connections checked out through [`acquire`](Self::acquire) right now, oldest first: where,
+    /// by which task, for how long.
+    pub fn held(&self) -> Vec<HeldConnection> {
+        self.inner.held.list()
     }
 
     /// Metrics of the pool, as `snapshot()` shows them.
@@ -569,7 +614,10 @@ impl Close for Database {
         let inner = &self.inner;
         inner.closing.store(true, Ordering::Release);
         let limit = inner.options.close_timeout;
-        if tokio::time::timeout(limit, inner.pool.close()).await.is_ok() {
+        if tokio::time::timeout(limit, inner.pool.close())
+            .await
+            .is_ok()
+        {
             tracing::info!(pool = %inner.name, "database pool closed");
             return Ok(());
         }

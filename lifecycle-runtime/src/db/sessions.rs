@@ -36,7 +36,10 @@ fn secs<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::O
     serializer.serialize_f64(duration.as_secs_f64())
 }
 
-fn opt_secs<S: serde::Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+fn opt_secs<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match duration {
         Some(duration) => serializer.serialize_some(&duration.as_secs_f64()),
         None => serializer.serialize_none(),
@@ -86,7 +89,11 @@ ORDER BY backend_start";
 /// # Errors
 ///
 /// The query's error (the server must be PostgreSQL).
-pub async fn list_sessions(connection: &mut AnyConnection, application: &str, idle_threshold: Duration) -> Result<Vec<Session>, DbError> {
+pub async fn list_sessions(
+    connection: &mut AnyConnection,
+    application: &str,
+    idle_threshold: Duration,
+) -> Result<Vec<Session>, DbError> {
     let rows = sqlx::query(SESSIONS)
         .bind(application)
         .bind(idle_threshold.as_secs_f64())
@@ -95,7 +102,9 @@ pub async fn list_sessions(connection: &mut AnyConnection, application: &str, id
     rows.iter()
         .map(|row| {
             let seconds = |column: &str| -> Result<Duration, sqlx::Error> {
-                Ok(Duration::from_secs_f64(row.try_get::<f64, _>(column)?.max(0.0)))
+                Ok(Duration::from_secs_f64(
+                    row.try_get::<f64, _>(column)?.max(0.0),
+                ))
             };
             Ok(Session {
                 pid: row.try_get("pid")?,
@@ -119,7 +128,10 @@ pub async fn list_sessions(connection: &mut AnyConnection, application: &str, id
 /// # Errors
 ///
 /// The query's error.
-pub async fn terminate(connection: &mut AnyConnection, sessions: Vec<Session>) -> Result<Vec<Session>, DbError> {
+pub async fn terminate(
+    connection: &mut AnyConnection,
+    sessions: Vec<Session>,
+) -> Result<Vec<Session>, DbError> {
     let mut terminated = Vec::new();
     for session in sessions {
         let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
@@ -159,7 +171,10 @@ pub async fn server_health(connection: &mut AnyConnection) -> Result<ServerHealt
     .await?;
     let mut by_application = Vec::new();
     for row in &rows {
-        by_application.push((row.try_get::<String, _>("application")?, row.try_get::<i64, _>("sessions")?));
+        by_application.push((
+            row.try_get::<String, _>("application")?,
+            row.try_get::<i64, _>("sessions")?,
+        ));
     }
     let parse = |value: &str, name: &str| {
         value
@@ -203,7 +218,10 @@ impl Database {
     /// # Errors
     ///
     /// [`DbError::NotPostgres`] on SQLite, or the query's error.
-    pub async fn terminate_leaked(&self, idle_threshold: Duration) -> Result<Vec<Session>, DbError> {
+    pub async fn terminate_leaked(
+        &self,
+        idle_threshold: Duration,
+    ) -> Result<Vec<Session>, DbError> {
         self.require_postgres("terminate_leaked")?;
         let mut connection = self.acquire().await?;
         let leaked = list_sessions(&mut connection, self.name(), idle_threshold)
