@@ -25,3 +25,15 @@ pub mod main_default;
 
 #[path = "../pass/blocking_and_foreign_types.rs"]
 pub mod blocking_and_foreign_types;
+
+#[path = "../pass/managed_resource_forms.rs"]
+pub mod managed_resource_forms;
+
+#[path = "../pass/managed_resource_report.rs"]
+pub mod managed_resource_report;
+
+#[path = "../pass/timeout_forms.rs"]
+pub mod timeout_forms;
+
+#[path = "../pass/test_forms.rs"]
+pub mod test_forms;

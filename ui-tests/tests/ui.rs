@@ -10,4 +10,7 @@ fn ui() {
     t.pass("pass/*.rs");
     t.compile_fail("fail/background/*.rs");
     t.compile_fail("fail/main/*.rs");
+    t.compile_fail("fail/managed_resource/*.rs");
+    t.compile_fail("fail/test/*.rs");
+    t.compile_fail("fail/timeout/*.rs");
 }

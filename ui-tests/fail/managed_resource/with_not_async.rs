@@ -1,0 +1,13 @@
+use lifecycle_runtime::managed_resource;
+
+struct Socket;
+
+fn hang_up(_socket: &Socket) {}
+
+#[managed_resource]
+struct Client {
+    #[close(with = hang_up)]
+    socket: Socket,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lifecycle_runtime::test]
+fn starts() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lifecycle_runtime::test(flavour = "multi_thread")]
+async fn starts() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[lifecycle_runtime::test]
+async fn starts(port: u16) {
+    let _ = port;
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[lifecycle_runtime::test(shutdown_timeout = "0s")]
+async fn starts() {}
+
+fn main() {}
