@@ -543,13 +543,13 @@ impl Database {
         }
         let waiting = inner.held.start_waiting();
         let result = inner.pool.acquire().await;
-        let waited = waiting.done();
+        waiting.done();
         match result {
             Ok(connection) => Ok(DbConnection::new(self.clone(), connection, site, task)),
             Err(sqlx::Error::PoolTimedOut) => {
                 inner.held.count_timeout();
                 Err(DbError::AcquireTimedOut {
-                    waited,
+                    waited: inner.options.acquire_timeout,
                     in_use: inner.held.count(),
                     max: inner.options.max_connections,
                     holders: inner.held.describe_oldest(3),

@@ -123,7 +123,11 @@ pub async fn list_sessions(
         .map_err(DbError::from)
 }
 
-/// Terminates the given sessions; returns those the server confirmed.
+/// How long terminating one session may take to complete.
+const TERMINATE_WAIT_MS: i64 = 2000;
+
+/// Terminates the given sessions and waits (up to 2s each) until they are gone; returns those
+/// the server confirmed.
 ///
 /// # Errors
 ///
@@ -134,10 +138,23 @@ pub async fn terminate(
 ) -> Result<Vec<Session>, DbError> {
     let mut terminated = Vec::new();
     for session in sessions {
-        let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
-            .bind(session.pid)
-            .fetch_one(&mut *connection)
-            .await?;
+        // PostgreSQL 14+ can wait until the backend is gone; older servers only signal it.
+        let waited: Result<bool, sqlx::Error> =
+            sqlx::query_scalar("SELECT pg_terminate_backend($1, $2::int8)")
+                .bind(session.pid)
+                .bind(TERMINATE_WAIT_MS)
+                .fetch_one(&mut *connection)
+                .await;
+        let done = match waited {
+            Ok(done) => done,
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42883") => {
+                sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                    .bind(session.pid)
+                    .fetch_one(&mut *connection)
+                    .await?
+            }
+            Err(error) => return Err(error.into()),
+        };
         if done {
             tracing::warn!(pid = session.pid, state = %session.state, application = %session.application_name, "terminated database session");
             terminated.push(session);
