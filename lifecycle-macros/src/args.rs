@@ -261,9 +261,11 @@ pub(crate) fn duration_tokens(duration: Duration, krate: &syn::Path) -> TokenStr
     quote!(#krate::__private::Duration::#constructor(#amount))
 }
 
-/// `tokens` with every span set to `span` (for paths the generated code interpolates into code
-/// whose errors must point at the user's tokens).
+/// `tokens` located at `span` (so errors point at the user's tokens) but with call-site hygiene,
+/// so lints treat them as generated code (a renamed crate path must not trip
+/// `unused_qualifications` in the user's crate).
 pub(crate) fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    let span = Span::call_site().located_at(span);
     tokens
         .into_iter()
         .map(|mut token| {
@@ -323,7 +325,8 @@ pub(crate) fn crate_path(arg: Option<&Arg>, errors: &mut Errors) -> syn::Path {
         return default;
     };
     match lit.parse::<syn::Path>() {
-        Ok(path) => path,
+        // The literal's span would make the path count as the user's own code.
+        Ok(path) => syn::parse2(respan(path.to_token_stream(), Span::call_site())).unwrap_or(path),
         Err(_) => {
             errors.at(
                 &lit,

@@ -459,6 +459,12 @@ fn expand_valid(spec: &Spec, item: &Item) -> TokenStream {
         .as_ref()
         .map(|(pat, ty)| quote!(let #pat: #ty = #ticker.shutdown();));
     let block_span = block.span();
+    // A service (no interval) runs its body once: `if`, not `while`, so the expansion says so.
+    let repeat = if spec.interval_written {
+        quote!(while)
+    } else {
+        quote!(if)
+    };
 
     if spec.thread_written {
         let spawn = quote_spanned!(block_span=> #krate::__private::spawn_background_thread);
@@ -468,7 +474,7 @@ fn expand_valid(spec: &Spec, item: &Item) -> TokenStream {
                 #spawn(
                     #spec_tokens,
                     move |mut #ticker| {
-                        while #ticker.next_tick() {
+                        #repeat #ticker.next_tick() {
                             #bind_shutdown
                             #ticker.run_tick(|| {
                                 let #outcome: #output = (|| #block)();
@@ -489,7 +495,7 @@ fn expand_valid(spec: &Spec, item: &Item) -> TokenStream {
                 #spawn(
                     #spec_tokens,
                     move |mut #ticker| async move {
-                        while #ticker.next_tick().await {
+                        #repeat #ticker.next_tick().await {
                             #bind_shutdown
                             #ticker
                                 .run_tick(async {

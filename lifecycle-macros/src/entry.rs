@@ -32,7 +32,7 @@ struct MainArgs {
 impl MainArgs {
     fn parse(tokens: TokenStream, errors: &mut Errors) -> MainArgs {
         let parsed = args::parse_args(tokens, errors);
-        let parsed = args::check_keys(parsed, "main", MAIN_KEYS, errors);
+        let parsed = args::check_keys(parsed, "lifecycle_runtime::main", MAIN_KEYS, errors);
         let mut main = MainArgs {
             shutdown_timeout: None,
             drain: None,
@@ -222,7 +222,7 @@ struct TestArgs {
 impl TestArgs {
     fn parse(tokens: TokenStream, errors: &mut Errors) -> TestArgs {
         let parsed = args::parse_args(tokens, errors);
-        let parsed = args::check_keys(parsed, "test", TEST_KEYS, errors);
+        let parsed = args::check_keys(parsed, "lifecycle_runtime::test", TEST_KEYS, errors);
         let mut test = TestArgs {
             multi_thread: false,
             worker_threads: None,
@@ -230,6 +230,7 @@ impl TestArgs {
             shutdown_timeout: None,
             krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
         };
+        let mut start_paused = None;
         for arg in &parsed {
             match arg.key.to_string().as_str() {
                 "flavor" => {
@@ -254,6 +255,9 @@ impl TestArgs {
                         ..
                     })) => {
                         test.start_paused = value.value;
+                        if value.value {
+                            start_paused = Some(arg.tokens());
+                        }
                     }
                     _ => errors.at(arg.tokens(), "`start_paused` takes `true` or `false`"),
                 },
@@ -268,6 +272,12 @@ impl TestArgs {
                 }
                 _ => {}
             }
+        }
+        if let (true, Some(tokens)) = (test.multi_thread, &start_paused) {
+            errors.at(
+                tokens,
+                "`start_paused = true` needs the current-thread runtime (tokio can only pause that clock); remove `flavor = \"multi_thread\"` or `start_paused`",
+            );
         }
         if let (false, Some((_, tokens))) = (test.multi_thread, &test.worker_threads) {
             errors.at(

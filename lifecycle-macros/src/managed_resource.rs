@@ -105,7 +105,7 @@ fn parse_field(field: &mut syn::Field, index: usize, errors: &mut Errors) -> Fie
         None => Member::Unnamed(syn::Index::from(index)),
     };
     let name = match &field.ident {
-        Some(ident) => ident.to_string(),
+        Some(ident) => syn::ext::IdentExt::unraw(ident).to_string(),
         None => index.to_string(),
     };
     let mut parsed = Vec::new();
@@ -117,7 +117,7 @@ fn parse_field(field: &mut syn::Field, index: usize, errors: &mut Errors) -> Fie
             syn::Meta::List(list) => parsed.extend(args::parse_args(list.tokens.clone(), errors)),
             other => errors.at(
                 other,
-                "write `#[close(timeout = \"5s\")]`, `#[close(with = path)]` or `#[close(skip = \"why\")]`",
+                "`#[close]` takes a list: write `#[close(timeout = \"5s\")]`, `#[close(with = path)]` or `#[close(skip = \"why\")]`",
             ),
         }
         false
@@ -195,10 +195,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut item: ItemStruct = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(_) => {
-            errors.at_span(
-                Span::call_site(),
-                "#[managed_resource] goes on a struct; for an enum or another type, implement `lifecycle_runtime::Close` by hand",
-            );
+            let message = "#[managed_resource] goes on a struct; for an enum or another type, implement `lifecycle_runtime::Close` by hand";
+            match syn::parse2::<syn::Item>(item.clone()) {
+                Ok(syn::Item::Enum(item)) => errors.at(item.enum_token, message),
+                Ok(syn::Item::Union(item)) => errors.at(item.union_token, message),
+                _ => errors.at_span(Span::call_site(), message),
+            }
             let errors = errors.to_compile_errors();
             return quote! {
                 #errors
@@ -243,72 +245,83 @@ fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream 
     };
     let closing = format_ident!("fields", span = Span::mixed_site());
     let default_timeout = spec.default_timeout();
-    let mut total = std::time::Duration::ZERO;
+    // The parts of the resource's own close timeout, kept visible in the expansion.
+    let mut limits: Vec<TokenStream> = Vec::new();
+    // Helpers named after the fields whose type must implement `Close` (see below).
+    let mut helpers: Vec<TokenStream> = Vec::new();
 
     let before_close = spec.before_close.as_ref().map(|hook| {
-        total += default_timeout;
         let limit = args::duration_tokens(default_timeout, krate);
-        let call = quote_spanned!(hook.span()=> #hook(self));
+        limits.push(limit.clone());
+        let span = hook.span();
+        let private_here = args::respan(private.clone(), span);
+        let call = quote_spanned!(span=> #private_here::close_with(#hook(self)));
         quote!(#closing.before_close(#limit, #call).await;)
     });
-    let steps = fields.iter().map(|field| {
+    let mut steps = Vec::new();
+    for field in fields {
         let field_name = &field.name;
-        let member = &field.member;
         let limit_value = field
             .timeout
             .as_ref()
             .map_or(default_timeout, |timeout| timeout.value);
         let limit = args::duration_tokens(limit_value, krate);
         match &field.how {
-            How::Skip(reason) => quote!(#closing.skipped(#field_name, #reason);),
+            How::Skip(reason) => steps.push(quote!(#closing.skipped(#field_name, #reason);)),
             How::With(path) => {
-                total += limit_value;
-                let call = quote_spanned!(path.span()=> #path(&self.#member));
-                quote!(#closing.field(#field_name, #limit, #call).await;)
+                limits.push(limit.clone());
+                // Through one helper with a concrete return type, spanned at the path: a fn of
+                // the wrong kind is one error there, saying what `with` takes.
+                let span = path.span();
+                let private_here = args::respan(private.clone(), span);
+                let member = args::respan(field.member.to_token_stream(), span);
+                let call = quote_spanned!(span=> #private_here::close_with(#path(&self.#member)));
+                steps.push(quote!(#closing.field(#field_name, #limit, #call).await;));
             }
             How::Close => {
-                total += limit_value;
-                // Spanned at the field, through a helper named after it, so a type without
-                // `Close` is reported on the field's line, naming field and type.
+                limits.push(limit.clone());
+                // A helper named after the field, its bound spanned at the field's type: a type
+                // without `Close` is reported on the field's line, naming the field.
                 let span = field.ty.span();
-                let helper = format_ident!(
-                    "field_{}_must_implement_close",
-                    field_name.trim_start_matches("r#")
-                );
+                let helper = format_ident!("field_{}_must_implement_close", field_name);
                 let krate_here = args::respan(krate.to_token_stream(), span);
-                let ty = &field.ty;
-                // The helper returns a concrete (boxed) future, so a missing impl is one error, not
-                // one more for every use of an unknown future type.
-                let close = quote_spanned! {span=>
-                    {
-                        fn #helper<T: #krate_here::Close>(value: &T) -> #krate_here::__private::CloseFuture<'_> {
-                            #krate_here::__private::close_boxed(value)
-                        }
-                        #helper::<#ty>(&self.#member)
+                helpers.push(quote_spanned! {span=>
+                    fn #helper<T: #krate_here::Close>(value: &T) -> #krate_here::__private::CloseFuture<'_> {
+                        #krate_here::__private::close_boxed(value)
                     }
-                };
-                quote!(#closing.field(#field_name, #limit, #close).await;)
+                });
+                let ty = &field.ty;
+                let member = &field.member;
+                let call = quote_spanned!(span=> #helper::<#ty>(&self.#member));
+                steps.push(quote!(#closing.field(#field_name, #limit, #call).await;));
             }
         }
-    });
-    let steps: Vec<TokenStream> = steps.collect();
-    let total = args::duration_tokens(total, krate);
+    }
+    let total = if limits.is_empty() {
+        quote!(#private::Duration::ZERO)
+    } else {
+        quote!(#(#limits)+*)
+    };
     quote! {
-        impl #impl_generics #krate::Close for #ident #ty_generics #where_clause {
-            async fn close(&self) -> ::core::result::Result<(), #krate::CloseError> {
-                let mut #closing = #private::ClosingFields::new(#name);
-                #before_close
-                #(#steps)*
-                #closing.finish()
-            }
+        const _: () = {
+            #(#helpers)*
 
-            fn close_timeout(&self) -> #private::Duration {
-                #private::resource_timeout(#total)
-            }
+            impl #impl_generics #krate::Close for #ident #ty_generics #where_clause {
+                async fn close(&self) -> ::core::result::Result<(), #krate::CloseError> {
+                    let mut #closing = #private::ClosingFields::new(#name);
+                    #before_close
+                    #(#steps)*
+                    #closing.finish()
+                }
 
-            fn close_name(&self) -> #private::Cow<'static, str> {
-                #private::Cow::Borrowed(#name)
+                fn close_timeout(&self) -> #private::Duration {
+                    #private::resource_timeout(#total)
+                }
+
+                fn close_name(&self) -> #private::Cow<'static, str> {
+                    #private::Cow::Borrowed(#name)
+                }
             }
-        }
+        };
     }
 }

@@ -166,3 +166,34 @@ pub type CloseFuture<'a> =
 pub fn close_boxed<T: crate::Close>(value: &T) -> CloseFuture<'_> {
     Box::pin(value.close())
 }
+
+/// What `#[close(with = path)]` and `before_close = path` call: an async fn of the value that
+/// returns `()` or `Result<(), E: Display>`.
+#[diagnostic::on_unimplemented(
+    message = "`#[close(with = ...)]` and `before_close = ...` take an `async fn(&T)` returning `()` or `Result<(), E>` where `E: Display`; this gives `{Self}`",
+    label = "not an async fn of the right kind",
+    note = "write `async fn close_writer(writer: &Writer) -> std::io::Result<()> {{ ... }}` and `#[close(with = close_writer)]`"
+)]
+pub trait CloseWith: Send {
+    /// Runs it, turning its result into text on failure.
+    fn into_close(self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+#[diagnostic::do_not_recommend]
+impl<F> CloseWith for F
+where
+    F: Future + Send,
+    F::Output: IntoCloseResult,
+{
+    async fn into_close(self) -> Result<(), String> {
+        self.await.into_close_result()
+    }
+}
+
+/// The future `with`/`before_close` give, with a concrete type so a wrong one is one error.
+pub type HookFuture<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Boxes a `with`/`before_close` call.
+pub fn close_with<'a, F: CloseWith + 'a>(hook: F) -> HookFuture<'a> {
+    Box::pin(hook.into_close())
+}

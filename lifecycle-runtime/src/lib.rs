@@ -317,7 +317,8 @@ pub mod __private {
     };
     pub use crate::entry::{Flavor, MainOutput, MainSpec, TestSpec, run_main, run_test};
     pub use crate::fields::{
-        CloseFuture, ClosingFields, IntoCloseResult, close_boxed, resource_timeout,
+        CloseFuture, CloseWith, ClosingFields, HookFuture, IntoCloseResult, close_boxed,
+        close_with, resource_timeout,
     };
     pub use crate::timeout::{TimeoutResult, returning};
     pub use core::time::Duration;

@@ -99,6 +99,8 @@ pub trait Close: Send + Sync {
 )]
 pub trait NoCleanup: Send + Sync {}
 
+// Not offered as the fix when `Close` is missing: the message of `Close` itself names all three.
+#[diagnostic::do_not_recommend]
 impl<T: NoCleanup> Close for T {
     async fn close(&self) -> Result<(), CloseError> {
         Ok(())

@@ -86,6 +86,9 @@ pub trait TimeoutResult {
     fn from_elapsed(elapsed: Elapsed) -> Self;
 }
 
+// Reported as `TimeoutResult` (whose message names `Elapsed` and the fix), not as a bare
+// `From<Elapsed>` bound.
+#[diagnostic::do_not_recommend]
 impl<T, E: From<Elapsed>> TimeoutResult for Result<T, E> {
     fn from_elapsed(elapsed: Elapsed) -> Self {
         Err(E::from(elapsed))

@@ -294,3 +294,28 @@ async fn tuple_and_generic_structs_close_too() {
     })
     .await;
 }
+
+/// A field named with a raw identifier is reported under its plain name.
+#[managed_resource(name = "keyworded")]
+struct Keyworded {
+    r#type: Part,
+}
+
+#[tokio::test(start_paused = true)]
+async fn raw_identifier_fields_are_reported_without_the_prefix() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _keyworded = lifecycle_runtime::manage(Keyworded {
+            r#type: Part::new("type", &log, Behaviour::Ok),
+        });
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            entry(&report, "type").parent(),
+            Some("keyworded"),
+            "{report}"
+        );
+        assert!(report.entry("r#type").is_none());
+    })
+    .await;
+}

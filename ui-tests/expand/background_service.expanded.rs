@@ -13,7 +13,7 @@ fn serve(port: u16) -> ::lifecycle_runtime::TaskHandle {
             missed_tick: ::lifecycle_runtime::__private::MissedTick::Skip,
         },
         move |mut __ticker| async move {
-            while __ticker.next_tick().await {
+            if __ticker.next_tick().await {
                 let shutdown: Shutdown = __ticker.shutdown();
                 __ticker
                     .run_tick(async {

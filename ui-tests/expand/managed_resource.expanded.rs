@@ -16,64 +16,67 @@ struct Client {
     socket: Socket,
     retries: u32,
 }
-impl ::lifecycle_runtime::Close for Client {
-    async fn close(
-        &self,
-    ) -> ::core::result::Result<(), ::lifecycle_runtime::CloseError> {
-        let mut fields = ::lifecycle_runtime::__private::ClosingFields::new("Client");
-        fields
-            .before_close(
-                ::lifecycle_runtime::__private::Duration::from_secs(2),
-                Self::flush(self),
-            )
-            .await;
-        fields
-            .field(
-                "connection",
-                ::lifecycle_runtime::__private::Duration::from_secs(2),
-                {
-                    fn field_connection_must_implement_close<
-                        T: ::lifecycle_runtime::Close,
-                    >(value: &T) -> ::lifecycle_runtime::__private::CloseFuture<'_> {
-                        ::lifecycle_runtime::__private::close_boxed(value)
-                    }
-                    field_connection_must_implement_close::<Connection>(&self.connection)
-                },
-            )
-            .await;
-        fields
-            .field(
-                "replica",
-                ::lifecycle_runtime::__private::Duration::from_millis(500),
-                {
-                    fn field_replica_must_implement_close<T: ::lifecycle_runtime::Close>(
-                        value: &T,
-                    ) -> ::lifecycle_runtime::__private::CloseFuture<'_> {
-                        ::lifecycle_runtime::__private::close_boxed(value)
-                    }
-                    field_replica_must_implement_close::<Connection>(&self.replica)
-                },
-            )
-            .await;
-        fields
-            .field(
-                "socket",
-                ::lifecycle_runtime::__private::Duration::from_secs(2),
-                hang_up(&self.socket),
-            )
-            .await;
-        fields.skipped("retries", "plain settings");
-        fields.finish()
+const _: () = {
+    fn field_connection_must_implement_close<T: ::lifecycle_runtime::Close>(
+        value: &T,
+    ) -> ::lifecycle_runtime::__private::CloseFuture<'_> {
+        ::lifecycle_runtime::__private::close_boxed(value)
     }
-    fn close_timeout(&self) -> ::lifecycle_runtime::__private::Duration {
-        ::lifecycle_runtime::__private::resource_timeout(
-            ::lifecycle_runtime::__private::Duration::from_millis(6500),
-        )
+    fn field_replica_must_implement_close<T: ::lifecycle_runtime::Close>(
+        value: &T,
+    ) -> ::lifecycle_runtime::__private::CloseFuture<'_> {
+        ::lifecycle_runtime::__private::close_boxed(value)
     }
-    fn close_name(&self) -> ::lifecycle_runtime::__private::Cow<'static, str> {
-        ::lifecycle_runtime::__private::Cow::Borrowed("Client")
+    impl ::lifecycle_runtime::Close for Client {
+        async fn close(
+            &self,
+        ) -> ::core::result::Result<(), ::lifecycle_runtime::CloseError> {
+            let mut fields = ::lifecycle_runtime::__private::ClosingFields::new(
+                "Client",
+            );
+            fields
+                .before_close(
+                    ::lifecycle_runtime::__private::Duration::from_secs(2),
+                    ::lifecycle_runtime::__private::close_with(Self::flush(self)),
+                )
+                .await;
+            fields
+                .field(
+                    "connection",
+                    ::lifecycle_runtime::__private::Duration::from_secs(2),
+                    field_connection_must_implement_close::<Connection>(&self.connection),
+                )
+                .await;
+            fields
+                .field(
+                    "replica",
+                    ::lifecycle_runtime::__private::Duration::from_millis(500),
+                    field_replica_must_implement_close::<Connection>(&self.replica),
+                )
+                .await;
+            fields
+                .field(
+                    "socket",
+                    ::lifecycle_runtime::__private::Duration::from_secs(2),
+                    ::lifecycle_runtime::__private::close_with(hang_up(&self.socket)),
+                )
+                .await;
+            fields.skipped("retries", "plain settings");
+            fields.finish()
+        }
+        fn close_timeout(&self) -> ::lifecycle_runtime::__private::Duration {
+            ::lifecycle_runtime::__private::resource_timeout(
+                ::lifecycle_runtime::__private::Duration::from_secs(2)
+                    + ::lifecycle_runtime::__private::Duration::from_secs(2)
+                    + ::lifecycle_runtime::__private::Duration::from_millis(500)
+                    + ::lifecycle_runtime::__private::Duration::from_secs(2),
+            )
+        }
+        fn close_name(&self) -> ::lifecycle_runtime::__private::Cow<'static, str> {
+            ::lifecycle_runtime::__private::Cow::Borrowed("Client")
+        }
     }
-}
+};
 impl Client {
     async fn flush(&self) {}
 }

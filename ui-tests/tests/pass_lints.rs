@@ -37,3 +37,6 @@ pub mod timeout_forms;
 
 #[path = "../pass/test_forms.rs"]
 pub mod test_forms;
+
+#[path = "../pass/crate_rename_imports.rs"]
+pub mod crate_rename_imports;
