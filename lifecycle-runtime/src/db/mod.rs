@@ -39,6 +39,9 @@ use std::time::Duration;
 use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 
+/// The sqlx this layer is built on: query with it, and the versions always match.
+pub use sqlx;
+
 pub use self::batch::{BatchStats, BatchWriter, BatchWriterBuilder, PushError};
 pub use self::connect::ConnectCause;
 pub use self::held::{DbConnection, HeldConnection};
