@@ -36,20 +36,15 @@ async fn create_table(db: &Database) {
         .unwrap();
 }
 
-fn insert_all(
-    db: Database,
-    rows: Arc<[i64]>,
-) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send {
-    async move {
-        let mut transaction = db.pool().begin().await?;
-        for n in rows.iter() {
-            sqlx::query("INSERT INTO rows (run, n) VALUES (0, $1)")
-                .bind(*n)
-                .execute(&mut *transaction)
-                .await?;
-        }
-        transaction.commit().await
+async fn insert_all(db: Database, rows: Arc<[i64]>) -> Result<(), sqlx::Error> {
+    let mut transaction = db.pool().begin().await?;
+    for n in rows.iter() {
+        sqlx::query("INSERT INTO rows (run, n) VALUES (0, $1)")
+            .bind(*n)
+            .execute(&mut *transaction)
+            .await?;
     }
+    transaction.commit().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
