@@ -5,7 +5,10 @@
 //! - `flusher`: buffers results and writes them out every 500ms, with one last flush at shutdown;
 //! - `load-sampler`: a blocking sampler on its own OS thread;
 //! - `store`: a `#[managed_resource]` whose journal flushes to disk when it closes;
-//! - `sidecar`: a child process, stopped with SIGTERM (then SIGKILL) at shutdown.
+//! - `sidecar`: a child process, stopped with SIGTERM (then SIGKILL) at shutdown;
+//! - a database (embedded SQLite, or PostgreSQL with `DATABASE_URL`, falling back to SQLite when
+//!   that is unreachable) and a batch writer recording every handled request, flushed before the
+//!   pool closes.
 //!
 //! Run it with `cargo run -p lifecycle-examples --bin service` and press Ctrl+C: it prints the
 //! shutdown report and exits 0 when everything stopped cleanly.
@@ -19,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lifecycle_runtime::db::{BatchWriter, Database, DatabaseOptions, sqlx};
 use lifecycle_runtime::{Managed, ManagedChild, Shutdown, TaskGroup, background, managed_resource};
 
 /// What the parts share.
@@ -32,20 +36,39 @@ struct Stats {
     buffer: Mutex<Vec<u64>>,
 }
 
-/// Accepts a request every 20ms and hands it to the `workers` group, until shutdown.
+/// Accepts a request every 20ms and hands it to the `workers` group, until shutdown. Each handled
+/// request is recorded in the database through the batch writer.
 #[background(shutdown, name = "acceptor", stop_timeout = "1s")]
-async fn acceptor(stats: Arc<Stats>, shutdown: Shutdown) {
+async fn acceptor(stats: Arc<Stats>, recorder: BatchWriter<i64>, shutdown: Shutdown) {
     let workers = TaskGroup::new("workers");
     while shutdown.sleep(Duration::from_millis(20)).await {
         let id = stats.accepted.fetch_add(1, Ordering::Relaxed);
         let stats = stats.clone();
+        let recorder = recorder.clone();
         let _request = workers.spawn("request", async move {
             tokio::time::sleep(Duration::from_millis(5)).await;
             stats.handled.fetch_add(1, Ordering::Relaxed);
             stats.buffer.lock().expect("buffer lock").push(id);
+            if let Err(error) = recorder.push(id as i64) {
+                // Shutdown began while this request ran: say so rather than lose it quietly.
+                tracing::warn!(%error, request = id, "request not recorded");
+            }
         });
     }
     tracing::info!("acceptor stopped taking requests");
+}
+
+/// Writes a batch of handled request ids (one statement per row, one transaction per batch: the
+/// same SQL runs on SQLite and PostgreSQL).
+async fn record(db: Database, ids: Arc<[i64]>) -> Result<(), sqlx::Error> {
+    let mut transaction = db.pool().begin().await?;
+    for id in ids.iter() {
+        sqlx::query("INSERT INTO handled_requests (id) VALUES ($1)")
+            .bind(*id)
+            .execute(&mut *transaction)
+            .await?;
+    }
+    transaction.commit().await
 }
 
 /// Logs progress once a second.
@@ -146,6 +169,25 @@ async fn main() -> Result<(), String> {
         .max_concurrent(4)
         .timeout(Duration::from_secs(2));
 
+    // The database: DATABASE_URL, or embedded SQLite. A PostgreSQL that cannot be reached within
+    // the start-up budget leaves the demo on SQLite (and the report and logs say why).
+    let fallback = std::env::temp_dir().join("lifecycle-demo-fallback.sqlite");
+    let options = DatabaseOptions::from_env("lifecycle-demo")
+        .map_err(|error| error.to_string())?
+        .fallback_sqlite(fallback);
+    let db = Database::connect(options)
+        .await
+        .map_err(|error| error.to_string())?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS handled_requests (id BIGINT)")
+        .execute(db.pool())
+        .await
+        .map_err(|error| format!("cannot create the demo table: {error}"))?;
+    tracing::info!(backend = %db.backend(), "database ready");
+    let recorder = BatchWriter::builder("handled-requests", &db, record)
+        .max_batch(100)
+        .interval(Duration::from_millis(250))
+        .spawn();
+
     // Resources close in reverse order of registration, after every task stopped.
     let journal_path =
         std::env::temp_dir().join(format!("lifecycle-demo-{}.journal", std::process::id()));
@@ -165,7 +207,7 @@ async fn main() -> Result<(), String> {
     heartbeat(stats.clone());
     flusher(stats.clone(), store.clone());
     load_sampler(stats.clone());
-    acceptor(stats.clone());
+    acceptor(stats.clone(), recorder.clone());
     tracing::info!(
         pid = std::process::id(),
         "demo service running; press Ctrl+C to stop"
@@ -178,9 +220,14 @@ async fn main() -> Result<(), String> {
         }
         None => shutdown.triggered().await,
     }
-    // Give the in-flight work a moment; the flusher's final tick writes what is left.
     let accepted = stats.accepted.load(Ordering::Relaxed);
-    tracing::info!(accepted, "main is done");
+    let recorded = recorder.stats();
+    tracing::info!(
+        accepted,
+        recorded = recorded.written,
+        pending = recorded.pending,
+        "main is done"
+    );
     Ok(())
 }
 

@@ -6,13 +6,24 @@ use std::time::{Duration, Instant};
 
 use lifecycle_tests::Program;
 
-fn demo() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_service"))
+/// The demo, on an SQLite file of this test's own (tests run in parallel).
+fn demo_for(test: &str) -> Command {
+    let file = std::env::temp_dir().join(format!(
+        "lifecycle-demo-{test}-{}.sqlite",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&file);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_service"));
+    command.env(
+        "DATABASE_URL",
+        format!("sqlite://{}?mode=rwc", file.display()),
+    );
+    command
 }
 
 #[test]
 fn the_demo_runs_and_stops_cleanly_by_itself() {
-    let (code, stderr) = Program::start(demo(), &[("DEMO_RUN_FOR", "1500ms")]).finish();
+    let (code, stderr) = Program::start(demo_for("runs"), &[("DEMO_RUN_FOR", "1500ms")]).finish();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("shutdown: main returned · clean"),
@@ -23,6 +34,8 @@ fn the_demo_runs_and_stops_cleanly_by_itself() {
         "task flusher",
         "task acceptor",
         "thread load-sampler",
+        "task batch-writer handled-requests",
+        "process sidecar",
     ] {
         assert!(
             stderr.contains(&format!("stopped   {part}")),
@@ -33,11 +46,16 @@ fn the_demo_runs_and_stops_cleanly_by_itself() {
         stderr.contains("final flush"),
         "the flusher's final tick ran:\n{stderr}"
     );
+    assert!(stderr.contains("closed    resource store"), "{stderr}");
+    assert!(
+        stderr.contains("closed    resource database lifecycle-demo"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn one_sigterm_stops_the_demo_cleanly() {
-    let mut demo = Program::start(demo(), &[]);
+    let mut demo = Program::start(demo_for("sigterm"), &[]);
     demo.wait_for("demo service running");
     demo.signal(libc::SIGTERM);
     let (code, stderr) = demo.finish();
@@ -52,7 +70,7 @@ fn one_sigterm_stops_the_demo_cleanly() {
 fn a_second_sigterm_exits_at_once_with_130() {
     // A long drain keeps the first shutdown busy, as a slow load balancer would.
     let mut demo = Program::start(
-        demo(),
+        demo_for("second-sigterm"),
         &[
             ("LIFECYCLE_DRAIN", "30s"),
             ("LIFECYCLE_SHUTDOWN_TIMEOUT", "60s"),
@@ -89,4 +107,18 @@ fn a_second_sigterm_exits_at_once_with_130() {
         state.is_empty() || state.split_whitespace().nth(2) == Some("Z"),
         "the sidecar outlived the demo: {state}"
     );
+}
+
+#[test]
+fn a_bad_database_url_stops_the_demo_at_start_naming_the_variable() {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_service"));
+    command.env("DATABASE_URL", "mysql://localhost/shop");
+    let (code, stderr) = Program::start(command, &[]).finish();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("DATABASE_URL="), "{stderr}");
+    assert!(
+        stderr.contains("is not a database URL: write postgres://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("demo service running"), "{stderr}");
 }
