@@ -143,7 +143,8 @@ impl ConnectCause {
 impl fmt::Display for ConnectCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectCause::Refused { message } => write!(f, "connection refused ({message})"),
+            // The OS's own words ("Connection refused (os error 111)") add nothing but the errno.
+            ConnectCause::Refused { .. } => f.write_str("connection refused"),
             ConnectCause::NoAnswer { limit } => {
                 write!(
                     f,
