@@ -160,6 +160,53 @@ impl Settle<'_> {
     }
 }
 
+/// What both tickers share: counting ticks, a service's single run, the final tick.
+#[derive(Debug)]
+struct Ticks {
+    state: Arc<StateCell>,
+    count: u64,
+    in_final_tick: bool,
+}
+
+impl Ticks {
+    fn new(state: Arc<StateCell>) -> Ticks {
+        Ticks {
+            state,
+            count: 0,
+            in_final_tick: false,
+        }
+    }
+
+    /// A service's body runs once: true the first time only.
+    fn service_run(&mut self) -> bool {
+        self.count += 1;
+        if self.count == 1 {
+            self.state.tick_started(TaskState::Running, self.count);
+        }
+        self.count == 1
+    }
+
+    fn idle(&self) {
+        self.state.set(TaskState::Idle);
+    }
+
+    fn regular(&mut self) {
+        self.count += 1;
+        self.state.tick_started(TaskState::Ticking, self.count);
+    }
+
+    /// Shutdown came: one last tick with `final_tick`, then the end.
+    fn after_shutdown(&mut self, mode: ShutdownMode) -> bool {
+        if mode != ShutdownMode::FinalTick || self.in_final_tick {
+            return false;
+        }
+        self.in_final_tick = true;
+        self.count += 1;
+        self.state.tick_started(TaskState::FinalTick, self.count);
+        true
+    }
+}
+
 /// Drives one `#[background]` task: waits for ticks, runs them under the spec's rules.
 #[derive(Debug)]
 pub struct Ticker {
@@ -167,10 +214,8 @@ pub struct Ticker {
     coordinator: Coordinator,
     shutdown: Shutdown,
     interval: Option<Interval>,
-    state: Arc<StateCell>,
+    ticks: Ticks,
     group: Option<Arc<GroupInner>>,
-    ticks: u64,
-    in_final_tick: bool,
     exit: Option<TaskError>,
 }
 
@@ -182,14 +227,9 @@ impl Ticker {
     pub async fn next_tick(&mut self) -> bool {
         let Some(period) = self.spec.interval else {
             // A service: the body runs once.
-            self.ticks += 1;
-            if self.ticks == 1 {
-                self.state.tick_started(TaskState::Running, self.ticks);
-                return true;
-            }
-            return false;
+            return self.ticks.service_run();
         };
-        if self.in_final_tick {
+        if self.ticks.in_final_tick {
             return false;
         }
         if !self.shutdown.is_triggered() {
@@ -197,7 +237,7 @@ impl Ticker {
             let interval = self
                 .interval
                 .get_or_insert_with(|| new_interval(period, missed_tick));
-            self.state.set(TaskState::Idle);
+            self.ticks.idle();
             // Waits on the timer alone: at shutdown the coordinator wakes every registered loop
             // itself, so no cancellation future is built, registered and dropped per tick.
             let shutdown = &self.shutdown;
@@ -209,18 +249,11 @@ impl Ticker {
             })
             .await;
             if ticked {
-                self.ticks += 1;
-                self.state.tick_started(TaskState::Ticking, self.ticks);
+                self.ticks.regular();
                 return true;
             }
         }
-        if self.spec.shutdown == ShutdownMode::FinalTick {
-            self.in_final_tick = true;
-            self.ticks += 1;
-            self.state.tick_started(TaskState::FinalTick, self.ticks);
-            return true;
-        }
-        false
+        self.ticks.after_shutdown(self.spec.shutdown)
     }
 
     /// The shutdown token, for a body that takes a `Shutdown` parameter.
@@ -238,7 +271,7 @@ impl Ticker {
             None => None,
             Some(group) => {
                 // The last tick of a flusher waits for its permit even during shutdown.
-                let give_up_on = (!self.in_final_tick).then_some(&self.shutdown);
+                let give_up_on = (!self.ticks.in_final_tick).then_some(&self.shutdown);
                 match group.acquire(give_up_on).await {
                     Some(permit) => Some(permit),
                     None => return,
@@ -311,12 +344,10 @@ where
             coordinator: coordinator.clone(),
             shutdown: coordinator.shutdown_signal(),
             interval: None,
-            state: state.clone(),
+            ticks: Ticks::new(state.clone()),
             group: spec
                 .group
                 .map(|name| coordinator.group(name).inner().clone()),
-            ticks: 0,
-            in_final_tick: false,
             exit: None,
         };
         let run = body(ticker);
@@ -341,10 +372,8 @@ pub struct ThreadTicker {
     spec: BackgroundSpec,
     coordinator: Coordinator,
     shutdown: Shutdown,
-    state: Arc<StateCell>,
+    ticks: Ticks,
     next_due: Option<Instant>,
-    ticks: u64,
-    in_final_tick: bool,
     exit: Option<TaskError>,
 }
 
@@ -352,20 +381,15 @@ impl ThreadTicker {
     /// Blocks until the next tick or shutdown. Returns false when the loop must end.
     pub fn next_tick(&mut self) -> bool {
         let Some(period) = self.spec.interval else {
-            self.ticks += 1;
-            if self.ticks == 1 {
-                self.state.tick_started(TaskState::Running, self.ticks);
-                return true;
-            }
-            return false;
+            return self.ticks.service_run();
         };
-        if self.in_final_tick {
+        if self.ticks.in_final_tick {
             return false;
         }
         if !self.shutdown.is_triggered() {
             let now = Instant::now();
             let due = self.next_due.unwrap_or(now);
-            self.state.set(TaskState::Idle);
+            self.ticks.idle();
             let stopped = due > now && self.coordinator.wait_stop_blocking(Some(due - now));
             if !stopped && !self.shutdown.is_triggered() {
                 let started = Instant::now();
@@ -382,18 +406,11 @@ impl ThreadTicker {
                         next
                     }
                 });
-                self.ticks += 1;
-                self.state.tick_started(TaskState::Ticking, self.ticks);
+                self.ticks.regular();
                 return true;
             }
         }
-        if self.spec.shutdown == ShutdownMode::FinalTick {
-            self.in_final_tick = true;
-            self.ticks += 1;
-            self.state.tick_started(TaskState::FinalTick, self.ticks);
-            return true;
-        }
-        false
+        self.ticks.after_shutdown(self.spec.shutdown)
     }
 
     /// The shutdown token, for a body that takes a `Shutdown` parameter.
@@ -428,10 +445,8 @@ where
             spec,
             coordinator: coordinator.clone(),
             shutdown: coordinator.shutdown_signal(),
-            state: state.clone(),
+            ticks: Ticks::new(state.clone()),
             next_due: None,
-            ticks: 0,
-            in_final_tick: false,
             exit: None,
         };
         coordinator.spawn_thread_worker(

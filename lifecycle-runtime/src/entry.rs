@@ -98,18 +98,7 @@ where
     coordinator.set_shutdown_timeout(budget);
     coordinator.set_drain(drain);
 
-    let mut builder = match spec.flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        Flavor::MultiThread => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if let Some(threads) = spec.worker_threads {
-                builder.worker_threads(threads);
-            }
-            builder
-        }
-    };
-    let runtime = builder
-        .enable_all()
+    let runtime = runtime_builder(spec.flavor, spec.worker_threads)
         .on_thread_start(crate::os_threads::mark_runtime_thread)
         .build()
         .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
@@ -191,6 +180,22 @@ where
     code
 }
 
+/// A tokio runtime builder of the flavor asked for, with every driver enabled.
+fn runtime_builder(flavor: Flavor, worker_threads: Option<usize>) -> tokio::runtime::Builder {
+    let mut builder = match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(threads) = worker_threads {
+                builder.worker_threads(threads);
+            }
+            builder
+        }
+    };
+    builder.enable_all();
+    builder
+}
+
 /// A signal while shutdown is under way: say what is still pending and exit at once.
 fn second_signal(coordinator: &Coordinator, signal: &str) -> ! {
     let pending = coordinator.pending();
@@ -246,17 +251,7 @@ where
                 .unwrap_or(DEFAULT_TEST_SHUTDOWN_TIMEOUT),
         )
         .build();
-    let mut builder = match spec.flavor {
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
-        Flavor::MultiThread => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if let Some(threads) = spec.worker_threads {
-                builder.worker_threads(threads);
-            }
-            builder
-        }
-    };
-    builder.enable_all();
+    let mut builder = runtime_builder(spec.flavor, spec.worker_threads);
     if spec.start_paused {
         pause_clock(&mut builder, spec.name);
     }

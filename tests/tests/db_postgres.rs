@@ -374,7 +374,10 @@ fn closing_with_a_connection_still_held_is_bounded_and_names_the_holder() {
             message.contains(&site),
             "names the acquiring line {site}: {message}"
         );
-        assert!(message.contains("outside any task, held for"), "{message}");
+        assert!(
+            message.contains("outside any tracked task, held for"),
+            "{message}"
+        );
         assert!(db.pool().is_closed(), "closed to new work");
         assert!(matches!(db.acquire().await, Err(DbError::Closed(_))));
         drop(forgotten);

@@ -3,65 +3,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{coordinator, entry, within};
-use lifecycle_runtime::{Close, CloseError, EntryKind, NoCleanup, Outcome, managed_resource};
+use common::{Behaviour, Log, Part, coordinator, entry, lines, push, within};
+use lifecycle_runtime::{Close, EntryKind, NoCleanup, Outcome, managed_resource};
 
 const LIMIT: Duration = Duration::from_secs(3600);
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn push(log: &Log, line: impl Into<String>) {
-    log.lock().unwrap().push(line.into());
-}
-
-fn lines(log: &Log) -> Vec<String> {
-    log.lock().unwrap().clone()
-}
-
-/// A part that logs its close and can be told to misbehave.
-struct Part {
-    name: &'static str,
-    log: Log,
-    behaviour: Behaviour,
-}
-
-#[derive(Clone, Copy)]
-enum Behaviour {
-    Ok,
-    Hang,
-    Fail,
-    Panic,
-    Slow(u64),
-}
-
-impl Part {
-    fn new(name: &'static str, log: &Log, behaviour: Behaviour) -> Part {
-        Part {
-            name,
-            log: log.clone(),
-            behaviour,
-        }
-    }
-}
-
-impl Close for Part {
-    async fn close(&self) -> Result<(), CloseError> {
-        push(&self.log, format!("close {}", self.name));
-        match self.behaviour {
-            Behaviour::Ok => Ok(()),
-            Behaviour::Hang => std::future::pending().await,
-            Behaviour::Fail => Err(format!("{} refused", self.name).into()),
-            Behaviour::Panic => panic!("{} blew up", self.name),
-            Behaviour::Slow(millis) => {
-                tokio::time::sleep(Duration::from_millis(millis)).await;
-                Ok(())
-            }
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -227,7 +175,11 @@ async fn an_early_close_closes_every_field_once() {
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
-        let managed = lifecycle_runtime::manage(store(&log, Behaviour::Slow(10), Behaviour::Ok));
+        let managed = lifecycle_runtime::manage(store(
+            &log,
+            Behaviour::Slow(Duration::from_millis(10)),
+            Behaviour::Ok,
+        ));
         managed.close().await.unwrap();
         managed.close().await.unwrap();
         let report = lifecycle_runtime::shutdown().await;

@@ -6,74 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{coordinator, coordinator_with_budget, entry, settle, within};
+use common::{
+    Behaviour, Log, Part, coordinator, coordinator_with_budget, entry, push, settle, within,
+};
 use lifecycle_runtime::{
-    Close, CloseError, Coordinator, EntryKind, Outcome, ShutdownReason, TaskError, TaskGroup,
-    background,
+    Coordinator, EntryKind, Outcome, ShutdownReason, TaskError, TaskGroup, background,
 };
 
 const LIMIT: Duration = Duration::from_secs(3600);
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn push(log: &Log, line: impl Into<String>) {
-    log.lock().unwrap().push(line.into());
-}
-
-/// A resource that logs its close, and can be told to hang, fail or panic.
-struct Res {
-    name: &'static str,
-    log: Log,
-    behaviour: Behaviour,
-    timeout: Duration,
-    closes: Arc<AtomicU32>,
-}
-
-#[derive(Clone, Copy)]
-enum Behaviour {
-    Ok,
-    Hang,
-    Fail,
-    Panic,
-    Slow(Duration),
-}
-
-impl Res {
-    fn new(name: &'static str, log: &Log, behaviour: Behaviour) -> Res {
-        Res {
-            name,
-            log: log.clone(),
-            behaviour,
-            timeout: Duration::from_secs(3),
-            closes: Arc::new(AtomicU32::new(0)),
-        }
-    }
-}
-
-impl Close for Res {
-    async fn close(&self) -> Result<(), CloseError> {
-        self.closes.fetch_add(1, Ordering::SeqCst);
-        push(&self.log, format!("close {}", self.name));
-        match self.behaviour {
-            Behaviour::Ok => Ok(()),
-            Behaviour::Hang => std::future::pending().await,
-            Behaviour::Fail => Err(format!("{} refused to close", self.name).into()),
-            Behaviour::Panic => panic!("{} exploded", self.name),
-            Behaviour::Slow(duration) => {
-                tokio::time::sleep(duration).await;
-                Ok(())
-            }
-        }
-    }
-
-    fn close_timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    fn close_name(&self) -> std::borrow::Cow<'static, str> {
-        self.name.into()
-    }
-}
 
 // ----- close order, containment -----------------------------------------------------------------
 
@@ -89,9 +29,9 @@ async fn resources_close_newest_first_after_every_task_stopped() {
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
-        let _config = lifecycle_runtime::manage(Res::new("config", &log, Behaviour::Ok));
-        let _db = lifecycle_runtime::manage(Res::new("db", &log, Behaviour::Ok));
-        let _cache = lifecycle_runtime::manage(Res::new("cache", &log, Behaviour::Ok));
+        let _config = lifecycle_runtime::manage(Part::new("config", &log, Behaviour::Ok));
+        let _db = lifecycle_runtime::manage(Part::new("db", &log, Behaviour::Ok));
+        let _cache = lifecycle_runtime::manage(Part::new("cache", &log, Behaviour::Ok));
         let _task = uses_db(log.clone());
         settle().await;
         let snapshot = lifecycle_runtime::snapshot();
@@ -126,10 +66,10 @@ async fn a_failing_panicking_or_hung_close_is_contained_and_the_rest_still_close
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
-        let _a = lifecycle_runtime::manage(Res::new("a", &log, Behaviour::Ok));
-        let _hung = lifecycle_runtime::manage(Res::new("hung", &log, Behaviour::Hang));
-        let _panics = lifecycle_runtime::manage(Res::new("panics", &log, Behaviour::Panic));
-        let _fails = lifecycle_runtime::manage(Res::new("fails", &log, Behaviour::Fail));
+        let _a = lifecycle_runtime::manage(Part::new("a", &log, Behaviour::Ok));
+        let _hung = lifecycle_runtime::manage(Part::new("hung", &log, Behaviour::Hang));
+        let _panics = lifecycle_runtime::manage(Part::new("panics", &log, Behaviour::Panic));
+        let _fails = lifecycle_runtime::manage(Part::new("fails", &log, Behaviour::Fail));
         let report = lifecycle_runtime::shutdown().await;
         assert_eq!(
             *log.lock().unwrap(),
@@ -137,10 +77,10 @@ async fn a_failing_panicking_or_hung_close_is_contained_and_the_rest_still_close
         );
         assert_eq!(
             entry(&report, "fails").outcome(),
-            &Outcome::Error("fails refused to close".into())
+            &Outcome::Error("fails refused".into())
         );
         assert_eq!(entry(&report, "panics").outcome(), &Outcome::Panicked);
-        assert_eq!(entry(&report, "panics").detail(), Some("panics exploded"));
+        assert_eq!(entry(&report, "panics").detail(), Some("panics blew up"));
         let hung = entry(&report, "hung");
         assert_eq!(hung.outcome(), &Outcome::TimedOut);
         assert_eq!(
@@ -152,11 +92,11 @@ async fn a_failing_panicking_or_hung_close_is_contained_and_the_rest_still_close
         assert_eq!(report.problems().count(), 3);
         let text = report.to_string();
         assert!(
-            text.contains("ERROR     resource fails — fails refused to close"),
+            text.contains("ERROR     resource fails — fails refused"),
             "{text}"
         );
         assert!(
-            text.contains("PANICKED  resource panics — panics exploded"),
+            text.contains("PANICKED  resource panics — panics blew up"),
             "{text}"
         );
         assert!(
@@ -172,7 +112,7 @@ async fn early_close_is_idempotent_and_shutdown_skips_it() {
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
-        let resource = Res::new("early", &log, Behaviour::Ok);
+        let resource = Part::new("early", &log, Behaviour::Ok);
         let closes = resource.closes.clone();
         let managed = lifecycle_runtime::manage(resource);
         let clone = managed.clone();
@@ -205,8 +145,8 @@ async fn the_budget_caps_a_hung_entry_and_skips_what_it_cannot_reach() {
     let coordinator = coordinator_with_budget(Duration::from_secs(4));
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
-        let _first = lifecycle_runtime::manage(Res::new("registered-first", &log, Behaviour::Ok));
-        let mut hung = Res::new("hung-close", &log, Behaviour::Hang);
+        let _first = lifecycle_runtime::manage(Part::new("registered-first", &log, Behaviour::Ok));
+        let mut hung = Part::new("hung-close", &log, Behaviour::Hang);
         hung.timeout = Duration::from_secs(10);
         let _hung = lifecycle_runtime::manage(hung);
         let _task = stubborn_loop();
@@ -249,7 +189,7 @@ async fn a_task_whose_stop_timeout_outlasts_the_budget_is_aborted_when_the_budge
     let coordinator = coordinator_with_budget(Duration::from_secs(1));
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
-        let _db = lifecycle_runtime::manage(Res::new("db", &log, Behaviour::Ok));
+        let _db = lifecycle_runtime::manage(Part::new("db", &log, Behaviour::Ok));
         let _task = very_stubborn_loop();
         settle().await;
         let report = lifecycle_runtime::shutdown().await;
@@ -338,7 +278,7 @@ async fn shutdown_twice_or_concurrently_yields_one_report() {
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
-        let resource = Res::new("slow", &log, Behaviour::Slow(Duration::from_millis(700)));
+        let resource = Part::new("slow", &log, Behaviour::Slow(Duration::from_millis(700)));
         let closes = resource.closes.clone();
         let _slow = lifecycle_runtime::manage(resource);
         let first_line = line!() + 1;

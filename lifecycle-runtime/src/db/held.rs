@@ -97,21 +97,6 @@ impl Held {
         Some(entry)
     }
 
-    /// "acquired at src/jobs.rs:41:22 by task `ingest`, held for 12.3s", oldest first.
-    fn descriptions(&self, limit: usize) -> Vec<String> {
-        let mut held: Vec<(Instant, &'static Location<'static>, Option<tokio::task::Id>)> =
-            lock(&self.entries)
-                .iter()
-                .map(|(_, entry)| (entry.since, entry.site, entry.task))
-                .collect();
-        held.sort_by_key(|(since, _, _)| *since);
-        let coordinator = Coordinator::current();
-        held.into_iter()
-            .take(limit)
-            .map(|(since, site, task)| describe(&coordinator, site, task, since.elapsed()))
-            .collect()
-    }
-
     /// Every connection checked out through `acquire`, oldest first.
     pub(crate) fn list(&self) -> Vec<HeldConnection> {
         let mut held: Vec<(Instant, &'static Location<'static>, Option<tokio::task::Id>)> =
@@ -122,13 +107,18 @@ impl Held {
         held.sort_by_key(|(since, _, _)| *since);
         let coordinator = Coordinator::current();
         held.into_iter()
-            .map(|(since, site, task)| HeldConnection {
-                site: format!("{}:{}:{}", site.file(), site.line(), site.column()),
-                task: task
-                    .and_then(|id| coordinator.task_name(id))
-                    .map(|name| name.to_string()),
-                held_for: since.elapsed(),
+            .map(|(since, site, task)| {
+                HeldConnection::new(&coordinator, site, task, since.elapsed())
             })
+            .collect()
+    }
+
+    /// "acquired at src/jobs.rs:41:22 by task `ingest`, held for 12.3s", oldest first.
+    fn descriptions(&self, limit: usize) -> Vec<String> {
+        self.list()
+            .iter()
+            .take(limit)
+            .map(HeldConnection::describe)
             .collect()
     }
 
@@ -165,9 +155,10 @@ impl Held {
         let coordinator = Coordinator::current();
         for (site, task, held_for) in suspects {
             self.leaks.fetch_add(1, Ordering::Relaxed);
+            let held = HeldConnection::new(&coordinator, site, task, held_for);
             tracing::warn!(
                 pool,
-                held = %describe(&coordinator, site, task, held_for),
+                held = %held.describe(),
                 "probable connection leak: held longer than {}",
                 format_duration(threshold)
             );
@@ -196,24 +187,33 @@ impl Held {
     }
 }
 
-fn describe(
-    coordinator: &Coordinator,
-    site: &Location<'_>,
-    task: Option<tokio::task::Id>,
-    held_for: Duration,
-) -> String {
-    let by = match task.map(|id| (id, coordinator.task_name(id))) {
-        Some((_, Some(name))) => format!(" by task `{name}`"),
-        Some((id, None)) => format!(" by tokio task {id}"),
-        None => " outside any task".to_owned(),
-    };
-    format!(
-        "acquired at {}:{}:{}{by}, held for {}",
-        site.file(),
-        site.line(),
-        site.column(),
-        format_duration(held_for)
-    )
+impl HeldConnection {
+    fn new(
+        coordinator: &Coordinator,
+        site: &Location<'_>,
+        task: Option<tokio::task::Id>,
+        held_for: Duration,
+    ) -> HeldConnection {
+        HeldConnection {
+            site: format!("{}:{}:{}", site.file(), site.line(), site.column()),
+            task: task
+                .and_then(|id| coordinator.task_name(id))
+                .map(|name| name.to_string()),
+            held_for,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let by = match &self.task {
+            Some(name) => format!(" by task `{name}`"),
+            None => " outside any tracked task".to_owned(),
+        };
+        format!(
+            "acquired at {}{by}, held for {}",
+            self.site,
+            format_duration(self.held_for)
+        )
+    }
 }
 
 /// Checks for leaks every half threshold (at least every 50ms, at most every 5s) until shutdown.

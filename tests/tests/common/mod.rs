@@ -1,11 +1,13 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use std::borrow::Cow;
 use std::future::Future;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use lifecycle_runtime::{Coordinator, ShutdownReport};
+use lifecycle_runtime::{Close, CloseError, Coordinator, ShutdownReport};
 
 /// A coordinator of the test's own. The OS-thread scan is off: tests share their process, so a
 /// thread cannot be attributed to one of them.
@@ -76,5 +78,72 @@ pub async fn settle() {
 pub async fn all_started() {
     while lifecycle_runtime::snapshot().starting > 0 {
         tokio::task::yield_now().await;
+    }
+}
+
+/// What happened, in order, across the parts of a test.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+pub fn push(log: &Log, line: impl Into<String>) {
+    log.lock().unwrap().push(line.into());
+}
+
+pub fn lines(log: &Log) -> Vec<String> {
+    log.lock().unwrap().clone()
+}
+
+/// How a [`Part`] behaves when closed.
+#[derive(Clone, Copy, Debug)]
+pub enum Behaviour {
+    Ok,
+    Hang,
+    Fail,
+    Panic,
+    Slow(Duration),
+}
+
+/// A resource that logs `close NAME` and then behaves as told; counts its closes.
+pub struct Part {
+    pub name: &'static str,
+    pub log: Log,
+    pub behaviour: Behaviour,
+    pub timeout: Duration,
+    pub closes: Arc<AtomicU32>,
+}
+
+impl Part {
+    pub fn new(name: &'static str, log: &Log, behaviour: Behaviour) -> Part {
+        Part {
+            name,
+            log: log.clone(),
+            behaviour,
+            timeout: Duration::from_secs(3),
+            closes: Arc::new(AtomicU32::new(0)),
+        }
+    }
+}
+
+impl Close for Part {
+    async fn close(&self) -> Result<(), CloseError> {
+        self.closes.fetch_add(1, Ordering::SeqCst);
+        push(&self.log, format!("close {}", self.name));
+        match self.behaviour {
+            Behaviour::Ok => Ok(()),
+            Behaviour::Hang => std::future::pending().await,
+            Behaviour::Fail => Err(format!("{} refused", self.name).into()),
+            Behaviour::Panic => panic!("{} blew up", self.name),
+            Behaviour::Slow(duration) => {
+                tokio::time::sleep(duration).await;
+                Ok(())
+            }
+        }
+    }
+
+    fn close_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn close_name(&self) -> Cow<'static, str> {
+        self.name.into()
     }
 }
