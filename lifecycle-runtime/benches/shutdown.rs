@@ -2,6 +2,8 @@
 //! same with a bare `CancellationToken` + `TaskTracker`. Target: < 250 ms at 100k on 2 cores, and
 //! linear growth (10× tasks ≤ 11× time).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -17,9 +19,13 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Lets freshly spawned tasks run once, so they are all waiting before the clock starts.
-async fn let_them_start() {
-    tokio::time::sleep(Duration::from_millis(20)).await;
+/// Waits until all `n` tasks have run once (each counts itself), so every one is idle, waiting
+/// for the signal, before the clock starts. A fixed sleep is not enough at 100k tasks.
+async fn let_them_start(started: &AtomicUsize, n: u64) {
+    while started.load(Ordering::Acquire) < n as usize {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
 }
 
 fn shutdown_idle(c: &mut Criterion) {
@@ -34,11 +40,16 @@ fn shutdown_idle(c: &mut Criterion) {
                 for _ in 0..iters {
                     total += runtime.block_on(async {
                         let coordinator = Coordinator::builder().scan_os_threads(false).build();
+                        let started = Arc::new(AtomicUsize::new(0));
                         for _ in 0..n {
                             let signal = coordinator.shutdown_signal().triggered_owned();
-                            let _idle = coordinator.spawn("idle", signal);
+                            let started = started.clone();
+                            let _idle = coordinator.spawn("idle", async move {
+                                started.fetch_add(1, Ordering::Release);
+                                signal.await;
+                            });
                         }
-                        let_them_start().await;
+                        let_them_start(&started, n).await;
                         let start = Instant::now();
                         let report = coordinator.shutdown().await;
                         let elapsed = start.elapsed();
@@ -58,12 +69,18 @@ fn shutdown_idle(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         total += runtime.block_on(async {
-                            let token = CancellationToken::new();
-                            let tracker = TaskTracker::new();
-                            for _ in 0..n {
-                                let _idle = tracker.spawn(token.clone().cancelled_owned());
-                            }
-                            let_them_start().await;
+                                                    let token = CancellationToken::new();
+                        let tracker = TaskTracker::new();
+                        let started = Arc::new(AtomicUsize::new(0));
+                        for _ in 0..n {
+                            let signal = token.clone().cancelled_owned();
+                            let started = started.clone();
+                            let _idle = tracker.spawn(async move {
+                                started.fetch_add(1, Ordering::Release);
+                                signal.await;
+                            });
+                        }
+                        let_them_start(&started, n).await;
                             let start = Instant::now();
                             token.cancel();
                             tracker.close();
