@@ -69,18 +69,18 @@ fn shutdown_idle(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         total += runtime.block_on(async {
-                                                    let token = CancellationToken::new();
-                        let tracker = TaskTracker::new();
-                        let started = Arc::new(AtomicUsize::new(0));
-                        for _ in 0..n {
-                            let signal = token.clone().cancelled_owned();
-                            let started = started.clone();
-                            let _idle = tracker.spawn(async move {
-                                started.fetch_add(1, Ordering::Release);
-                                signal.await;
-                            });
-                        }
-                        let_them_start(&started, n).await;
+                            let token = CancellationToken::new();
+                            let tracker = TaskTracker::new();
+                            let started = Arc::new(AtomicUsize::new(0));
+                            for _ in 0..n {
+                                let signal = token.clone().cancelled_owned();
+                                let started = started.clone();
+                                let _idle = tracker.spawn(async move {
+                                    started.fetch_add(1, Ordering::Release);
+                                    signal.await;
+                                });
+                            }
+                            let_them_start(&started, n).await;
                             let start = Instant::now();
                             token.cancel();
                             tracker.close();

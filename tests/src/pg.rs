@@ -235,6 +235,17 @@ impl PgCluster {
         }
     }
 
+    /// Makes `role` (created if needed) log in over TCP with `password` only (scram), and reloads.
+    pub fn require_password(&self, role: &str, password: &str) {
+        self.psql(&format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"));
+        let hba = self.dir.join("data").join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        // First match wins: this line goes before the trust rules.
+        let rules = format!("host all {role} 127.0.0.1/32 scram-sha-256\n{rules}");
+        std::fs::write(&hba, rules).expect("write pg_hba.conf");
+        self.psql("SELECT pg_reload_conf()");
+    }
+
     /// Waits until `sql` (a `psql` query) prints `expected`, up to 10s.
     pub fn wait_for(&self, sql: &str, expected: &str) {
         let started = Instant::now();

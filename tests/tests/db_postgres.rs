@@ -147,6 +147,61 @@ fn a_full_server_is_named_as_such_inside_the_budget() {
 }
 
 #[test]
+fn wrong_credentials_and_an_unknown_database_fail_at_once_naming_the_cause() {
+    let _watchdog = Watchdog::new("auth", HANG);
+    let Some(cluster) = PgCluster::start(20) else {
+        return;
+    };
+    cluster.require_password("guarded", "right-password");
+    let runtime = runtime();
+    let url = format!(
+        "postgres://guarded:wrong-password@127.0.0.1:{}/postgres",
+        cluster.port()
+    );
+    let started = Instant::now();
+    let error = runtime
+        .block_on(coordinator().scope(Database::connect(quick(&url, "auth"))))
+        .unwrap_err();
+    let DbError::Unreachable {
+        cause, attempts, ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    assert!(
+        matches!(cause, ConnectCause::Authentication { .. }),
+        "{error}"
+    );
+    assert_eq!(*attempts, 1, "waiting cannot fix credentials: no retries");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let message = error.to_string();
+    assert!(message.contains("authentication failed"), "{message}");
+    assert!(message.contains("check the user and password"), "{message}");
+    assert!(
+        !message.contains("wrong-password"),
+        "the password is redacted: {message}"
+    );
+
+    let url = format!("postgres://app@127.0.0.1:{}/no_such_db", cluster.port());
+    let error = runtime
+        .block_on(coordinator().scope(Database::connect(quick(&url, "unknown-db"))))
+        .unwrap_err();
+    let DbError::Unreachable { cause, .. } = &error else {
+        panic!("{error}")
+    };
+    assert!(
+        matches!(cause, ConnectCause::UnknownDatabase { .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("create the database, or fix its name"),
+        "{error}"
+    );
+}
+
+#[test]
 fn with_a_fallback_an_unreachable_primary_leaves_sqlite_live() {
     let _watchdog = Watchdog::new("fallback", HANG);
     let url = format!("postgres://app@127.0.0.1:{}/postgres", free_port());
