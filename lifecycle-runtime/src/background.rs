@@ -286,7 +286,9 @@ impl Ticker {
             }
         } else if self.spec.shutdown == ShutdownMode::Abort {
             let tick = limited(self.spec.timeout, CatchUnwind::new(tick));
+            // A tick that finished as shutdown fired keeps its result (an error is still logged).
             tokio::select! {
+                biased;
                 end = tick => end,
                 () = self.shutdown.triggered() => TickEnd::Cancelled,
             }
@@ -317,6 +319,13 @@ async fn limited<F: Future<Output = Result<(), String>>>(
         Ok(result) => TickEnd::Done(result),
         Err(message) => TickEnd::Panicked(message),
     }
+}
+
+/// `at + by`, or a far future when that does not fit in an `Instant`.
+fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+        .unwrap_or(at)
 }
 
 fn new_interval(period: Duration, missed_tick: MissedTick) -> Interval {
@@ -394,16 +403,21 @@ impl ThreadTicker {
             if !stopped && !self.shutdown.is_triggered() {
                 let started = Instant::now();
                 self.next_due = Some(match self.spec.missed_tick {
-                    MissedTick::Burst => due + period,
-                    MissedTick::Delay => started + period,
+                    MissedTick::Burst => later(due, period),
+                    MissedTick::Delay => later(started, period),
                     MissedTick::Skip => {
-                        let mut next = due + period;
-                        if next <= started {
+                        let next = later(due, period);
+                        if next > started {
+                            next
+                        } else {
+                            // The first multiple of the period after now.
                             let behind =
                                 started.duration_since(due).as_nanos() / period.as_nanos().max(1);
-                            next = due + period.mul_f64((behind + 1) as f64);
+                            u32::try_from(behind + 1)
+                                .ok()
+                                .and_then(|periods| period.checked_mul(periods))
+                                .map_or_else(|| later(started, period), |skip| later(due, skip))
                         }
-                        next
                     }
                 });
                 self.ticks.regular();

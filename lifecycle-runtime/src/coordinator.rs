@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::group::GroupInner;
 use crate::os_threads;
+use crate::panic::CatchUnwind;
 pub(crate) use crate::registry::WorkerKind;
 use crate::registry::{Control, Ended, Verdict, WorkerEntry, WorkerRegistry};
 use crate::report::{Entry, EntryKind, Outcome, ShutdownReport};
@@ -39,6 +40,17 @@ const MIN_ABORT_GRACE: Duration = Duration::from_millis(5);
 
 /// How soon step 3 looks again when tasks spawned just before it have not been polled yet.
 const UNPOLLED_RECHECK: Duration = Duration::from_millis(1);
+
+/// Far enough ahead to mean "never" (what tokio itself uses for an unbounded sleep).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `at + by`, where a sum past what `Instant` can hold means "never" instead of a panic: budgets
+/// and timeouts come from configuration, and `Duration::MAX` is a natural way to write "no limit".
+pub(crate) fn after(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by)
+        .or_else(|| at.checked_add(FAR_FUTURE))
+        .unwrap_or(at)
+}
 
 /// A worker leaving the registry: by key, or (a task that ended on its first poll) by what it
 /// carried.
@@ -148,12 +160,26 @@ pub(crate) struct Inner {
     pub(crate) counters: CounterCells,
     stop_records: Mutex<Vec<StopRecord>>,
     sequence_started_at: OnceLock<Instant>,
+    /// The settings in force when shutdown was triggered: read once, so a concurrent change cannot
+    /// give the trigger and the sequence different ideas of the drain.
+    sequence_config: OnceLock<Config>,
     stop_started_at: OnceLock<Instant>,
-    sequence_started: AtomicBool,
+    /// Claimed by the task that runs the sequence, at its first poll; given back if that task is
+    /// dropped before it reported (its runtime shut down).
+    sequence_running: AtomicBool,
+    /// Woken when the task running the sequence was dropped before it reported.
+    sequence_lost: Notify,
+    /// Set when a worker registers after the stop signal, so step 3 takes its stop timeout into
+    /// account.
+    rescan: AtomicBool,
+    /// Tasks awaiting the report (by tokio id): step 3 does not wait for them, since they wait for
+    /// it.
+    awaiting_report: Mutex<Vec<tokio::task::Id>>,
     /// The resource being closed right now, for the "still pending" list of a second signal.
     closing_now: Mutex<Option<String>>,
     report: watch::Sender<Option<Arc<ShutdownReport>>>,
-    handle: OnceLock<tokio::runtime::Handle>,
+    /// The runtime last seen, for a trigger from a plain OS thread.
+    handle: Mutex<Option<tokio::runtime::Handle>>,
     baseline_threads: Vec<os_threads::OsThread>,
 }
 
@@ -280,11 +306,15 @@ impl Coordinator {
                 counters: CounterCells::default(),
                 stop_records: Mutex::new(Vec::new()),
                 sequence_started_at: OnceLock::new(),
+                sequence_config: OnceLock::new(),
                 stop_started_at: OnceLock::new(),
-                sequence_started: AtomicBool::new(false),
+                sequence_running: AtomicBool::new(false),
+                sequence_lost: Notify::new(),
+                rescan: AtomicBool::new(false),
+                awaiting_report: Mutex::new(Vec::new()),
                 closing_now: Mutex::new(None),
                 report: watch::Sender::new(None),
-                handle: OnceLock::new(),
+                handle: Mutex::new(None),
                 baseline_threads,
             }),
         }
@@ -366,18 +396,30 @@ impl Coordinator {
 
     /// Waits until shutdown has been triggered and finished, and returns the report. Does not
     /// trigger anything itself.
+    ///
+    /// A tracked task (or the body of `main`) may await it: step 3 does not wait for a task that
+    /// is waiting for the report.
     pub async fn report(&self) -> ShutdownReport {
-        // Triggered from a thread before any runtime was known: the sequence starts here.
-        self.start_sequence();
+        let _awaiting = AwaitingReport::new(self);
         let mut rx = self.inner.report.subscribe();
-        let report = match rx.wait_for(Option::is_some).await {
-            Ok(report) => report.clone(),
-            // Unreachable: `inner` owns the sender for as long as `self` lives.
-            Err(_) => None,
-        };
-        match report {
-            Some(report) => (*report).clone(),
-            None => ShutdownReport::empty(),
+        loop {
+            let lost = self.inner.sequence_lost.notified();
+            tokio::pin!(lost);
+            lost.as_mut().enable();
+            // Triggered from a thread before any runtime was known, or the runtime that ran the
+            // sequence is gone: the sequence (re)starts here.
+            self.start_sequence();
+            tokio::select! {
+                biased;
+                report = rx.wait_for(Option::is_some) => {
+                    return match report.ok().and_then(|report| report.clone()) {
+                        Some(report) => (*report).clone(),
+                        // Unreachable: `inner` owns the sender for as long as `self` lives.
+                        None => ShutdownReport::empty(),
+                    };
+                }
+                () = &mut lost => {}
+            }
         }
     }
 
@@ -476,10 +518,8 @@ impl Coordinator {
 
     /// Remembers the runtime so that a trigger from a plain OS thread can run the sequence there.
     pub(crate) fn remember_runtime(&self) {
-        if self.inner.handle.get().is_none() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let _ = self.inner.handle.set(handle);
-            }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            *lock(&self.inner.handle) = Some(handle);
         }
     }
 
@@ -514,8 +554,9 @@ impl Coordinator {
             if let Some(reason) = self.inner.reason.get() {
                 tracing::info!(%reason, "shutdown triggered");
             }
+            let config = self.inner.sequence_config.get_or_init(|| self.config());
             self.inner.triggered.cancel();
-            if self.config().drain.is_zero() {
+            if config.drain.is_zero() {
                 // No drain: tasks hear it now, not when the sequence task gets scheduled.
                 self.signal_stop();
             }
@@ -546,24 +587,86 @@ impl Coordinator {
         loops.into_iter().for_each(Waker::wake);
     }
 
-    /// Spawns the shutdown sequence once, on the current runtime or the remembered one.
+    /// Spawns a task to run the shutdown sequence, on the current runtime or the remembered one,
+    /// unless one is running. Several may be spawned (each `report()` caller spawns one on its own
+    /// runtime, in case the remembered runtime is not driven any more); the first polled runs the
+    /// sequence and the others return at once.
     fn start_sequence(&self) {
-        if !self.is_triggered() || self.inner.sequence_started.swap(true, Ordering::AcqRel) {
+        if !self.is_triggered()
+            || self.inner.sequence_running.load(Ordering::Acquire)
+            || self.inner.report.borrow().is_some()
+        {
             return;
         }
         let handle = tokio::runtime::Handle::try_current()
             .ok()
-            .or_else(|| self.inner.handle.get().cloned());
-        let Some(handle) = handle else {
-            // No runtime yet: the first `shutdown().await` or `report()` caller starts it.
-            self.inner.sequence_started.store(false, Ordering::Release);
+            .or_else(|| lock(&self.inner.handle).clone());
+        // No runtime yet: the first `shutdown().await` or `report()` caller starts it.
+        if let Some(handle) = handle {
+            // In this coordinator's scope: what closes spawn or manage belongs to it.
+            handle.spawn(in_scope(self, self.clone().run_sequence_once()));
+        }
+    }
+
+    /// Runs the sequence and publishes its report, unless another task already does. A panic in
+    /// the sequence still produces a report (naming it), so no caller of `report()` waits forever.
+    async fn run_sequence_once(self) {
+        if self.inner.sequence_running.swap(true, Ordering::AcqRel)
+            || self.inner.report.borrow().is_some()
+        {
             return;
+        }
+        let running = SequenceTask {
+            coordinator: &self,
+            reported: false,
         };
-        let this = self.clone();
-        handle.spawn(async move {
-            let report = this.run_sequence().await;
-            this.inner.report.send_replace(Some(Arc::new(report)));
-        });
+        let report = match CatchUnwind::new(self.run_sequence()).await {
+            Ok(report) => report,
+            Err(panic) => self.failed_report(&panic),
+        };
+        self.inner.report.send_replace(Some(Arc::new(report)));
+        running.reported();
+    }
+
+    /// The report of a sequence that panicked: what it had not done yet is not known, so it says
+    /// only that.
+    fn failed_report(&self, panic: &str) -> ShutdownReport {
+        tracing::error!(panic, "the shutdown sequence panicked");
+        self.set_phase(Phase::Done);
+        let started = self
+            .inner
+            .sequence_started_at
+            .get()
+            .copied()
+            .unwrap_or_else(Instant::now);
+        let config = self.sequence_config();
+        let entry = Entry::new(
+            "shutdown sequence",
+            EntryKind::Sequence,
+            Outcome::Panicked,
+            Duration::ZERO,
+            started.elapsed(),
+        )
+        .with_detail(Some(format!(
+            "{panic}; tasks and resources it had not reached were left as they were"
+        )));
+        ShutdownReport::new(
+            self.reason()
+                .cloned()
+                .unwrap_or(ShutdownReason::MainReturned),
+            config.shutdown_timeout,
+            started.elapsed(),
+            vec![entry],
+            Vec::new(),
+        )
+    }
+
+    fn sequence_config(&self) -> Config {
+        self.inner
+            .sequence_config
+            .get()
+            .cloned()
+            .unwrap_or_else(|| self.config())
     }
 
     /// Whether tasks have been told to stop (step 3).
@@ -696,27 +799,42 @@ impl Coordinator {
         });
     }
 
-    /// Waits until nothing is left to wait for, or `deadline`. Returns true when settled.
-    async fn wait_settled_until(&self, deadline: Instant) -> bool {
+    /// Waits until nothing is left to wait for, `deadline`, or (with `rescan`) a worker registering
+    /// late.
+    async fn wait_settled_until(&self, deadline: Instant, rescan: bool) -> Wait {
         loop {
             let notified = self.inner.settled.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.settled() {
-                return true;
+                return Wait::Settled;
+            }
+            if rescan && self.inner.rescan.swap(false, Ordering::AcqRel) {
+                return Wait::Rescan;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.settled();
+                return if self.settled() {
+                    Wait::Settled
+                } else {
+                    Wait::Deadline
+                };
             }
         }
+    }
+
+    /// A worker registered after the stop signal, or a task started awaiting the report: step 3
+    /// looks at the registry again.
+    pub(crate) fn registered_late(&self) {
+        self.inner.rescan.store(true, Ordering::Release);
+        self.inner.settled.notify_waiters();
     }
 
     // ----- the sequence ------------------------------------------------------------------------
 
     async fn run_sequence(&self) -> ShutdownReport {
         let started = *self.inner.sequence_started_at.get_or_init(Instant::now);
-        let config = self.config();
-        let deadline = started + config.shutdown_timeout;
+        let config = self.sequence_config();
+        let deadline = after(started, config.shutdown_timeout);
         let mut entries = Vec::new();
 
         // Step 2: drain. Readiness went false at the trigger.
@@ -778,6 +896,34 @@ impl Coordinator {
             entries.extend(closed);
         }
 
+        // Workers that ended while resources closed, and those started then (nothing waits for
+        // them any more), are reported too rather than dropped silently.
+        entries.extend(self.worker_entries(started));
+        let mut late = Vec::new();
+        let awaiting = lock(&self.inner.awaiting_report).clone();
+        self.inner.workers.for_each(|entry| {
+            let awaits_report = entry.task_id.is_some_and(|id| awaiting.contains(&id));
+            if entry.verdict == Verdict::None && !awaits_report {
+                late.push((entry.name.clone(), entry.kind));
+            }
+        });
+        for (name, kind) in late {
+            tracing::warn!(task = %name, "started after tasks were stopped; left running");
+            entries.push(
+                Entry::new(
+                    name,
+                    kind.entry_kind(),
+                    Outcome::Leaked,
+                    Instant::now().saturating_duration_since(started),
+                    Duration::ZERO,
+                )
+                .with_detail(Some(
+                    "started while resources were closing, after tasks were stopped; left running"
+                        .to_owned(),
+                )),
+            );
+        }
+
         // Step 5: report.
         let mut lingering = Vec::new();
         if config.scan_os_threads {
@@ -818,18 +964,92 @@ impl Coordinator {
     }
 
     /// Step 3 proper: waits for every worker up to its stop timeout (capped by the budget), aborts
-    /// tasks that are late and gives up on threads that are late.
+    /// tasks that are late and gives up on threads that are late. A worker that registers after
+    /// the stop signal (a cleanup task spawned on the way out) gets its own stop timeout from the
+    /// moment it registered.
     async fn stop_workers(&self, stop_started: Instant, deadline: Instant) {
-        let cap = |timeout: Duration| (stop_started + timeout).min(deadline);
+        let mut rounds_past_deadline = 0;
+        loop {
+            if self.stop_round(stop_started, deadline).await {
+                return;
+            }
+            // Aborted tasks go at their next `.await`. Those still here are stuck in synchronous
+            // code.
+            let now = Instant::now();
+            let grace = after(now, ABORT_GRACE).min(deadline.max(after(now, MIN_ABORT_GRACE)));
+            loop {
+                match self.wait_settled_until(grace, false).await {
+                    Wait::Settled => return,
+                    Wait::Deadline => break,
+                    Wait::Rescan => {}
+                }
+            }
+            if Instant::now() >= deadline {
+                rounds_past_deadline += 1;
+            }
+            // Workers that joined during the grace are judged by their own stop timeout in another
+            // round, unless the budget is long gone and they keep coming.
+            let give_up = rounds_past_deadline > MAX_ROUNDS_PAST_BUDGET;
+            let mut stuck: Vec<(TaskName, WorkerKind, String)> = Vec::new();
+            let mut unjudged = false;
+            self.inner.workers.for_each_mut(|entry| match entry.verdict {
+                Verdict::Aborted => {
+                    entry.verdict = Verdict::Leaked;
+                    stuck.push((
+                        entry.name.clone(),
+                        entry.kind,
+                        "aborted, but still running: it blocks its worker thread in synchronous code"
+                            .to_owned(),
+                    ));
+                    true
+                }
+                Verdict::None if give_up => {
+                    entry.verdict = Verdict::Leaked;
+                    stuck.push((
+                        entry.name.clone(),
+                        entry.kind,
+                        "started during shutdown after the budget ran out; left running".to_owned(),
+                    ));
+                    true
+                }
+                Verdict::None => {
+                    unjudged = true;
+                    false
+                }
+                Verdict::Leaked | Verdict::AwaitsReport => false,
+            });
+            for (name, kind, detail) in stuck {
+                tracing::error!(task = %name, "{detail}");
+                self.record_leak(name, kind, detail);
+            }
+            if !unjudged {
+                return;
+            }
+        }
+    }
+
+    /// Waits for workers up to their stop timeouts and aborts (or gives up on) the late ones.
+    /// Returns true when nothing is left to wait for.
+    async fn stop_round(&self, stop_started: Instant, deadline: Instant) -> bool {
+        // A worker's stop timeout runs from the stop signal, or from its registration if later.
+        let due = |entry: &WorkerEntry| after(entry.started.max(stop_started), entry.stop_timeout);
         loop {
             // The earliest deadline among workers not judged yet. Scanning is O(n) and happens once
-            // per distinct stop timeout, not per worker.
+            // per distinct stop timeout (and per late registration), not per worker. Tasks waiting
+            // for the report are not waited for: they wait for this.
+            let awaiting = lock(&self.inner.awaiting_report).clone();
             let mut next: Option<Instant> = None;
-            self.inner.workers.for_each(|entry| {
-                if entry.verdict == Verdict::None {
-                    let at = cap(entry.stop_timeout);
-                    next = Some(next.map_or(at, |next| next.min(at)));
+            self.inner.workers.for_each_mut(|entry| {
+                if entry.verdict != Verdict::None {
+                    return false;
                 }
+                if entry.task_id.is_some_and(|id| awaiting.contains(&id)) {
+                    entry.verdict = Verdict::AwaitsReport;
+                    return true;
+                }
+                let at = due(entry).min(deadline);
+                next = Some(next.map_or(at, |next| next.min(at)));
+                false
             });
             let unpolled = self.inner.workers.unpolled();
             let ignored = self.inner.ignored_unpolled.load(Ordering::Acquire);
@@ -840,7 +1060,8 @@ impl Coordinator {
                 // its thread and cannot even be named: give up on it after the default stop
                 // timeout.
                 None if unpolled > ignored => {
-                    let give_up = cap(crate::task::DEFAULT_STOP_TIMEOUT);
+                    let give_up =
+                        after(stop_started, crate::task::DEFAULT_STOP_TIMEOUT).min(deadline);
                     let now = Instant::now();
                     if now >= give_up {
                         self.inner
@@ -861,21 +1082,23 @@ impl Coordinator {
                         );
                         continue;
                     }
-                    (now + UNPOLLED_RECHECK).min(give_up)
+                    after(now, UNPOLLED_RECHECK).min(give_up)
                 }
-                None => break,
+                None => return self.settled(),
             };
-            if self.wait_settled_until(at).await {
-                return;
+            match self.wait_settled_until(at, true).await {
+                Wait::Settled => return true,
+                Wait::Rescan => continue,
+                Wait::Deadline => {}
             }
             let now = Instant::now();
             let mut leaked_now = Vec::new();
             let mut to_wake = Vec::new();
             self.inner.workers.for_each_mut(|entry| {
-                if entry.verdict != Verdict::None || cap(entry.stop_timeout) > now {
+                if entry.verdict != Verdict::None || due(entry).min(deadline) > now {
                     return false;
                 }
-                entry.cut_by_budget = stop_started + entry.stop_timeout > deadline;
+                entry.cut_by_budget = due(entry) > deadline;
                 match &entry.control {
                     Control::Task(waker) => {
                         entry.verdict = Verdict::Aborted;
@@ -902,30 +1125,6 @@ impl Coordinator {
                 tracing::error!(thread = %name, "thread {detail}");
                 self.record_leak(name, kind, detail);
             }
-        }
-        // Aborted tasks go at their next `.await`. Those still here are stuck in synchronous code.
-        let now = Instant::now();
-        let grace = (now + ABORT_GRACE).min(deadline.max(now + MIN_ABORT_GRACE));
-        if self.wait_settled_until(grace).await {
-            return;
-        }
-        let mut stuck: Vec<(TaskName, WorkerKind)> = Vec::new();
-        self.inner.workers.for_each_mut(|entry| {
-            if entry.verdict == Verdict::Leaked {
-                return false;
-            }
-            entry.verdict = Verdict::Leaked;
-            stuck.push((entry.name.clone(), entry.kind));
-            true
-        });
-        for (name, kind) in stuck {
-            tracing::error!(task = %name, "task did not stop even when aborted: it blocks its thread");
-            self.record_leak(
-                name,
-                kind,
-                "aborted, but still running: it blocks its worker thread in synchronous code"
-                    .to_owned(),
-            );
         }
     }
 
@@ -981,6 +1180,72 @@ impl Coordinator {
     }
 }
 
+/// How a wait of step 3 ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Settled,
+    Deadline,
+    /// A worker registered late (or a task began awaiting the report): look at the registry again.
+    Rescan,
+}
+
+/// How many more rounds step 3 gives workers that keep registering after the budget ran out
+/// (tasks spawned by the drops of aborted tasks) before it stops waiting for them.
+const MAX_ROUNDS_PAST_BUDGET: u32 = 3;
+
+/// Marks the task running the sequence; if it is dropped before it reported (its runtime shut
+/// down), the sequence may be started again by a `report()` caller.
+struct SequenceTask<'a> {
+    coordinator: &'a Coordinator,
+    reported: bool,
+}
+
+impl SequenceTask<'_> {
+    fn reported(mut self) {
+        self.reported = true;
+    }
+}
+
+impl Drop for SequenceTask<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            let inner = &self.coordinator.inner;
+            inner.sequence_running.store(false, Ordering::Release);
+            inner.sequence_lost.notify_waiters();
+        }
+    }
+}
+
+/// Registers the calling task as awaiting the report while it does.
+struct AwaitingReport<'a> {
+    coordinator: &'a Coordinator,
+    task: Option<tokio::task::Id>,
+}
+
+impl<'a> AwaitingReport<'a> {
+    fn new(coordinator: &'a Coordinator) -> AwaitingReport<'a> {
+        let task = tokio::task::try_id();
+        if let Some(id) = task {
+            lock(&coordinator.inner.awaiting_report).push(id);
+            if coordinator.phase() >= Phase::Draining {
+                coordinator.registered_late();
+            }
+        }
+        AwaitingReport { coordinator, task }
+    }
+}
+
+impl Drop for AwaitingReport<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.task {
+            let mut awaiting = lock(&self.coordinator.inner.awaiting_report);
+            if let Some(at) = awaiting.iter().position(|known| *known == id) {
+                awaiting.swap_remove(at);
+            }
+        }
+    }
+}
+
 /// Why a worker was aborted or given up on: its own stop timeout, or the budget running out first.
 fn stop_detail(entry: &WorkerEntry, action: &str) -> String {
     let stop_timeout = crate::report::format_duration(entry.stop_timeout);
@@ -1016,6 +1281,12 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Coordinator) -> R) -> R {
         return result;
     }
     let f = f.take().expect("not called by the task-local branch");
+    // A tokio task with no scope belongs to the global coordinator (tasks of other coordinators
+    // carry their scope), even on a thread that entered another one: `enter` is for synchronous
+    // code on that thread.
+    if tokio::task::try_id().is_some() {
+        return f(Coordinator::global());
+    }
     let thread = THREAD_CURRENT.with(|slot| slot.borrow().clone());
     match thread {
         Some(coordinator) => f(&coordinator),

@@ -164,7 +164,8 @@ pub type CloseFuture<'a> =
 
 /// Boxes `value`'s close.
 pub fn close_boxed<T: crate::Close>(value: &T) -> CloseFuture<'_> {
-    Box::pin(value.close())
+    // `close()` is called at the first poll, inside the field's panic guard.
+    Box::pin(async move { value.close().await })
 }
 
 /// What `#[close(with = path)]` and `before_close = path` call: an async fn of the value that

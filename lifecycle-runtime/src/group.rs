@@ -113,7 +113,8 @@ impl GroupInner {
         let permit = match semaphore {
             None => None,
             Some(semaphore) => {
-                self.waiting.fetch_add(1, Ordering::Relaxed);
+                // Counted down on every exit, including the waiter being dropped (aborted).
+                let _waiting = Waiting::new(&self.waiting);
                 let acquired = match shutdown {
                     Some(shutdown) => tokio::select! {
                         biased;
@@ -122,7 +123,6 @@ impl GroupInner {
                     },
                     None => semaphore.acquire_owned().await.ok(),
                 };
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
                 // The semaphore is never closed, so `None` means shutdown won the race.
                 Some(acquired?)
             }
@@ -262,5 +262,21 @@ impl Coordinator {
 impl TaskGroup {
     pub(crate) fn inner(&self) -> &Arc<GroupInner> {
         &self.inner
+    }
+}
+
+/// One task waiting for a slot, for snapshots, for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

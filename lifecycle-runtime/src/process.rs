@@ -196,7 +196,7 @@ impl ManagedChild {
 
     /// Waits until the leader exited and the group is empty, up to `limit`. True when all gone.
     async fn wait_group_gone(&self, child: &mut Child, limit: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + limit;
+        let deadline = crate::coordinator::after(tokio::time::Instant::now(), limit);
         if tokio::time::timeout_at(deadline, child.wait())
             .await
             .is_err()
@@ -246,7 +246,9 @@ impl Close for ManagedChild {
     }
 
     fn close_timeout(&self) -> Duration {
-        self.term_timeout + KILL_WAIT + Duration::from_millis(250)
+        self.term_timeout
+            .saturating_add(KILL_WAIT)
+            .saturating_add(Duration::from_millis(250))
     }
 
     fn close_name(&self) -> Cow<'static, str> {

@@ -43,6 +43,15 @@ pub(crate) enum Verdict {
     None,
     Aborted,
     Leaked,
+    /// A task awaiting the shutdown report: not waited for, since it waits for shutdown.
+    AwaitsReport,
+}
+
+impl Verdict {
+    /// Whether shutdown no longer waits for the worker.
+    fn settled(self) -> bool {
+        matches!(self, Verdict::Leaked | Verdict::AwaitsReport)
+    }
 }
 
 /// One live task or thread.
@@ -105,7 +114,8 @@ impl Ended {
 #[derive(Debug, Default)]
 struct Entries {
     slab: Slab<WorkerEntry>,
-    /// Entries shutdown has given up on (threads that would not stop, tasks stuck in sync code).
+    /// Entries shutdown no longer waits for: given up on (threads that would not stop, tasks stuck
+    /// in sync code) or awaiting the report.
     leaked: usize,
 }
 
@@ -266,7 +276,7 @@ impl WorkerRegistry {
         let (index, slot) = self.split(key);
         let mut entries = self.entries(index);
         let entry = entries.slab.try_remove(slot)?;
-        if entry.verdict == Verdict::Leaked {
+        if entry.verdict.settled() {
             entries.leaked -= 1;
         }
         let result = f(&entry);
@@ -295,7 +305,8 @@ impl WorkerRegistry {
         }
     }
 
-    /// Calls `f` on every live entry; `f` returns true when it marked the entry leaked.
+    /// Calls `f` on every live entry; `f` returns true when it marked the entry as no longer
+    /// waited for (leaked, or awaiting the report).
     pub(crate) fn for_each_mut(&self, mut f: impl FnMut(&mut WorkerEntry) -> bool) {
         for index in 0..self.shards.len() {
             let mut entries = self.entries(index);

@@ -26,6 +26,9 @@ pub enum EntryKind {
     Field,
     /// A managed subprocess.
     Process,
+    /// The shutdown sequence itself (listed only when it failed, say by a panic in code it ran
+    /// outside any entry's guard).
+    Sequence,
 }
 
 impl fmt::Display for EntryKind {
@@ -38,6 +41,7 @@ impl fmt::Display for EntryKind {
             EntryKind::Resource => "resource",
             EntryKind::Field => "field",
             EntryKind::Process => "process",
+            EntryKind::Sequence => "shutdown",
         })
     }
 }
@@ -77,7 +81,7 @@ impl Outcome {
                     "stopped"
                 }
                 EntryKind::Drain => "drained",
-                EntryKind::Resource | EntryKind::Field => "closed",
+                EntryKind::Resource | EntryKind::Field | EntryKind::Sequence => "closed",
             },
             Outcome::Error(_) => "ERROR",
             Outcome::TimedOut => "TIMED OUT",

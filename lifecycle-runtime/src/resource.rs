@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use slab::Slab;
@@ -223,37 +224,130 @@ pub(crate) fn short_type_name(full: &'static str) -> &'static str {
 
 /// A [`Close`] that can live behind `dyn`, for the registry.
 pub(crate) trait DynClose: Send + Sync {
+    /// The value's close. The value's own `close()` is called at the first poll, so that a panic
+    /// in the code that builds its future is caught with the rest.
     fn close_boxed(&self) -> Pin<Box<dyn Future<Output = Result<(), CloseError>> + Send + '_>>;
-    /// Claims the close: true for the first caller only.
-    fn begin_close(&self) -> bool;
-    fn finish_close(&self);
+    fn state(&self) -> &CloseState;
 }
 
 const OPEN: u8 = 0;
 const CLOSING: u8 = 1;
 const CLOSED: u8 = 2;
 
+/// Who closes a resource, and how it went: one close at a time, through the handle or by
+/// shutdown. A close that is cancelled gives the resource back (open, still registered), so
+/// shutdown closes it; one under way when shutdown reaches it is waited for.
+pub(crate) struct CloseState {
+    state: AtomicU8,
+    /// Woken when a close finishes or gives the resource back.
+    changed: Notify,
+    /// How the close through the handle went, for the report when shutdown waited for it.
+    outcome: Mutex<Option<(Outcome, Option<String>)>>,
+}
+
+impl CloseState {
+    fn new() -> CloseState {
+        CloseState {
+            state: AtomicU8::new(OPEN),
+            changed: Notify::new(),
+            outcome: Mutex::new(None),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.state.load(Ordering::Acquire) == OPEN
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// Claims the close: `Some` for the one caller that gets to close it now.
+    fn claim(&self) -> Option<ClaimGuard<'_>> {
+        self.state
+            .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| ClaimGuard { state: self })
+    }
+
+    /// Waits while someone else is closing it.
+    async fn while_closing(&self) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.state.load(Ordering::Acquire) != CLOSING {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+/// Held while closing: gives the resource back if the close is cancelled before it finished.
+struct ClaimGuard<'a> {
+    state: &'a CloseState,
+}
+
+impl ClaimGuard<'_> {
+    fn finish(self, outcome: (Outcome, Option<String>)) {
+        *lock(&self.state.outcome) = Some(outcome);
+        self.state.state.store(CLOSED, Ordering::Release);
+        self.state.changed.notify_waiters();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        // Cancelled mid-close: it is not closed, so it stays registered and open for the next
+        // close (shutdown's, at the latest). `Close` impls are idempotent, so starting over is
+        // safe.
+        self.state.state.store(OPEN, Ordering::Release);
+        self.state.changed.notify_waiters();
+    }
+}
+
+/// How a close ran under `limit`, for the report; `own` is the resource's own close timeout.
+fn judge(
+    ended: Result<Result<Result<(), CloseError>, String>, tokio::time::error::Elapsed>,
+    limit: Duration,
+    own: Duration,
+) -> (Outcome, Option<String>) {
+    match ended {
+        Ok(Ok(Ok(()))) => (Outcome::Closed, None),
+        Ok(Ok(Err(error))) => (Outcome::Error(error.to_string()), None),
+        Ok(Err(panic)) => (Outcome::Panicked, Some(panic)),
+        Err(_) if limit < own => (
+            Outcome::TimedOut,
+            Some(format!(
+                "cut off after {} by the shutdown budget (its own limit is {})",
+                format_duration(limit),
+                format_duration(own)
+            )),
+        ),
+        Err(_) => (
+            Outcome::TimedOut,
+            Some(format!("did not close within {}", format_duration(limit))),
+        ),
+    }
+}
+
 struct ManagedInner<T> {
     value: T,
     name: Cow<'static, str>,
     timeout: Duration,
-    state: AtomicU8,
+    close: CloseState,
     registration: Mutex<Option<(Weak<Inner>, usize)>>,
 }
 
 impl<T: Close> DynClose for ManagedInner<T> {
     fn close_boxed(&self) -> Pin<Box<dyn Future<Output = Result<(), CloseError>> + Send + '_>> {
-        Box::pin(self.value.close())
+        Box::pin(async move { self.value.close().await })
     }
 
-    fn begin_close(&self) -> bool {
-        self.state
-            .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    fn finish_close(&self) {
-        self.state.store(CLOSED, Ordering::Release);
+    fn state(&self) -> &CloseState {
+        &self.close
     }
 }
 
@@ -322,38 +416,52 @@ impl<T: Close + 'static> Managed<T> {
         &self.inner.name
     }
 
-    /// Whether the value has been closed (or is closing).
+    /// Whether the value has been closed (or is closing right now).
     pub fn is_closed(&self) -> bool {
-        self.inner.state.load(Ordering::Acquire) != OPEN
+        !self.inner.close.is_open()
     }
 
-    /// Closes the resource now, under its timeout, and unregisters it so shutdown skips it.
-    /// Idempotent: later calls (and shutdown) do nothing and return `Ok(())`.
+    /// Closes the resource now, under its timeout, and then unregisters it so shutdown skips it.
+    ///
+    /// Idempotent: once it is closed, later calls (and shutdown) do nothing and return `Ok(())`;
+    /// a call made while another close is under way waits for that one. If this future is dropped
+    /// before the close finished (a `select!`, a timeout, an aborted task), the resource counts as
+    /// open again and stays registered, so shutdown still closes it.
     pub async fn close(&self) -> Result<(), CloseError> {
-        if !self.inner.begin_close() {
-            return Ok(());
-        }
+        let claim = loop {
+            if let Some(claim) = self.inner.close.claim() {
+                break claim;
+            }
+            if self.inner.close.is_closed() {
+                return Ok(());
+            }
+            self.inner.close.while_closing().await;
+        };
+        let limit = self.inner.timeout;
+        let closing = CatchUnwind::new(async { self.inner.value.close().await });
+        let ended = tokio::time::timeout(limit, closing).await;
+        let (outcome, detail) = judge(ended, limit, limit);
+        let result = match (&outcome, &detail) {
+            (Outcome::Closed, _) => Ok(()),
+            (Outcome::Error(error), _) => Err(error.clone().into()),
+            (Outcome::Panicked, Some(panic)) => {
+                Err(format!("close of `{}` panicked: {panic}", self.inner.name).into())
+            }
+            _ => Err(format!(
+                "close of `{}` timed out after {}",
+                self.inner.name,
+                format_duration(limit)
+            )
+            .into()),
+        };
+        claim.finish((outcome, detail));
         let registration = lock(&self.inner.registration).take();
         if let Some((coordinator, key)) = registration {
             if let Some(coordinator) = coordinator.upgrade() {
-                lock(&coordinator.resources).remove(key);
+                let this: Arc<dyn DynClose> = self.inner.clone();
+                lock(&coordinator.resources).remove(key, &this);
             }
         }
-        let limit = self.inner.timeout;
-        let result =
-            match tokio::time::timeout(limit, CatchUnwind::new(self.inner.value.close())).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(panic)) => {
-                    Err(format!("close of `{}` panicked: {panic}", self.inner.name).into())
-                }
-                Err(_) => Err(format!(
-                    "close of `{}` timed out after {}",
-                    self.inner.name,
-                    format_duration(limit)
-                )
-                .into()),
-            };
-        self.inner.finish_close();
         result
     }
 }
@@ -407,7 +515,7 @@ impl Coordinator {
             name: value.close_name(),
             timeout: value.close_timeout(),
             value,
-            state: AtomicU8::new(OPEN),
+            close: CloseState::new(),
             registration: Mutex::new(None),
         });
         // Subprocesses are listed as such in the report.
@@ -466,8 +574,15 @@ impl ResourceRegistry {
         })
     }
 
-    fn remove(&mut self, key: usize) {
-        self.slab.try_remove(key);
+    /// Removes `resource` if it is still registered under `key` (after shutdown emptied the
+    /// registry, the key may belong to another resource).
+    fn remove(&mut self, key: usize, resource: &Arc<dyn DynClose>) {
+        let same = self.slab.get(key).is_some_and(|entry| {
+            std::ptr::addr_eq(Arc::as_ptr(&entry.resource), Arc::as_ptr(resource))
+        });
+        if same {
+            self.slab.remove(key);
+        }
     }
 
     pub(crate) fn open_names(&self) -> Vec<String> {
@@ -490,65 +605,79 @@ impl ResourceRegistry {
 impl ResourceEntry {
     /// Shutdown skipped it: nobody closes it any more.
     pub(crate) fn mark_skipped(&self) {
-        if self.resource.begin_close() {
-            self.resource.finish_close();
+        if let Some(claim) = self.resource.state().claim() {
+            claim.finish((Outcome::Skipped, None));
         }
     }
 
     /// Closes under `min(own timeout, what is left of the budget)`; returns the resource's entry
-    /// followed by its fields' entries.
+    /// followed by its fields' entries. A close through the handle that is under way is waited
+    /// for (within the same limit) and reported; if it gives up, shutdown closes it itself.
     pub(crate) async fn close_for_shutdown(
         &self,
         deadline: Instant,
         sequence_start: Instant,
     ) -> Vec<Entry> {
-        if !self.resource.begin_close() {
-            // Closed early through its handle.
-            return Vec::new();
-        }
         let start = Instant::now();
-        let left = deadline.saturating_duration_since(start);
-        let limit = self.timeout.min(left);
-        let sink = FieldSink::default();
-        let closing = CatchUnwind::new(self.resource.close_boxed());
-        let result = FIELDS
-            .scope(sink.clone(), tokio::time::timeout(limit, closing))
-            .await;
-        self.resource.finish_close();
-        let elapsed = start.elapsed();
-        let (outcome, detail) = match result {
-            Ok(Ok(Ok(()))) => (Outcome::Closed, None),
-            Ok(Ok(Err(error))) => (Outcome::Error(error.to_string()), None),
-            Ok(Err(panic)) => (Outcome::Panicked, Some(panic)),
-            Err(_) if limit < self.timeout => (
-                Outcome::TimedOut,
-                Some(format!(
-                    "cut off after {} by the shutdown budget (its own limit is {})",
-                    format_duration(limit),
-                    format_duration(self.timeout)
-                )),
-            ),
-            Err(_) => (
-                Outcome::TimedOut,
-                Some(format!("did not close within {}", format_duration(limit))),
-            ),
-        };
-        match &outcome {
-            Outcome::Closed => tracing::debug!(resource = %self.name, ?elapsed, "resource closed"),
-            other => {
-                tracing::error!(resource = %self.name, outcome = ?other, detail = ?detail, "resource did not close cleanly")
-            }
-        }
-        let mut entries = vec![
+        let limit = self.timeout.min(deadline.saturating_duration_since(start));
+        let until = crate::coordinator::after(start, limit);
+        let state = self.resource.state();
+        let entry = |outcome: Outcome, detail: Option<String>| {
             Entry::new(
                 &self.name,
                 self.kind,
                 outcome,
                 start.saturating_duration_since(sequence_start),
-                elapsed,
+                start.elapsed(),
             )
-            .with_detail(detail),
-        ];
+            .with_detail(detail)
+        };
+        let claim = loop {
+            if let Some(claim) = state.claim() {
+                break claim;
+            }
+            if state.is_closed() {
+                // Closed through its handle while shutdown was under way.
+                return match lock(&state.outcome).clone() {
+                    Some((outcome, detail)) => {
+                        let note = "closed through its handle during shutdown";
+                        let detail = Some(match detail {
+                            Some(detail) => format!("{note}: {detail}"),
+                            None => note.to_owned(),
+                        });
+                        vec![entry(outcome, detail)]
+                    }
+                    None => Vec::new(),
+                };
+            }
+            if tokio::time::timeout_at(until, state.while_closing())
+                .await
+                .is_err()
+            {
+                let detail = format!(
+                    "a close through its handle was still under way after {}",
+                    format_duration(limit)
+                );
+                tracing::error!(resource = %self.name, "{detail}");
+                return vec![entry(Outcome::TimedOut, Some(detail))];
+            }
+        };
+        let sink = FieldSink::default();
+        let closing = CatchUnwind::new(self.resource.close_boxed());
+        let ended = FIELDS
+            .scope(sink.clone(), tokio::time::timeout_at(until, closing))
+            .await;
+        let (outcome, detail) = judge(ended, limit, self.timeout);
+        claim.finish((outcome.clone(), detail.clone()));
+        match &outcome {
+            Outcome::Closed => {
+                tracing::debug!(resource = %self.name, elapsed = ?start.elapsed(), "resource closed")
+            }
+            other => {
+                tracing::error!(resource = %self.name, outcome = ?other, detail = ?detail, "resource did not close cleanly")
+            }
+        }
+        let mut entries = vec![entry(outcome, detail)];
         entries.extend(sink.take(sequence_start, &self.name));
         entries
     }

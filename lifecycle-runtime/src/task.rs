@@ -421,9 +421,13 @@ impl WorkerGuard {
                 entry.state = meta.state;
                 entry.task_id = tokio::task::try_id();
                 let key = coordinator.workers().insert(entry);
-                if is_loop && coordinator.shutdown_signal_fired() {
-                    // Shutdown may have woken the registered loops just before this one joined.
-                    waker.wake_by_ref();
+                if coordinator.shutdown_signal_fired() {
+                    if is_loop {
+                        // Shutdown may have woken the registered loops just before this one
+                        // joined.
+                        waker.wake_by_ref();
+                    }
+                    coordinator.registered_late();
                 }
                 self.registration = Registration::Registered {
                     key,

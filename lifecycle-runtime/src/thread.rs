@@ -116,7 +116,8 @@ impl<T: Send + 'static> crate::Close for ThreadHandle<T> {
 ///
 /// # Panics
 ///
-/// When the OS refuses to create a thread, as [`std::thread::spawn`] does.
+/// When `name` contains a NUL byte (no OS thread can carry it), and when the OS refuses to
+/// create a thread, as [`std::thread::spawn`] does. Nothing is registered in either case.
 ///
 /// ```
 /// let coordinator = lifecycle_runtime::Coordinator::new();
@@ -160,6 +161,12 @@ impl Coordinator {
         F: FnOnce(Shutdown) -> Result<T, TaskError> + Send + 'static,
         T: Send + 'static,
     {
+        // Checked before anything is registered: std would panic inside `spawn` and leave a
+        // registry entry for a thread that never existed.
+        assert!(
+            !name.contains('\0'),
+            "cannot start thread {name:?}: a thread name may not contain a NUL byte"
+        );
         self.remember_runtime();
         let mut entry = WorkerEntry::new(
             name.clone(),
@@ -170,6 +177,9 @@ impl Coordinator {
         entry.state = state;
         self.workers().thread_spawned();
         let key = self.workers().insert(entry);
+        if self.shutdown_signal_fired() {
+            self.registered_late();
+        }
         let (sender, result) = oneshot::channel();
         let coordinator = self.clone();
         let runtime = tokio::runtime::Handle::try_current().ok();

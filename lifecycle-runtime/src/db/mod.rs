@@ -636,7 +636,10 @@ impl Close for Database {
 
     fn close_timeout(&self) -> Duration {
         // Our own deadline fires first, so the holders are named before the coordinator gives up.
-        self.inner.options.close_timeout + Duration::from_millis(500)
+        self.inner
+            .options
+            .close_timeout
+            .saturating_add(Duration::from_millis(500))
     }
 
     fn close_name(&self) -> std::borrow::Cow<'static, str> {
