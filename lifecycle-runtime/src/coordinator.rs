@@ -178,8 +178,8 @@ pub(crate) struct Inner {
     /// The resource being closed right now, for the "still pending" list of a second signal.
     closing_now: Mutex<Option<String>>,
     report: watch::Sender<Option<Arc<ShutdownReport>>>,
-    /// The runtime last seen, for a trigger from a plain OS thread.
-    handle: Mutex<Option<tokio::runtime::Handle>>,
+    /// The first runtime seen, for a trigger from a plain OS thread.
+    handle: OnceLock<tokio::runtime::Handle>,
     baseline_threads: Vec<os_threads::OsThread>,
 }
 
@@ -314,7 +314,7 @@ impl Coordinator {
                 awaiting_report: Mutex::new(Vec::new()),
                 closing_now: Mutex::new(None),
                 report: watch::Sender::new(None),
-                handle: Mutex::new(None),
+                handle: OnceLock::new(),
                 baseline_threads,
             }),
         }
@@ -505,11 +505,14 @@ impl Coordinator {
     }
 
     pub(crate) fn phase(&self) -> Phase {
-        Phase::from_u8(self.inner.phase.load(Ordering::Acquire))
+        // SeqCst with the first-poll counters: a task ending in its first poll stores its count
+        // then loads the phase, the sequence stores the phase then loads the counts, and at least
+        // one of the two must see the other (free on x86, needed on weaker memory models).
+        Phase::from_u8(self.inner.phase.load(Ordering::SeqCst))
     }
 
     fn set_phase(&self, phase: Phase) {
-        self.inner.phase.store(phase as u8, Ordering::Release);
+        self.inner.phase.store(phase as u8, Ordering::SeqCst);
     }
 
     pub(crate) fn workers(&self) -> &WorkerRegistry {
@@ -517,9 +520,13 @@ impl Coordinator {
     }
 
     /// Remembers the runtime so that a trigger from a plain OS thread can run the sequence there.
+    /// Called on every spawn, so only the first runtime is kept (a load when set). A `report()`
+    /// caller runs the sequence on its own runtime if that one is gone.
     pub(crate) fn remember_runtime(&self) {
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            *lock(&self.inner.handle) = Some(handle);
+        if self.inner.handle.get().is_none() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let _ = self.inner.handle.set(handle);
+            }
         }
     }
 
@@ -600,7 +607,7 @@ impl Coordinator {
         }
         let handle = tokio::runtime::Handle::try_current()
             .ok()
-            .or_else(|| lock(&self.inner.handle).clone());
+            .or_else(|| self.inner.handle.get().cloned());
         // No runtime yet: the first `shutdown().await` or `report()` caller starts it.
         if let Some(handle) = handle {
             // In this coordinator's scope: what closes spawn or manage belongs to it.

@@ -192,7 +192,7 @@ impl WorkerRegistry {
 
     /// A task's first poll ended (it registered, or finished).
     pub(crate) fn first_poll_done(&self) {
-        self.local().first_polls.fetch_add(1, Ordering::Release);
+        self.local().first_polls.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A task ended in its first poll (it never registered): both counts on one shard.
@@ -203,7 +203,7 @@ impl WorkerRegistry {
         } else {
             shard.completed.fetch_add(1, Ordering::Relaxed);
         }
-        shard.first_polls.fetch_add(1, Ordering::Release);
+        shard.first_polls.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Counts a worker's end.
@@ -222,7 +222,7 @@ impl WorkerRegistry {
         let polled: u64 = self
             .shards
             .iter()
-            .map(|shard| shard.first_polls.load(Ordering::Acquire))
+            .map(|shard| shard.first_polls.load(Ordering::SeqCst))
             .sum();
         let spawned: u64 = self
             .shards
@@ -244,7 +244,7 @@ impl WorkerRegistry {
     pub(crate) fn thread_spawned(&self) {
         let shard = self.local();
         shard.spawned.fetch_add(1, Ordering::Release);
-        shard.first_polls.fetch_add(1, Ordering::Release);
+        shard.first_polls.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Replaces the waker a registered task is woken through.
