@@ -1288,16 +1288,13 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Coordinator) -> R) -> R {
         return result;
     }
     let f = f.take().expect("not called by the task-local branch");
-    // A tokio task with no scope belongs to the global coordinator (tasks of other coordinators
-    // carry their scope), even on a thread that entered another one: `enter` is for synchronous
-    // code on that thread.
-    if tokio::task::try_id().is_some() {
-        return f(Coordinator::global());
-    }
     let thread = THREAD_CURRENT.with(|slot| slot.borrow().clone());
     match thread {
-        Some(coordinator) => f(&coordinator),
-        None => f(Coordinator::global()),
+        // A tokio task with no scope belongs to the global coordinator (tasks of other
+        // coordinators carry their scope), even on a thread that entered another one: `enter` is
+        // for synchronous code on that thread.
+        Some(coordinator) if tokio::task::try_id().is_none() => f(&coordinator),
+        _ => f(Coordinator::global()),
     }
 }
 
