@@ -2,6 +2,8 @@
 //! same with a bare `CancellationToken` + `TaskTracker`. Target: < 250 ms at 100k on 2 cores, and
 //! linear growth (10× tasks ≤ 11× time).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -10,14 +12,6 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use lifecycle_runtime::Coordinator;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Waits until all `n` tasks have run once (each counts itself), so every one is idle, waiting
 /// for the signal, before the clock starts. A fixed sleep is not enough at 100k tasks.
@@ -29,7 +23,7 @@ async fn let_them_start(started: &AtomicUsize, n: u64) {
 }
 
 fn shutdown_idle(c: &mut Criterion) {
-    let runtime = runtime();
+    let runtime = common::two_worker_runtime();
     let mut group = c.benchmark_group("shutdown idle tasks");
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(500));

@@ -2,6 +2,8 @@
 //! and `tokio_util::task::TaskTracker::spawn`, on a 2-worker multi-thread runtime.
 //! Target: ≤ 1.25× raw `tokio::spawn`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -10,14 +12,6 @@ use tokio_util::task::TaskTracker;
 
 /// Tasks spawned before their handles are awaited.
 const BATCH: u64 = 1000;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// Spawns `iters` trivial tasks in batches with `spawn` and awaits them; returns the time taken.
 async fn spawn_many<H, F>(iters: u64, mut spawn: F) -> Duration
@@ -42,7 +36,7 @@ where
 }
 
 fn spawning(c: &mut Criterion) {
-    let runtime = runtime();
+    let runtime = common::two_worker_runtime();
     let mut group = c.benchmark_group("spawn");
     group.throughput(Throughput::Elements(1));
 

@@ -77,6 +77,26 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// Times `iters` ticks of a generated loop started by `start` on a fresh coordinator, then shuts
+/// it down (outside the timing).
+async fn time_generated(
+    iters: u64,
+    start: fn(Arc<Counter>) -> lifecycle_runtime::TaskHandle<()>,
+) -> Duration {
+    let coordinator = Coordinator::builder().scan_os_threads(false).build();
+    let counter = Counter::new(iters);
+    let started = Instant::now();
+    let task = {
+        let _current = coordinator.enter();
+        start(counter.clone())
+    };
+    counter.done.notified().await;
+    let elapsed = started.elapsed();
+    coordinator.shutdown().await;
+    task.await.expect("loop ends");
+    elapsed
+}
+
 fn ticks(c: &mut Criterion) {
     let runtime = runtime();
     let mut group = c.benchmark_group("tick");
@@ -99,41 +119,11 @@ fn ticks(c: &mut Criterion) {
     });
 
     group.bench_function("#[background] loop", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let coordinator = Coordinator::builder().scan_os_threads(false).build();
-                let counter = Counter::new(iters);
-                let start = Instant::now();
-                let task = {
-                    let _current = coordinator.enter();
-                    generated(counter.clone())
-                };
-                counter.done.notified().await;
-                let elapsed = start.elapsed();
-                coordinator.shutdown().await;
-                task.await.expect("loop ends");
-                elapsed
-            })
-        });
+        b.iter_custom(|iters| runtime.block_on(time_generated(iters, generated)));
     });
 
     group.bench_function("#[background] loop with Shutdown parameter", |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let coordinator = Coordinator::builder().scan_os_threads(false).build();
-                let counter = Counter::new(iters);
-                let start = Instant::now();
-                let task = {
-                    let _current = coordinator.enter();
-                    generated_with_shutdown(counter.clone())
-                };
-                counter.done.notified().await;
-                let elapsed = start.elapsed();
-                coordinator.shutdown().await;
-                task.await.expect("loop ends");
-                elapsed
-            })
-        });
+        b.iter_custom(|iters| runtime.block_on(time_generated(iters, generated_with_shutdown)));
     });
     group.finish();
 }

@@ -321,11 +321,9 @@ async fn limited<F: Future<Output = Result<(), String>>>(
     }
 }
 
-/// `at + by`, or a far future when that does not fit in an `Instant`.
+/// `at + by` on the std clock, without overflow (see [`crate::coordinator::after`]).
 fn later(at: Instant, by: Duration) -> Instant {
-    at.checked_add(by)
-        .or_else(|| at.checked_add(Duration::from_secs(86_400 * 365 * 30)))
-        .unwrap_or(at)
+    crate::coordinator::after(at.into(), by).into_std()
 }
 
 fn new_interval(period: Duration, missed_tick: MissedTick) -> Interval {

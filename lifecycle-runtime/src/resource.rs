@@ -441,18 +441,19 @@ impl<T: Close + 'static> Managed<T> {
         let closing = CatchUnwind::new(async { self.inner.value.close().await });
         let ended = tokio::time::timeout(limit, closing).await;
         let (outcome, detail) = judge(ended, limit, limit);
-        let result = match (&outcome, &detail) {
-            (Outcome::Closed, _) => Ok(()),
-            (Outcome::Error(error), _) => Err(error.clone().into()),
-            (Outcome::Panicked, Some(panic)) => {
-                Err(format!("close of `{}` panicked: {panic}", self.inner.name).into())
+        let result = match &outcome {
+            Outcome::Closed => Ok(()),
+            Outcome::Error(error) => Err(error.clone().into()),
+            // Panicked or timed out (`judge` gives nothing else); the detail says more.
+            other => {
+                let how = if *other == Outcome::Panicked {
+                    "panicked"
+                } else {
+                    "timed out"
+                };
+                let detail = detail.as_deref().unwrap_or_default();
+                Err(format!("close of `{}` {how}: {detail}", self.inner.name).into())
             }
-            _ => Err(format!(
-                "close of `{}` timed out after {}",
-                self.inner.name,
-                format_duration(limit)
-            )
-            .into()),
         };
         claim.finish((outcome, detail));
         let registration = lock(&self.inner.registration).take();

@@ -514,3 +514,72 @@ async fn a_close_while_another_is_under_way_waits_for_it() {
     })
     .await;
 }
+
+// ----- an early close that fails says how, and shutdown does not close it again ---------------
+
+#[tokio::test(start_paused = true)]
+async fn an_early_close_that_fails_names_the_resource_and_the_cause() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let refuses = lifecycle_runtime::manage(Part::new("refuses", &log, Behaviour::Fail));
+        let blows_up = lifecycle_runtime::manage(Part::new("blows-up", &log, Behaviour::Panic));
+        let hangs = lifecycle_runtime::manage(Part::new("hangs", &log, Behaviour::Hang));
+        assert_eq!(
+            refuses.close().await.unwrap_err().to_string(),
+            "refuses refused"
+        );
+        assert_eq!(
+            blows_up.close().await.unwrap_err().to_string(),
+            "close of `blows-up` panicked: blows-up blew up"
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            hangs.close().await.unwrap_err().to_string(),
+            "close of `hangs` timed out: did not close within 3s"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.entries().is_empty(), "closed early, once: {report}");
+        assert_eq!(
+            common::lines(&log),
+            ["close refuses", "close blows-up", "close hangs"]
+        );
+    })
+    .await;
+}
+
+// ----- in `abort` mode, a tick that ends as shutdown fires keeps its result ---------------------
+
+#[background(interval = "1h", shutdown = "abort", name = "fails-as-shutdown-comes")]
+async fn fails_as_shutdown_comes(go: Arc<tokio::sync::Notify>) -> Result<(), String> {
+    go.notified().await;
+    Err("disk full".to_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_abort_mode_tick_that_fails_as_shutdown_fires_is_still_counted() {
+    let _watchdog = Watchdog::new(
+        "an_abort_mode_tick_that_fails_as_shutdown_fires_is_still_counted",
+        Duration::from_secs(60),
+    );
+    // An unbiased choice between the two would lose the error about half the time.
+    for round in 0..20 {
+        let coordinator = coordinator();
+        coordinator
+            .scope(async {
+                let go = Arc::new(tokio::sync::Notify::new());
+                let _task = fails_as_shutdown_comes(go.clone());
+                settle().await;
+                // The tick becomes ready and shutdown fires before the loop is polled again.
+                go.notify_one();
+                let report = lifecycle_runtime::shutdown().await;
+                assert_eq!(
+                    lifecycle_runtime::snapshot().counters.failed,
+                    1,
+                    "round {round}: the failed tick was recorded as cancelled:\n{report}"
+                );
+            })
+            .await;
+    }
+}
