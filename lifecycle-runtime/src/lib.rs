@@ -323,4 +323,13 @@ pub mod __private {
     pub use crate::timeout::{TimeoutResult, returning};
     pub use core::time::Duration;
     pub use std::borrow::Cow;
+
+    /// `stop_timeout` of a `#[background]` task that writes none.
+    pub const DEFAULT_STOP_TIMEOUT: Duration = crate::task::DEFAULT_STOP_TIMEOUT;
+    /// `stop_timeout` of the body of `#[main]` when it writes none.
+    pub const DEFAULT_MAIN_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `close_timeout` of a `#[managed_resource]` (and each field) that writes none.
+    pub const DEFAULT_CLOSE_TIMEOUT: Duration = crate::resource::DEFAULT_CLOSE_TIMEOUT;
+    /// `missed_tick` of a `#[background]` loop that writes none.
+    pub const DEFAULT_MISSED_TICK: MissedTick = MissedTick::Skip;
 }
