@@ -35,7 +35,6 @@ fn the_demo_runs_and_stops_cleanly_by_itself() {
         "task acceptor",
         "thread load-sampler",
         "task batch-writer handled-requests",
-        "process sidecar",
     ] {
         assert!(
             stderr.contains(&format!("stopped   {part}")),
@@ -46,6 +45,7 @@ fn the_demo_runs_and_stops_cleanly_by_itself() {
         stderr.contains("final flush"),
         "the flusher's final tick ran:\n{stderr}"
     );
+    assert!(stderr.contains("closed    process sidecar"), "{stderr}");
     assert!(stderr.contains("closed    resource store"), "{stderr}");
     assert!(
         stderr.contains("closed    resource database lifecycle-demo"),
@@ -78,7 +78,7 @@ fn a_second_sigterm_exits_at_once_with_130() {
     );
     demo.wait_for("demo service running");
     demo.signal(libc::SIGTERM);
-    demo.wait_for("shutdown triggered");
+    demo.wait_for("shutdown started");
     let second = Instant::now();
     demo.signal(libc::SIGTERM);
     let (code, exited, stderr) = demo.finish_timed();

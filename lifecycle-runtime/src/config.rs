@@ -54,6 +54,6 @@ pub(crate) fn env_duration(
             variable,
             value,
             reason: error.to_string(),
-            default: crate::report::format_duration(default),
+            default: crate::util::format_duration(default),
         })
 }

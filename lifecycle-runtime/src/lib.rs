@@ -52,42 +52,45 @@
 
 #![warn(missing_docs)]
 
-mod background;
+// The parts, from the bottom up (each imports only from the ones before it; DESIGN.md draws the
+// picture): `util` and `defaults` import nothing of the crate; `report` and `snapshot` are the
+// words of reports and snapshots; `resources` and `workers` own what is registered;
+// `coordinator` owns both and the shutdown sequence; `macro_support` and `db` build on the
+// coordinator's public handle.
 mod config;
 mod coordinator;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod db;
-mod entry;
-mod fields;
-mod group;
+mod defaults;
+mod macro_support;
 mod os_threads;
-mod panic;
-mod process;
-mod registry;
 mod report;
-mod resource;
-mod shutdown;
+mod resources;
 mod signal;
 mod snapshot;
-mod task;
-mod thread;
 mod timeout;
+mod util;
+mod workers;
 
 pub use crate::config::ConfigError;
-pub use crate::coordinator::{Coordinator, CoordinatorBuilder, DEFAULT_SHUTDOWN_TIMEOUT};
-pub use crate::entry::DEFAULT_TEST_SHUTDOWN_TIMEOUT;
-pub use crate::group::TaskGroup;
-pub use crate::process::{DEFAULT_TERM_TIMEOUT, ManagedChild, ManagedChildBuilder};
-pub use crate::report::{Entry, EntryKind, Outcome, ShutdownReport};
-pub use crate::resource::{Close, CloseError, DEFAULT_CLOSE_TIMEOUT, Managed, NoCleanup, manage};
-pub use crate::shutdown::{Shutdown, ShutdownReason, shutdown, shutdown_signal, trigger_shutdown};
+pub use crate::coordinator::{
+    Coordinator, CoordinatorBuilder, EnterGuard, Shutdown, TaskGroup, manage, shutdown,
+    shutdown_signal, snapshot, spawn, spawn_thread, trigger_shutdown,
+};
+pub use crate::defaults::{
+    DEFAULT_CLOSE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STOP_TIMEOUT, DEFAULT_TERM_TIMEOUT,
+    DEFAULT_TEST_SHUTDOWN_TIMEOUT,
+};
+pub use crate::report::{Entry, EntryKind, Outcome, ShutdownReason, ShutdownReport};
+pub use crate::resources::{
+    Close, CloseError, Managed, ManagedChild, ManagedChildBuilder, NoCleanup,
+};
 pub use crate::snapshot::{
     Counters, GroupSnapshot, PoolSnapshot, ResourceSnapshot, Snapshot, TaskSnapshot, TaskState,
-    ThreadSnapshot, snapshot,
+    ThreadSnapshot,
 };
-pub use crate::task::{DEFAULT_STOP_TIMEOUT, TaskError, TaskHandle, TaskName, spawn};
-pub use crate::thread::{ThreadHandle, spawn_thread};
 pub use crate::timeout::{Elapsed, timeout};
+pub use crate::workers::{TaskError, TaskHandle, TaskName, ThreadHandle};
 
 /// Turns an `async fn` into a tracked, shutdown-aware loop or service (or, with `thread`, a plain
 /// `fn` into one on a named OS thread).
@@ -311,25 +314,5 @@ pub use lifecycle_macros::timeout;
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::background::{
-        BackgroundSpec, MissedTick, ShutdownMode, ThreadTicker, TickResult, Ticker,
-        spawn_background, spawn_background_thread,
-    };
-    pub use crate::entry::{Flavor, MainOutput, MainSpec, TestSpec, run_main, run_test};
-    pub use crate::fields::{
-        CloseFuture, CloseWith, ClosingFields, HookFuture, IntoCloseResult, close_boxed,
-        close_with, resource_timeout,
-    };
-    pub use crate::timeout::{TimeoutResult, returning};
-    pub use core::time::Duration;
-    pub use std::borrow::Cow;
-
-    /// `stop_timeout` of a `#[background]` task that writes none.
-    pub const DEFAULT_STOP_TIMEOUT: Duration = crate::task::DEFAULT_STOP_TIMEOUT;
-    /// `stop_timeout` of the body of `#[main]` when it writes none.
-    pub const DEFAULT_MAIN_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-    /// `close_timeout` of a `#[managed_resource]` (and each field) that writes none.
-    pub const DEFAULT_CLOSE_TIMEOUT: Duration = crate::resource::DEFAULT_CLOSE_TIMEOUT;
-    /// `missed_tick` of a `#[background]` loop that writes none.
-    pub const DEFAULT_MISSED_TICK: MissedTick = MissedTick::Skip;
+    pub use crate::macro_support::*;
 }

@@ -23,7 +23,7 @@ static RUNTIME_TIDS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new
 /// Records the calling thread as one of the runtime's own (called from `on_thread_start`).
 pub(crate) fn mark_runtime_thread() {
     if let Some(tid) = current_tid() {
-        crate::coordinator::lock(&RUNTIME_TIDS).push(tid);
+        crate::util::lock(&RUNTIME_TIDS).push(tid);
     }
 }
 
@@ -67,7 +67,7 @@ pub(crate) async fn lingering(
     let current = current_tid();
     loop {
         // Read afresh each pass: a runtime worker that only just started marks itself late.
-        let runtime = crate::coordinator::lock(&RUNTIME_TIDS).clone();
+        let runtime = crate::util::lock(&RUNTIME_TIDS).clone();
         let found: Vec<OsThread> = list()
             .into_iter()
             .filter(|thread| !baseline.iter().any(|old| old.tid == thread.tid))

@@ -1,11 +1,11 @@
-//! A health snapshot of the live system: tasks, threads, counters, groups and resources.
+//! The health snapshot's types: tasks, threads, counters, groups, resources and pools at one
+//! moment, and the cells live workers publish their state in. The coordinator fills a
+//! [`Snapshot`] in (`coordinator/snapshot.rs`).
 
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
-
-use crate::coordinator::{Coordinator, WorkerKind, lock, with_current};
+use serde::Serialize;
 
 /// Counters of everything that ran, since the coordinator was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -23,27 +23,6 @@ pub struct Counters {
     pub panicked: u64,
     /// Tasks cancelled before they ended (aborted by a handle or by shutdown).
     pub cancelled: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct CounterCells {
-    failed: AtomicU64,
-    timed_out: AtomicU64,
-    panicked: AtomicU64,
-}
-
-impl CounterCells {
-    pub(crate) fn add_failed(&self) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_timed_out(&self) {
-        self.timed_out.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_panicked(&self) {
-        self.panicked.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// What a task is doing.
@@ -85,7 +64,7 @@ impl StateCell {
         self.ticks.store(ticks, Ordering::Relaxed);
     }
 
-    fn state(&self) -> TaskState {
+    pub(crate) fn state(&self) -> TaskState {
         match self.state.load(Ordering::Relaxed) {
             1 => TaskState::Idle,
             2 => TaskState::Ticking,
@@ -94,7 +73,7 @@ impl StateCell {
         }
     }
 
-    fn ticks(&self) -> u64 {
+    pub(crate) fn ticks(&self) -> u64 {
         self.ticks.load(Ordering::Relaxed)
     }
 }
@@ -112,7 +91,7 @@ pub struct TaskSnapshot {
     /// Ticks started so far (`#[background]` loops with an interval; 0 otherwise).
     pub ticks: u64,
     /// How long it has been alive.
-    #[serde(rename = "age_secs", serialize_with = "secs")]
+    #[serde(rename = "age_secs", serialize_with = "crate::util::secs")]
     pub age: Duration,
 }
 
@@ -127,7 +106,7 @@ pub struct ThreadSnapshot {
     /// Ticks started so far (interval threads; 0 otherwise).
     pub ticks: u64,
     /// How long it has been alive.
-    #[serde(rename = "age_secs", serialize_with = "secs")]
+    #[serde(rename = "age_secs", serialize_with = "crate::util::secs")]
     pub age: Duration,
 }
 
@@ -172,16 +151,16 @@ pub struct PoolSnapshot {
     /// Acquires that gave up waiting.
     pub acquire_timeouts: u64,
     /// Mean wait for a connection.
-    #[serde(rename = "acquire_wait_avg_secs", serialize_with = "secs")]
+    #[serde(rename = "acquire_wait_avg_secs", serialize_with = "crate::util::secs")]
     pub acquire_wait_avg: Duration,
     /// Longest wait for a connection.
-    #[serde(rename = "acquire_wait_max_secs", serialize_with = "secs")]
+    #[serde(rename = "acquire_wait_max_secs", serialize_with = "crate::util::secs")]
     pub acquire_wait_max: Duration,
     /// Mean time a connection was held.
-    #[serde(rename = "hold_avg_secs", serialize_with = "secs")]
+    #[serde(rename = "hold_avg_secs", serialize_with = "crate::util::secs")]
     pub hold_avg: Duration,
     /// Longest time a connection was held.
-    #[serde(rename = "hold_max_secs", serialize_with = "secs")]
+    #[serde(rename = "hold_max_secs", serialize_with = "crate::util::secs")]
     pub hold_max: Duration,
     /// Connections logged as probable leaks.
     pub suspected_leaks: u64,
@@ -244,78 +223,4 @@ pub struct Snapshot {
     pub resources: Vec<ResourceSnapshot>,
     /// Connection pools: size, use, waits, timeouts, hold times, and which backend is live.
     pub pools: Vec<PoolSnapshot>,
-}
-
-/// A snapshot of the current coordinator.
-pub fn snapshot() -> Snapshot {
-    with_current(Coordinator::snapshot)
-}
-
-impl Coordinator {
-    /// A snapshot of this coordinator; see [`snapshot`].
-    pub fn snapshot(&self) -> Snapshot {
-        let mut tasks = Vec::new();
-        let mut threads = Vec::new();
-        self.workers().for_each(|entry| {
-            let state = entry
-                .state
-                .as_ref()
-                .map_or(TaskState::Running, |cell| cell.state());
-            let ticks = entry.state.as_ref().map_or(0, |cell| cell.ticks());
-            let age = entry.started.elapsed();
-            let name = entry.name.to_string();
-            match entry.kind {
-                WorkerKind::Thread => threads.push(ThreadSnapshot {
-                    name,
-                    state,
-                    ticks,
-                    age,
-                }),
-                kind => tasks.push(TaskSnapshot {
-                    name,
-                    main: kind == WorkerKind::Main,
-                    state,
-                    ticks,
-                    age,
-                }),
-            }
-        });
-        let totals = self.workers().totals();
-        let mut counters = Counters {
-            spawned: totals.spawned,
-            completed: totals.completed,
-            cancelled: totals.cancelled,
-            ..Counters::default()
-        };
-        counters.failed = self.inner.counters.failed.load(Ordering::Relaxed);
-        counters.timed_out = self.inner.counters.timed_out.load(Ordering::Relaxed);
-        counters.panicked = self.inner.counters.panicked.load(Ordering::Relaxed);
-        tasks.sort_by_key(|task| std::cmp::Reverse(task.age));
-        threads.sort_by_key(|thread| std::cmp::Reverse(thread.age));
-        let mut groups: Vec<GroupSnapshot> = lock(&self.inner.groups)
-            .values()
-            .map(|group| group.snapshot())
-            .collect();
-        groups.sort_by(|a, b| a.name.cmp(&b.name));
-        let resources = lock(&self.inner.resources)
-            .open_names()
-            .into_iter()
-            .map(|name| ResourceSnapshot { name })
-            .collect();
-        Snapshot {
-            ready: self.is_ready(),
-            shutting_down: self.is_triggered(),
-            tasks,
-            starting: self.workers().unpolled(),
-            threads,
-            counters,
-            groups,
-            resources,
-            pools: self.pool_snapshots(),
-        }
-    }
-}
-
-fn secs<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64(duration.as_secs_f64())
 }

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::report::format_duration;
+use crate::util::format_duration;
 
 /// An operation ran past its limit. Names the operation and the limit.
 ///
@@ -73,29 +73,4 @@ pub async fn timeout<F: Future>(
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| Elapsed::new(name, limit))
-}
-
-/// What `#[timeout]` needs of the fn's return type: `Result<T, E>` with `E: From<Elapsed>`.
-#[diagnostic::on_unimplemented(
-    message = "`#[timeout]` needs the fn to return `Result<T, E>` where `E: From<lifecycle_runtime::Elapsed>`; `{Self}` does not fit",
-    label = "the timeout's `Elapsed` error cannot become this type",
-    note = "add `impl From<lifecycle_runtime::Elapsed> for YourError`, or return `std::io::Error`, which already converts"
-)]
-pub trait TimeoutResult {
-    /// The value to return when the limit passed.
-    fn from_elapsed(elapsed: Elapsed) -> Self;
-}
-
-// Reported as `TimeoutResult` (whose message names `Elapsed` and the fix), not as a bare
-// `From<Elapsed>` bound.
-#[diagnostic::do_not_recommend]
-impl<T, E: From<Elapsed>> TimeoutResult for Result<T, E> {
-    fn from_elapsed(elapsed: Elapsed) -> Self {
-        Err(E::from(elapsed))
-    }
-}
-
-/// Fixes the output type of the future `#[timeout]` wraps, so `?` in the body knows its target.
-pub fn returning<R, F: Future<Output = R>>(future: F) -> F {
-    future
 }

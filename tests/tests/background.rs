@@ -52,7 +52,7 @@ async fn interval_ticks_at_once_then_every_period_and_stops_at_shutdown() {
         );
         let report = lifecycle_runtime::shutdown().await;
         assert!(report.is_clean(), "{report}");
-        assert_eq!(entry(&report, "count_ticks").outcome(), &Outcome::Closed);
+        assert_eq!(entry(&report, "count_ticks").outcome(), &Outcome::Stopped);
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(count.load(Ordering::SeqCst), 11, "no tick after shutdown");
     })
@@ -384,7 +384,7 @@ async fn a_panicking_tick_is_counted_and_the_loop_goes_on() {
         let snapshot = lifecycle_runtime::snapshot();
         assert_eq!(snapshot.counters.panicked, 1);
         assert_eq!(snapshot.tasks.len(), 1, "still running");
-        assert!(!coordinator.is_triggered(), "not critical: no shutdown");
+        assert!(!coordinator.is_shutting_down(), "not critical: no shutdown");
         let report = lifecycle_runtime::shutdown().await;
         assert!(report.is_clean(), "{report}");
     })
@@ -406,7 +406,7 @@ async fn a_failing_tick_is_counted_and_the_loop_goes_on() {
         tokio::time::sleep(Duration::from_millis(3500)).await;
         assert_eq!(ticks.load(Ordering::SeqCst), 4);
         assert_eq!(lifecycle_runtime::snapshot().counters.failed, 4);
-        assert!(!coordinator.is_triggered());
+        assert!(!coordinator.is_shutting_down());
         lifecycle_runtime::shutdown().await;
     })
     .await;

@@ -236,7 +236,7 @@ async fn drain_waits_with_readiness_false_before_tasks_hear_shutdown() {
             !lifecycle_runtime::snapshot().ready,
             "not ready from the trigger on"
         );
-        assert!(coordinator.is_triggered());
+        assert!(coordinator.is_shutting_down());
         assert!(
             !lifecycle_runtime::shutdown_signal().is_triggered(),
             "tasks keep serving during the drain"
@@ -246,7 +246,7 @@ async fn drain_waits_with_readiness_false_before_tasks_hear_shutdown() {
         let drain = entry(&report, "drain");
         assert_eq!(
             (drain.kind(), drain.outcome(), drain.elapsed()),
-            (EntryKind::Drain, &Outcome::Closed, Duration::from_secs(2))
+            (EntryKind::Drain, &Outcome::Drained, Duration::from_secs(2))
         );
         assert_eq!(entry(&report, "listener").start(), Duration::from_secs(2));
         assert!(report.is_clean(), "{report}");
@@ -374,7 +374,7 @@ async fn coordinators_do_not_see_each_others_tasks() {
     let report = first.shutdown().await;
     assert_eq!(entry(&report, "in-first").outcome(), &Outcome::Aborted);
     assert!(report.entry("in-second").is_none());
-    assert!(!second.is_triggered());
+    assert!(!second.is_shutting_down());
     settle().await;
     assert!(
         !second_stopped.load(Ordering::SeqCst),
@@ -441,7 +441,7 @@ async fn tasks_of_one_name_fold_into_one_entry_with_a_count() {
         let stopped = &report.entries()[0];
         assert_eq!(
             (stopped.name(), stopped.count(), stopped.outcome()),
-            ("conn", 1000, &Outcome::Closed)
+            ("conn", 1000, &Outcome::Stopped)
         );
         assert_eq!(
             stopped.elapsed(),

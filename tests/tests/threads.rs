@@ -68,7 +68,7 @@ async fn a_thread_loop_runs_on_a_named_thread_and_its_wait_is_cut_short_by_shutd
             let report = lifecycle_runtime::shutdown().await;
             assert_eq!(
                 entry(&report, "metrics-sampler-1").outcome(),
-                &Outcome::Closed,
+                &Outcome::Stopped,
                 "{report}"
             );
             assert!(report.is_clean(), "{report}");
@@ -217,7 +217,7 @@ async fn spawn_thread_returns_its_value_and_its_blocking_sleep_wakes_at_shutdown
                     full_sleeps += 1;
                 }
                 // It can still reach its coordinator from the thread.
-                assert!(Coordinator::current().is_triggered());
+                assert!(Coordinator::current().is_shutting_down());
                 full_sleeps
             })
         })

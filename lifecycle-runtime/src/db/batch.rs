@@ -11,10 +11,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::Database;
-use crate::coordinator::lock;
-use crate::registry::WorkerKind;
-use crate::shutdown::Shutdown;
-use crate::task::{TaskError, TaskName};
+use crate::Shutdown;
+use crate::util::lock;
+use crate::workers::{TaskError, TaskName, WorkerKind, WorkerMeta};
 
 /// `push` after shutdown began: the item was not accepted and is handed back.
 #[derive(Debug, thiserror::Error)]
@@ -263,8 +262,8 @@ where
             task: task.clone(),
             last_error: None,
         };
-        let _task =
-            coordinator.spawn_worker(task, WorkerKind::Task, self.flush_timeout, None, run.run());
+        let meta = WorkerMeta::new(task, WorkerKind::Task, self.flush_timeout, None);
+        let _task = coordinator.spawn_worker(meta, run.run());
         BatchWriter { inner }
     }
 }

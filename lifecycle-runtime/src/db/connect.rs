@@ -9,7 +9,7 @@ use sqlx::Connection;
 use sqlx::any::AnyConnectOptions;
 use tokio::time::Instant;
 
-use crate::report::format_duration;
+use crate::util::format_duration;
 
 /// Why a connection could not be made. Each names the likely fixes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use sqlx::{AnyConnection, Connection};
 
 use super::connect::{self, ConnectCause};
 use super::sessions::{self, ServerHealth, Session};
-use crate::report::format_duration;
+use crate::util::format_duration;
 
 /// What to do, from the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]

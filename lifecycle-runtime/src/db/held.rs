@@ -13,9 +13,10 @@ use sqlx::{Any, AnyConnection};
 use tokio::time::Instant;
 
 use super::Database;
-use crate::coordinator::{Coordinator, lock};
-use crate::report::format_duration;
+use crate::Coordinator;
 use crate::snapshot::PoolSnapshot;
+use crate::util::format_duration;
+use crate::util::lock;
 
 struct HeldEntry {
     site: &'static Location<'static>,
@@ -240,7 +241,7 @@ pub struct HeldConnection {
     /// The tracked task that acquired it, if any.
     pub task: Option<String>,
     /// How long it has been held.
-    #[serde(rename = "held_for_secs", serialize_with = "crate::report::secs")]
+    #[serde(rename = "held_for_secs", serialize_with = "crate::util::secs")]
     pub held_for: Duration,
 }
 

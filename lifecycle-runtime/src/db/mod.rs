@@ -48,10 +48,10 @@ pub use self::held::{DbConnection, HeldConnection};
 pub use self::sessions::{ServerHealth, Session, list_sessions, server_health, terminate};
 
 use self::held::Held;
-use crate::coordinator::lock;
-use crate::report::format_duration;
-use crate::resource::{Close, CloseError};
+use crate::resources::{Close, CloseError};
 use crate::snapshot::PoolSnapshot;
+use crate::util::format_duration;
+use crate::util::lock;
 
 /// Which database a [`Database`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -18,32 +18,21 @@ pub struct Session {
     /// `active`, `idle`, `idle in transaction`, ...
     pub state: String,
     /// Since the session connected.
-    #[serde(rename = "connected_secs", serialize_with = "secs")]
+    #[serde(rename = "connected_secs", serialize_with = "crate::util::secs")]
     pub connected: Duration,
     /// Since it entered its current state.
-    #[serde(rename = "in_state_secs", serialize_with = "secs")]
+    #[serde(rename = "in_state_secs", serialize_with = "crate::util::secs")]
     pub in_state: Duration,
     /// Since its open transaction began, if it has one.
-    #[serde(rename = "in_transaction_secs", serialize_with = "opt_secs")]
+    #[serde(
+        rename = "in_transaction_secs",
+        serialize_with = "crate::util::opt_secs"
+    )]
     pub in_transaction: Option<Duration>,
     /// Its current or last query, shortened.
     pub query: String,
     /// Idle in a transaction, or idle longer than the threshold asked about.
     pub leaked: bool,
-}
-
-fn secs<S: serde::Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64(duration.as_secs_f64())
-}
-
-fn opt_secs<S: serde::Serializer>(
-    duration: &Option<Duration>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match duration {
-        Some(duration) => serializer.serialize_some(&duration.as_secs_f64()),
-        None => serializer.serialize_none(),
-    }
 }
 
 /// How full the server is.

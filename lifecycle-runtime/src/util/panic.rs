@@ -1,4 +1,4 @@
-//! Catching panics of futures and closures, and turning payloads into messages.
+//! Catching panics of futures and closures, and turning their payloads into messages.
 
 use std::any::Any;
 use std::future::Future;

@@ -7,14 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::panic::CatchUnwind;
-use crate::report::{Outcome, format_duration};
-use crate::resource::{CloseError, FIELDS, FieldRecord};
-
-tokio::task_local! {
-    /// The field names leading to the resource being closed, for nested `#[managed_resource]`s.
-    static FIELD_PATH: Vec<String>;
-}
+use crate::report::Outcome;
+use crate::resources::fields::{self, FieldRecord};
+use crate::resources::{Close, CloseError, close_outcome};
+use crate::util::{CatchUnwind, format_duration};
 
 /// What a field's close (or a `before_close` hook) may return: `()` or `Result<(), E: Display>`.
 #[diagnostic::on_unimplemented(
@@ -51,7 +47,7 @@ impl ClosingFields {
     pub fn new(resource: &'static str) -> ClosingFields {
         ClosingFields {
             resource,
-            path: FIELD_PATH.try_with(Clone::clone).unwrap_or_default(),
+            path: fields::current_path(),
             failures: Vec::new(),
         }
     }
@@ -73,7 +69,7 @@ impl ClosingFields {
     {
         let mut path = self.path.clone();
         path.push(name.to_owned());
-        FIELD_PATH.scope(path, self.run(name, limit, close)).await;
+        fields::with_path(path, self.run(name, limit, close)).await;
     }
 
     /// A field marked `#[close(skip = "why")]`: listed, with its reason, and not touched.
@@ -102,19 +98,10 @@ impl ClosingFields {
         F::Output: IntoCloseResult,
     {
         let start = Instant::now();
-        let ended = tokio::time::timeout(limit, CatchUnwind::new(close)).await;
+        let closing = CatchUnwind::new(async { close.await.into_close_result() });
+        let ended = tokio::time::timeout(limit, closing).await;
         let elapsed = start.elapsed();
-        let (outcome, detail) = match ended {
-            Ok(Ok(result)) => match result.into_close_result() {
-                Ok(()) => (Outcome::Closed, None),
-                Err(message) => (Outcome::Error(message), None),
-            },
-            Ok(Err(panic)) => (Outcome::Panicked, Some(panic)),
-            Err(_) => (
-                Outcome::TimedOut,
-                Some(format!("did not close within {}", format_duration(limit))),
-            ),
-        };
+        let (outcome, detail) = close_outcome(ended, limit, limit);
         match &outcome {
             Outcome::Closed => {}
             Outcome::Error(message) => self.failures.push(format!("field `{name}`: {message}")),
@@ -146,9 +133,7 @@ impl ClosingFields {
             start,
             elapsed,
         };
-        // Outside a shutdown (an early `close()`), there is no report to add to; the result of
-        // `finish` still says what failed.
-        let _ = FIELDS.try_with(|sink| sink.push(record));
+        fields::record(record);
     }
 }
 
@@ -163,7 +148,7 @@ pub type CloseFuture<'a> =
     std::pin::Pin<Box<dyn Future<Output = Result<(), CloseError>> + Send + 'a>>;
 
 /// Boxes `value`'s close.
-pub fn close_boxed<T: crate::Close>(value: &T) -> CloseFuture<'_> {
+pub fn close_boxed<T: Close>(value: &T) -> CloseFuture<'_> {
     // `close()` is called at the first poll, inside the field's panic guard.
     Box::pin(async move { value.close().await })
 }

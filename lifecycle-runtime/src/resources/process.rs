@@ -12,11 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use crate::report::format_duration;
-use crate::resource::{Close, CloseError, Managed};
-
-/// How long a child gets after SIGTERM before SIGKILL, unless set otherwise.
-pub const DEFAULT_TERM_TIMEOUT: Duration = Duration::from_secs(3);
+use super::{Close, CloseError};
+use crate::defaults::DEFAULT_TERM_TIMEOUT;
+use crate::util::{Backoff, after, format_duration, lock};
 
 /// How long to wait for the group to be gone after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(1);
@@ -27,7 +25,7 @@ static LIVE_GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new(
 
 /// SIGKILLs every managed child's process group. For exits that cannot wait for a proper close.
 pub(crate) fn kill_all_now() {
-    let groups = std::mem::take(&mut *crate::coordinator::lock(&LIVE_GROUPS));
+    let groups = std::mem::take(&mut *lock(&LIVE_GROUPS));
     for group in groups {
         if let Ok(group) = i32::try_from(group) {
             // SAFETY: killpg(2) has no memory effects.
@@ -40,7 +38,7 @@ pub(crate) fn kill_all_now() {
 
 fn forget_group(pgid: Option<u32>) {
     if let Some(pgid) = pgid {
-        crate::coordinator::lock(&LIVE_GROUPS).retain(|group| *group != pgid);
+        lock(&LIVE_GROUPS).retain(|group| *group != pgid);
     }
 }
 
@@ -100,13 +98,9 @@ impl ManagedChildBuilder {
         self
     }
 
-    /// Starts the process in a new process group and registers it with the current coordinator.
-    /// Must be called inside a tokio runtime.
-    ///
-    /// # Errors
-    ///
-    /// When the process cannot start; the error names the child.
-    pub fn spawn(mut self) -> io::Result<Managed<ManagedChild>> {
+    /// Starts the process in a new process group. (Registering it is `spawn`'s part, in
+    /// `coordinator/manage.rs`, since it needs the current coordinator.)
+    pub(crate) fn start(mut self) -> io::Result<ManagedChild> {
         #[cfg(unix)]
         self.command.process_group(0);
         let child = self.command.spawn().map_err(|error| {
@@ -117,29 +111,20 @@ impl ManagedChildBuilder {
         })?;
         let pid = child.id();
         if let Some(pid) = pid {
-            crate::coordinator::lock(&LIVE_GROUPS).push(pid);
+            lock(&LIVE_GROUPS).push(pid);
         }
         tracing::info!(child = %self.name, pid, "child process started");
-        Ok(crate::manage(ManagedChild {
+        Ok(ManagedChild {
             name: self.name,
             pid,
             term_timeout: self.term_timeout,
             child: Mutex::new(child),
             gone: AtomicBool::new(false),
-        }))
+        })
     }
 }
 
 impl ManagedChild {
-    /// Starts `command` as a managed child named `name`, with the default term timeout.
-    ///
-    /// # Errors
-    ///
-    /// When the process cannot start; the error names the child.
-    pub fn spawn(name: impl Into<String>, command: Command) -> io::Result<Managed<ManagedChild>> {
-        ManagedChild::builder(name, command).spawn()
-    }
-
     /// Configures a managed child before starting it.
     pub fn builder(name: impl Into<String>, command: Command) -> ManagedChildBuilder {
         ManagedChildBuilder {
@@ -196,7 +181,7 @@ impl ManagedChild {
 
     /// Waits until the leader exited and the group is empty, up to `limit`. True when all gone.
     async fn wait_group_gone(&self, child: &mut Child, limit: Duration) -> bool {
-        let deadline = crate::coordinator::after(tokio::time::Instant::now(), limit);
+        let deadline = after(tokio::time::Instant::now(), limit);
         if tokio::time::timeout_at(deadline, child.wait())
             .await
             .is_err()
@@ -204,13 +189,12 @@ impl ManagedChild {
             return false;
         }
         // The leader is reaped; its own children may still be exiting.
-        let mut pause = Duration::from_millis(1);
+        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(50));
         while self.group_alive() {
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            backoff.pause().await;
         }
         self.gone.store(true, Ordering::Release);
         forget_group(self.pid);

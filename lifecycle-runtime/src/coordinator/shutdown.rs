@@ -1,84 +1,13 @@
-//! The shutdown token tasks watch, why shutdown started, and the free functions that start it.
+//! The [`Shutdown`] token tasks and threads watch (it fires when they are told to stop, step 3),
+//! and the free functions that start shutdown or wait for its report.
 
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-pub(crate) use std::panic::Location;
-
-use crate::coordinator::{Coordinator, with_current};
-use crate::report::ShutdownReport;
-
-/// Why shutdown started. The report's first line says it too.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ShutdownReason {
-    /// An OS signal arrived (`SIGINT`, `SIGTERM`, or ctrl-c where there are no signals).
-    Signal {
-        /// The signal's name, such as `"SIGTERM"`.
-        name: &'static str,
-    },
-    /// [`shutdown()`] or [`trigger_shutdown()`] was called.
-    Requested {
-        /// Where it was called.
-        location: &'static Location<'static>,
-    },
-    /// The body of `#[lifecycle_runtime::main]` returned.
-    MainReturned,
-    /// The body of `#[lifecycle_runtime::main]` returned an error.
-    MainFailed {
-        /// The error, formatted with `{:?}` as `std` does for `main`.
-        error: String,
-    },
-    /// A task marked `critical` failed.
-    CriticalTaskFailed {
-        /// The task's name.
-        task: String,
-        /// What went wrong, as displayed.
-        error: String,
-    },
-    /// The body of a `#[lifecycle_runtime::test]` ended.
-    TestFinished,
-}
-
-impl fmt::Display for ShutdownReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ShutdownReason::Signal { name } => write!(f, "{name} received"),
-            ShutdownReason::Requested { location } => write!(
-                f,
-                "shutdown requested at {}:{}:{}",
-                location.file(),
-                location.line(),
-                location.column()
-            ),
-            ShutdownReason::MainReturned => f.write_str("main returned"),
-            ShutdownReason::MainFailed { error } => write!(f, "main returned an error: {error}"),
-            ShutdownReason::CriticalTaskFailed { task, error } => {
-                write!(f, "critical task `{task}` failed: {error}")
-            }
-            ShutdownReason::TestFinished => f.write_str("test finished"),
-        }
-    }
-}
-
-impl serde::Serialize for ShutdownReason {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let kind = match self {
-            ShutdownReason::Signal { .. } => "signal",
-            ShutdownReason::Requested { .. } => "requested",
-            ShutdownReason::MainReturned => "main_returned",
-            ShutdownReason::MainFailed { .. } => "main_failed",
-            ShutdownReason::CriticalTaskFailed { .. } => "critical_task_failed",
-            ShutdownReason::TestFinished => "test_finished",
-        };
-        let mut state = serializer.serialize_struct("ShutdownReason", 2)?;
-        state.serialize_field("kind", kind)?;
-        state.serialize_field("message", &self.to_string())?;
-        state.end()
-    }
-}
+use super::{Coordinator, with_current};
+use crate::report::{Location, ShutdownReason, ShutdownReport};
+use crate::workers::StopSignal;
 
 /// The shutdown signal of a coordinator, as tasks and threads see it. Cheap to clone.
 ///
@@ -119,24 +48,26 @@ impl Shutdown {
         Shutdown { coordinator }
     }
 
-    /// Whether tasks have been told to stop.
+    fn signal(&self) -> &StopSignal {
+        self.coordinator.workers().stop_signal()
+    }
+
+    /// Whether tasks have been told to stop (not merely whether shutdown started: with a drain,
+    /// that comes first; see [`Coordinator::is_shutting_down`]).
     pub fn is_triggered(&self) -> bool {
         // An atomic load, not `CancellationToken::is_cancelled` (which takes a lock): loops may ask
         // this on every iteration.
-        self.coordinator
-            .inner
-            .stopped
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.signal().is_fired()
     }
 
     /// Completes when tasks are told to stop (at once if they already were).
     pub fn triggered(&self) -> impl Future<Output = ()> + Send + '_ {
-        self.coordinator.inner.stop.cancelled()
+        self.signal().token().cancelled()
     }
 
     /// Like [`triggered`](Self::triggered), but owns what it needs, for `'static` futures.
     pub fn triggered_owned(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.coordinator.inner.stop.clone().cancelled_owned()
+        self.signal().token().clone().cancelled_owned()
     }
 
     /// Sleeps for `duration` unless shutdown comes first. Returns `true` when the whole duration
@@ -155,12 +86,12 @@ impl Shutdown {
     /// For OS threads: blocks for `duration` unless shutdown comes first. Returns `true` when the
     /// whole duration passed, `false` when woken by shutdown.
     pub fn sleep_blocking(&self, duration: Duration) -> bool {
-        !self.coordinator.wait_stop_blocking(Some(duration))
+        !self.signal().wait_blocking(Some(duration))
     }
 
     /// For OS threads: blocks until tasks are told to stop.
     pub fn wait_blocking(&self) {
-        self.coordinator.wait_stop_blocking(None);
+        self.signal().wait_blocking(None);
     }
 
     /// Why shutdown was triggered, once it was.
@@ -214,12 +145,12 @@ pub fn shutdown() -> impl Future<Output = ShutdownReport> + Send + 'static {
 /// let coordinator = lifecycle_runtime::Coordinator::new();
 /// let _guard = coordinator.enter();
 /// lifecycle_runtime::trigger_shutdown();
-/// assert!(coordinator.is_triggered());
+/// assert!(coordinator.is_shutting_down());
 /// ```
 #[track_caller]
 pub fn trigger_shutdown() {
     let location = Location::caller();
     with_current(|coordinator| {
-        coordinator.trigger(ShutdownReason::Requested { location });
+        coordinator.start_shutdown(ShutdownReason::Requested { location });
     });
 }

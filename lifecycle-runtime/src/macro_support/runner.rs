@@ -1,5 +1,6 @@
-//! What `#[lifecycle_runtime::main]` expands to: build the runtime, run the body as the main
-//! task, answer signals, run shutdown, print the report, choose the exit code.
+//! What `#[lifecycle_runtime::main]` and `#[lifecycle_runtime::test]` expand to: build the
+//! runtime, run the body (as the main task, or as the test), answer signals, run shutdown, print
+//! the report, choose the exit code or the test's verdict.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -7,10 +8,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::{DRAIN_VAR, SHUTDOWN_TIMEOUT_VAR, env_duration};
-use crate::coordinator::{Coordinator, WorkerKind};
-use crate::shutdown::ShutdownReason;
+use crate::coordinator::Coordinator;
+use crate::defaults::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TEST_SHUTDOWN_TIMEOUT};
+use crate::report::{Entry, Outcome, ShutdownReason};
 use crate::signal::Signals;
-use crate::task::{TaskError, TaskName};
+use crate::workers::{TaskError, TaskName, WorkerKind, WorkerMeta};
 
 /// Exit code when a second signal arrives during shutdown (128 + SIGINT, as shells report it).
 pub const EXIT_SECOND_SIGNAL: u8 = 130;
@@ -86,10 +88,10 @@ where
     O: MainOutput + Send + 'static,
     F: Future<Output = O> + Send + 'static,
 {
-    let budget = env_duration(SHUTDOWN_TIMEOUT_VAR, crate::DEFAULT_SHUTDOWN_TIMEOUT)
+    let budget = env_duration(SHUTDOWN_TIMEOUT_VAR, DEFAULT_SHUTDOWN_TIMEOUT)
         .map_err(|error| error.to_string())?
         .or(spec.shutdown_timeout)
-        .unwrap_or(crate::DEFAULT_SHUTDOWN_TIMEOUT);
+        .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
     let drain = env_duration(DRAIN_VAR, Duration::ZERO)
         .map_err(|error| error.to_string())?
         .or(spec.drain)
@@ -112,20 +114,21 @@ where
         tokio::spawn(async move {
             loop {
                 let signal = signals.recv().await;
-                if listener.is_triggered() {
+                if listener.is_shutting_down() {
                     second_signal(&listener, signal);
                 }
-                listener.trigger(ShutdownReason::Signal { name: signal });
+                listener.start_shutdown(ShutdownReason::Signal { name: signal });
             }
         });
 
-        let main_task = coordinator.spawn_worker(
+        let meta = WorkerMeta::new(
             TaskName::from("main"),
             WorkerKind::Main,
             spec.stop_timeout,
             None,
-            async move { Ok(body.await.into_main_result()) },
         );
+        let main_task =
+            coordinator.spawn_worker(meta, async move { Ok(body.await.into_main_result()) });
         let watcher = coordinator.clone();
         let main_ended = tokio::spawn(async move {
             let result = main_task.await;
@@ -140,7 +143,7 @@ where
                 Err(_) => None,
             };
             if let Some(reason) = reason {
-                watcher.trigger(reason);
+                watcher.start_shutdown(reason);
             }
             result
         });
@@ -213,7 +216,7 @@ fn second_signal(coordinator: &Coordinator, signal: &str) -> ! {
     }
     eprint!("{message}");
     // Exiting at once must not leave child processes behind.
-    crate::process::kill_all_now();
+    crate::resources::kill_all_now();
     std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
 }
 
@@ -231,9 +234,6 @@ pub struct TestSpec {
     /// `shutdown_timeout = "..."`; [`DEFAULT_TEST_SHUTDOWN_TIMEOUT`] otherwise.
     pub shutdown_timeout: Option<Duration>,
 }
-
-/// The shutdown budget of a `#[lifecycle_runtime::test]` that sets none.
-pub const DEFAULT_TEST_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs a test body under a coordinator of its own, then shuts it down and fails the test,
 /// naming the culprit, when a task ignored shutdown and was aborted, a resource's close failed or
@@ -291,8 +291,7 @@ where
 }
 
 /// One line about one unclean report entry: what, which, and why.
-fn describe_problem(entry: &crate::report::Entry) -> String {
-    use crate::report::Outcome;
+fn describe_problem(entry: &Entry) -> String {
     let what = match entry.outcome() {
         Outcome::Aborted => "ignored shutdown and was aborted".to_owned(),
         Outcome::Leaked => "is still running".to_owned(),
@@ -300,7 +299,7 @@ fn describe_problem(entry: &crate::report::Entry) -> String {
         Outcome::Panicked => "panicked".to_owned(),
         Outcome::Error(message) => format!("failed: {message}"),
         Outcome::Skipped => "was skipped: the shutdown budget ran out".to_owned(),
-        Outcome::Closed => "closed".to_owned(),
+        Outcome::Stopped | Outcome::Closed | Outcome::Drained => entry.outcome().label().to_owned(),
     };
     let mut line = format!("{} `{}` {what}", entry.kind(), entry.name());
     if let Some(parent) = entry.parent() {

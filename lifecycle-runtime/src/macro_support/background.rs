@@ -24,14 +24,13 @@ use std::time::{Duration, Instant};
 
 use tokio::time::{Interval, MissedTickBehavior};
 
-use crate::coordinator::{Coordinator, WorkerKind, with_current};
-use crate::group::GroupInner;
-use crate::panic::{self, CatchUnwind};
-use crate::report::format_duration;
-use crate::shutdown::{Shutdown, ShutdownReason};
+use crate::coordinator::{Coordinator, Shutdown, with_current};
+use crate::report::ShutdownReason;
 use crate::snapshot::{StateCell, TaskState};
-use crate::task::{TaskError, TaskHandle, TaskName};
-use crate::thread::ThreadHandle;
+use crate::util::{CatchUnwind, after_std, catch, format_duration};
+use crate::workers::{
+    Group, TaskError, TaskHandle, TaskName, ThreadHandle, WorkerKind, WorkerMeta,
+};
 
 /// What happens to a tick when shutdown comes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,7 +126,7 @@ impl Settle<'_> {
                         message: message.clone(),
                     });
                 } else {
-                    self.coordinator.inner.counters.add_failed();
+                    self.coordinator.workers().count_failed();
                     tracing::error!(task = spec.name, error = %message, "tick failed");
                 }
                 message
@@ -139,20 +138,20 @@ impl Settle<'_> {
                         message: message.clone(),
                     });
                 } else {
-                    self.coordinator.inner.counters.add_panicked();
+                    self.coordinator.workers().count_panicked();
                     tracing::error!(task = spec.name, panic = %message, "tick panicked");
                 }
                 format!("panicked: {message}")
             }
             TickEnd::TimedOut(limit) => {
-                self.coordinator.inner.counters.add_timed_out();
+                self.coordinator.workers().count_timed_out();
                 tracing::warn!(task = spec.name, limit = %format_duration(limit), "tick timed out and was cancelled");
                 format!("tick timed out after {}", format_duration(limit))
             }
         };
         if spec.critical {
             self.coordinator
-                .trigger(ShutdownReason::CriticalTaskFailed {
+                .start_shutdown(ShutdownReason::CriticalTaskFailed {
                     task: spec.name.to_owned(),
                     error: message,
                 });
@@ -215,7 +214,7 @@ pub struct Ticker {
     shutdown: Shutdown,
     interval: Option<Interval>,
     ticks: Ticks,
-    group: Option<Arc<GroupInner>>,
+    group: Option<Arc<Group>>,
     exit: Option<TaskError>,
 }
 
@@ -271,7 +270,8 @@ impl Ticker {
             None => None,
             Some(group) => {
                 // The last tick of a flusher waits for its permit even during shutdown.
-                let give_up_on = (!self.ticks.in_final_tick).then_some(&self.shutdown);
+                let stop = self.coordinator.workers().stop_signal().token();
+                let give_up_on = (!self.ticks.in_final_tick).then_some(stop);
                 match group.acquire(give_up_on).await {
                     Some(permit) => Some(permit),
                     None => return,
@@ -321,11 +321,6 @@ async fn limited<F: Future<Output = Result<(), String>>>(
     }
 }
 
-/// `at + by` on the std clock, without overflow (see [`crate::coordinator::after`]).
-fn later(at: Instant, by: Duration) -> Instant {
-    crate::coordinator::after(at.into(), by).into_std()
-}
-
 fn new_interval(period: Duration, missed_tick: MissedTick) -> Interval {
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(match missed_tick {
@@ -354,22 +349,22 @@ where
             ticks: Ticks::new(state.clone()),
             group: spec
                 .group
-                .map(|name| coordinator.group(name).inner().clone()),
+                .map(|name| coordinator.group(name).group().clone()),
             exit: None,
         };
         let run = body(ticker);
-        coordinator.spawn_worker(
+        let meta = WorkerMeta::new(
             TaskName::from(spec.name),
             WorkerKind::Task,
             spec.stop_timeout,
             Some(state),
-            async move {
-                match run.await.exit {
-                    None => Ok(()),
-                    Some(error) => Err(error),
-                }
-            },
-        )
+        );
+        coordinator.spawn_worker(meta, async move {
+            match run.await.exit {
+                None => Ok(()),
+                Some(error) => Err(error),
+            }
+        })
     })
 }
 
@@ -397,14 +392,19 @@ impl ThreadTicker {
             let now = Instant::now();
             let due = self.next_due.unwrap_or(now);
             self.ticks.idle();
-            let stopped = due > now && self.coordinator.wait_stop_blocking(Some(due - now));
+            let stopped = due > now
+                && self
+                    .coordinator
+                    .workers()
+                    .stop_signal()
+                    .wait_blocking(Some(due - now));
             if !stopped && !self.shutdown.is_triggered() {
                 let started = Instant::now();
                 self.next_due = Some(match self.spec.missed_tick {
-                    MissedTick::Burst => later(due, period),
-                    MissedTick::Delay => later(started, period),
+                    MissedTick::Burst => after_std(due, period),
+                    MissedTick::Delay => after_std(started, period),
                     MissedTick::Skip => {
-                        let next = later(due, period);
+                        let next = after_std(due, period);
                         if next > started {
                             next
                         } else {
@@ -414,7 +414,10 @@ impl ThreadTicker {
                             u32::try_from(behind + 1)
                                 .ok()
                                 .and_then(|periods| period.checked_mul(periods))
-                                .map_or_else(|| later(started, period), |skip| later(due, skip))
+                                .map_or_else(
+                                    || after_std(started, period),
+                                    |skip| after_std(due, skip),
+                                )
                         }
                     }
                 });
@@ -432,7 +435,7 @@ impl ThreadTicker {
 
     /// Runs one tick, catching panics, and logs, counts and escalates failures.
     pub fn run_tick<F: FnOnce() -> Result<(), String>>(&mut self, tick: F) {
-        let end = match panic::catch(tick) {
+        let end = match catch(tick) {
             Ok(result) => TickEnd::Done(result),
             Err(message) => TickEnd::Panicked(message),
         };
@@ -461,14 +464,15 @@ where
             next_due: None,
             exit: None,
         };
-        coordinator.spawn_thread_worker(
+        let meta = WorkerMeta::new(
             TaskName::from(spec.name),
+            WorkerKind::Thread,
             spec.stop_timeout,
             Some(state),
-            move |_shutdown| match body(ticker).exit {
-                None => Ok(()),
-                Some(error) => Err(error),
-            },
-        )
+        );
+        coordinator.spawn_thread_worker(meta, move |_shutdown| match body(ticker).exit {
+            None => Ok(()),
+            Some(error) => Err(error),
+        })
     })
 }

@@ -1,0 +1,78 @@
+//! Building a [`Snapshot`] of a coordinator: what its registries hold right now.
+
+use std::sync::atomic::Ordering;
+
+use super::{Coordinator, with_current};
+use crate::snapshot::{
+    Counters, ResourceSnapshot, Snapshot, TaskSnapshot, TaskState, ThreadSnapshot,
+};
+use crate::workers::WorkerKind;
+
+/// A snapshot of the current coordinator.
+pub fn snapshot() -> Snapshot {
+    with_current(Coordinator::snapshot)
+}
+
+impl Coordinator {
+    /// A snapshot of this coordinator; see [`snapshot`].
+    pub fn snapshot(&self) -> Snapshot {
+        let workers = &self.state.workers;
+        let mut tasks = Vec::new();
+        let mut threads = Vec::new();
+        workers.for_each(|worker| {
+            let meta = worker.meta();
+            let state = meta
+                .state
+                .as_ref()
+                .map_or(TaskState::Running, |cell| cell.state());
+            let ticks = meta.state.as_ref().map_or(0, |cell| cell.ticks());
+            let age = worker.started().elapsed();
+            let name = meta.name.to_string();
+            match meta.kind {
+                WorkerKind::Thread => threads.push(ThreadSnapshot {
+                    name,
+                    state,
+                    ticks,
+                    age,
+                }),
+                kind => tasks.push(TaskSnapshot {
+                    name,
+                    main: kind == WorkerKind::Main,
+                    state,
+                    ticks,
+                    age,
+                }),
+            }
+        });
+        let totals = workers.totals();
+        let failures = workers.failures();
+        let counters = Counters {
+            spawned: totals.spawned,
+            completed: totals.completed,
+            cancelled: totals.cancelled,
+            failed: failures.failed.load(Ordering::Relaxed),
+            timed_out: failures.timed_out.load(Ordering::Relaxed),
+            panicked: failures.panicked.load(Ordering::Relaxed),
+        };
+        tasks.sort_by_key(|task| std::cmp::Reverse(task.age));
+        threads.sort_by_key(|thread| std::cmp::Reverse(thread.age));
+        let resources = self
+            .state
+            .resources
+            .open_names()
+            .into_iter()
+            .map(|name| ResourceSnapshot { name })
+            .collect();
+        Snapshot {
+            ready: self.is_ready(),
+            shutting_down: self.is_shutting_down(),
+            tasks,
+            starting: workers.unpolled(),
+            threads,
+            counters,
+            groups: self.state.groups.snapshots(),
+            resources,
+            pools: self.state.pools.snapshots(),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The resources of one coordinator, in registration order, and how one of them closes at
+//! shutdown: under its own limit capped by the budget, waiting for a close through its handle that
+//! is under way, with its fields' entries under it.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use slab::Slab;
+use tokio::time::Instant;
+
+use super::fields::{FIELDS, FieldSink};
+use super::managed::{DynClose, close_outcome};
+use crate::report::{Entry, EntryKind, Outcome};
+use crate::util::{CatchUnwind, after, format_duration, lock};
+
+/// One registered resource.
+pub(crate) struct ResourceEntry {
+    seq: u64,
+    name: Cow<'static, str>,
+    kind: EntryKind,
+    timeout: Duration,
+    resource: Arc<dyn DynClose>,
+}
+
+#[derive(Default)]
+struct Slots {
+    slab: Slab<ResourceEntry>,
+    next_seq: u64,
+}
+
+/// Resources by key; the closing order comes from the order of registration.
+#[derive(Default)]
+pub(crate) struct Resources {
+    slots: Mutex<Slots>,
+    /// The one being closed by shutdown right now, for the "still pending" list of a second
+    /// signal.
+    closing_now: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Resources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resources")
+            .field("open", &self.open_names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resources {
+    pub(crate) fn insert(
+        &self,
+        name: Cow<'static, str>,
+        kind: EntryKind,
+        timeout: Duration,
+        resource: Arc<dyn DynClose>,
+    ) -> usize {
+        let mut slots = lock(&self.slots);
+        slots.next_seq += 1;
+        let seq = slots.next_seq;
+        slots.slab.insert(ResourceEntry {
+            seq,
+            name,
+            kind,
+            timeout,
+            resource,
+        })
+    }
+
+    /// Removes `resource` if it is still registered under `key` (after shutdown emptied the
+    /// registry, the key may belong to another resource).
+    pub(crate) fn remove(&self, key: usize, resource: &Arc<dyn DynClose>) {
+        let mut slots = lock(&self.slots);
+        let same = slots.slab.get(key).is_some_and(|entry| {
+            std::ptr::addr_eq(Arc::as_ptr(&entry.resource), Arc::as_ptr(resource))
+        });
+        if same {
+            slots.slab.remove(key);
+        }
+    }
+
+    /// Names of the open resources, in the order they will close (newest first).
+    pub(crate) fn open_names(&self) -> Vec<String> {
+        let slots = lock(&self.slots);
+        let mut entries: Vec<&ResourceEntry> = slots.slab.iter().map(|(_, entry)| entry).collect();
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
+        entries
+            .into_iter()
+            .map(|entry| entry.name.to_string())
+            .collect()
+    }
+
+    /// The resource shutdown is closing right now.
+    pub(crate) fn closing_now(&self) -> Option<String> {
+        lock(&self.closing_now).clone()
+    }
+
+    /// Empties the registry, newest first.
+    pub(crate) fn take_for_shutdown(&self) -> Vec<ResourceEntry> {
+        let mut entries: Vec<ResourceEntry> = lock(&self.slots).slab.drain().collect();
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
+        entries
+    }
+
+    /// Closes `entry` for shutdown (see [`ResourceEntry::close_for_shutdown`]), marking it as the
+    /// one being closed meanwhile.
+    pub(crate) async fn close_for_shutdown(
+        &self,
+        entry: &ResourceEntry,
+        deadline: Instant,
+        sequence_start: Instant,
+    ) -> Vec<Entry> {
+        *lock(&self.closing_now) = Some(entry.name.to_string());
+        let entries = entry.close_for_shutdown(deadline, sequence_start).await;
+        *lock(&self.closing_now) = None;
+        entries
+    }
+}
+
+impl ResourceEntry {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn kind(&self) -> EntryKind {
+        self.kind
+    }
+
+    /// Shutdown skipped it: nobody closes it any more.
+    pub(crate) fn mark_skipped(&self) {
+        if let Some(claim) = self.resource.state().claim() {
+            claim.finish((Outcome::Skipped, None));
+        }
+    }
+
+    /// Closes under `min(own timeout, what is left of the budget)`; returns the resource's entry
+    /// followed by its fields' entries. A close through the handle that is under way is waited
+    /// for (within the same limit) and reported; if it gives up, shutdown closes it itself.
+    async fn close_for_shutdown(&self, deadline: Instant, sequence_start: Instant) -> Vec<Entry> {
+        let start = Instant::now();
+        let limit = self.timeout.min(deadline.saturating_duration_since(start));
+        let until = after(start, limit);
+        let state = self.resource.state();
+        let entry = |outcome: Outcome, detail: Option<String>| {
+            Entry::new(
+                &self.name,
+                self.kind,
+                outcome,
+                start.saturating_duration_since(sequence_start),
+                start.elapsed(),
+            )
+            .with_detail(detail)
+        };
+        let claim = loop {
+            if let Some(claim) = state.claim() {
+                break claim;
+            }
+            if state.is_closed() {
+                // Closed through its handle while shutdown was under way.
+                return match state.outcome() {
+                    Some((outcome, detail)) => {
+                        let note = "closed through its handle during shutdown";
+                        let detail = Some(match detail {
+                            Some(detail) => format!("{note}: {detail}"),
+                            None => note.to_owned(),
+                        });
+                        vec![entry(outcome, detail)]
+                    }
+                    None => Vec::new(),
+                };
+            }
+            if tokio::time::timeout_at(until, state.while_closing())
+                .await
+                .is_err()
+            {
+                let detail = format!(
+                    "a close through its handle was still under way after {}",
+                    format_duration(limit)
+                );
+                tracing::error!(resource = %self.name, "{detail}");
+                return vec![entry(Outcome::TimedOut, Some(detail))];
+            }
+        };
+        let sink = FieldSink::default();
+        let closing = CatchUnwind::new(self.resource.close_boxed());
+        let ended = FIELDS
+            .scope(sink.clone(), tokio::time::timeout_at(until, closing))
+            .await;
+        let (outcome, detail) = close_outcome(ended, limit, self.timeout);
+        claim.finish((outcome.clone(), detail.clone()));
+        match &outcome {
+            Outcome::Closed => {
+                tracing::debug!(resource = %self.name, elapsed = ?start.elapsed(), "resource closed")
+            }
+            other => {
+                tracing::error!(resource = %self.name, outcome = ?other, detail = ?detail, "resource did not close cleanly")
+            }
+        }
+        let mut entries = vec![entry(outcome, detail)];
+        entries.extend(sink.take(sequence_start, &self.name));
+        entries
+    }
+}
