@@ -64,9 +64,7 @@ struct Spec {
 
 impl Spec {
     fn parse(tokens: TokenStream, errors: &mut Errors) -> Spec {
-        let parsed = args::parse_args(tokens, errors);
-        let parsed = args::check_keys(parsed, ATTRIBUTE, KEYS, errors);
-        let krate = args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors);
+        let (parsed, krate) = args::parse_attribute(tokens, ATTRIBUTE, KEYS, errors);
         let written = |key: &str| parsed.iter().any(|arg| arg.key == key);
         let mut spec = Spec {
             interval: None,
@@ -400,31 +398,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 Span::call_site(),
                 "#[background] goes on an `async fn` (a tokio task) or, with `thread`, on a plain `fn` (an OS thread)",
             );
-            return fallback(item, &errors);
+            return errors.beside(item);
         }
     };
     let parsed = Item::parse(function, &spec, &mut errors);
     if !parsed.expandable {
-        return fallback(parsed.function.into_token_stream(), &errors);
+        return errors.beside(&parsed.function);
     }
     // Wrong arguments or body: expand anyway (defaults stand in for rejected values) so callers
     // still see the `TaskHandle` signature and only the macro's own errors show.
-    let errors = errors.to_compile_errors();
-    let expanded = expand_valid(&spec, &parsed);
-    quote! {
-        #errors
-        #expanded
-    }
-}
-
-/// What to emit when the input is wrong: the errors, and the item as written so the rest of the
-/// crate (and rust-analyzer) still sees it.
-fn fallback(item: TokenStream, errors: &Errors) -> TokenStream {
-    let errors = errors.to_compile_errors();
-    quote! {
-        #errors
-        #item
-    }
+    errors.beside(expand_valid(&spec, &parsed))
 }
 
 fn expand_valid(spec: &Spec, item: &Item) -> TokenStream {
@@ -516,11 +499,8 @@ fn expand_valid(spec: &Spec, item: &Item) -> TokenStream {
 fn spec_tokens(spec: &Spec, ident: &syn::Ident) -> TokenStream {
     let krate = &spec.krate;
     let private = quote!(#krate::__private);
-    let name = match &spec.name {
-        Some(name) => name.clone(),
-        None => LitStr::new(&ident.to_string(), ident.span()),
-    };
-    let interval = option(
+    let name = args::name_or_ident(spec.name.as_ref(), ident);
+    let interval = args::option(
         spec.interval
             .as_ref()
             .map(|interval| interval.tokens(krate)),
@@ -541,12 +521,12 @@ fn spec_tokens(spec: &Spec, ident: &syn::Ident) -> TokenStream {
             krate,
         ),
     };
-    let timeout = option(
+    let timeout = args::option(
         spec.timeout
             .as_ref()
             .map(|(timeout, _)| timeout.tokens(krate)),
     );
-    let group = option(
+    let group = args::option(
         spec.group
             .as_ref()
             .map(|(group, _)| group.to_token_stream()),
@@ -572,12 +552,5 @@ fn spec_tokens(spec: &Spec, ident: &syn::Ident) -> TokenStream {
             critical: #critical,
             missed_tick: #missed_tick,
         }
-    }
-}
-
-fn option(value: Option<TokenStream>) -> TokenStream {
-    match value {
-        Some(value) => quote!(::core::option::Option::Some(#value)),
-        None => quote!(::core::option::Option::None),
     }
 }

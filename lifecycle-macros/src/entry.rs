@@ -31,15 +31,15 @@ struct MainArgs {
 
 impl MainArgs {
     fn parse(tokens: TokenStream, errors: &mut Errors) -> MainArgs {
-        let parsed = args::parse_args(tokens, errors);
-        let parsed = args::check_keys(parsed, "lifecycle_runtime::main", MAIN_KEYS, errors);
+        let (parsed, krate) =
+            args::parse_attribute(tokens, "lifecycle_runtime::main", MAIN_KEYS, errors);
         let mut main = MainArgs {
             shutdown_timeout: None,
             drain: None,
             stop_timeout: None,
             worker_threads: None,
             current_thread: None,
-            krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
+            krate,
         };
         for arg in &parsed {
             match arg.key.to_string().as_str() {
@@ -61,15 +61,8 @@ impl MainArgs {
                     );
                 }
                 "worker_threads" => {
-                    if let Some(lit) = args::lit_int(arg, "4", errors) {
-                        match lit.base10_parse::<usize>() {
-                            Ok(0) | Err(_) => errors.at(
-                                &lit,
-                                "`worker_threads` must be a whole number of at least 1",
-                            ),
-                            Ok(threads) => main.worker_threads = Some((threads, arg.tokens())),
-                        }
-                    }
+                    main.worker_threads =
+                        args::positive_int(arg, "4", errors).map(|threads| (threads, arg.tokens()));
                 }
                 "flavor"
                     if args::choice(arg, &["multi_thread", "current_thread"], errors)
@@ -100,7 +93,7 @@ pub(crate) fn expand_main(args: TokenStream, item: TokenStream) -> TokenStream {
                 Span::call_site(),
                 "#[lifecycle_runtime::main] goes on `async fn main()`",
             );
-            return fallback(item, &errors);
+            return errors.beside(item);
         }
     };
     let args_ok = errors.is_empty();
@@ -120,18 +113,13 @@ pub(crate) fn expand_main(args: TokenStream, item: TokenStream) -> TokenStream {
     if !errors.is_empty() && !args_ok && errors_only_in_args(&function) {
         // Only the arguments are wrong: expand with defaults for what was rejected, so the only
         // errors are the macro's own.
-        let errors = errors.to_compile_errors();
-        let expanded = expand_valid(&main, &function);
-        return quote! {
-            #errors
-            #expanded
-        };
+        return errors.beside(expand_valid(&main, &function));
     }
     if !errors.is_empty() {
         // The signature itself is wrong: emit it without `async`, which `main` cannot be.
         let mut function = function;
         function.sig.asyncness = None;
-        return fallback(function.into_token_stream(), &errors);
+        return errors.beside(function);
     }
     expand_valid(&main, &function)
 }
@@ -155,12 +143,8 @@ fn expand_valid(main: &MainArgs, function: &ItemFn) -> TokenStream {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
-    let option = |value: Option<TokenStream>| match value {
-        Some(value) => quote!(::core::option::Option::Some(#value)),
-        None => quote!(::core::option::Option::None),
-    };
-    let shutdown_timeout = option(main.shutdown_timeout.as_ref().map(|d| d.tokens(krate)));
-    let drain = option(main.drain.as_ref().map(|d| d.tokens(krate)));
+    let shutdown_timeout = args::option(main.shutdown_timeout.as_ref().map(|d| d.tokens(krate)));
+    let drain = args::option(main.drain.as_ref().map(|d| d.tokens(krate)));
     let stop_timeout = match &main.stop_timeout {
         Some(stop_timeout) => stop_timeout.tokens(krate),
         None => args::duration_tokens(
@@ -168,7 +152,7 @@ fn expand_valid(main: &MainArgs, function: &ItemFn) -> TokenStream {
             krate,
         ),
     };
-    let worker_threads = option(main.worker_threads.as_ref().map(|(threads, _)| {
+    let worker_threads = args::option(main.worker_threads.as_ref().map(|(threads, _)| {
         let threads = proc_macro2::Literal::usize_unsuffixed(*threads);
         quote!(#threads)
     }));
@@ -195,14 +179,6 @@ fn expand_valid(main: &MainArgs, function: &ItemFn) -> TokenStream {
     }
 }
 
-fn fallback(item: TokenStream, errors: &Errors) -> TokenStream {
-    let errors = errors.to_compile_errors();
-    quote! {
-        #errors
-        #item
-    }
-}
-
 const TEST_KEYS: &[&str] = &[
     "flavor",
     "worker_threads",
@@ -221,14 +197,14 @@ struct TestArgs {
 
 impl TestArgs {
     fn parse(tokens: TokenStream, errors: &mut Errors) -> TestArgs {
-        let parsed = args::parse_args(tokens, errors);
-        let parsed = args::check_keys(parsed, "lifecycle_runtime::test", TEST_KEYS, errors);
+        let (parsed, krate) =
+            args::parse_attribute(tokens, "lifecycle_runtime::test", TEST_KEYS, errors);
         let mut test = TestArgs {
             multi_thread: false,
             worker_threads: None,
             start_paused: false,
             shutdown_timeout: None,
-            krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
+            krate,
         };
         let mut start_paused = None;
         for arg in &parsed {
@@ -239,28 +215,17 @@ impl TestArgs {
                             == Some("multi_thread");
                 }
                 "worker_threads" => {
-                    if let Some(lit) = args::lit_int(arg, "2", errors) {
-                        match lit.base10_parse::<usize>() {
-                            Ok(0) | Err(_) => errors.at(
-                                &lit,
-                                "`worker_threads` must be a whole number of at least 1",
-                            ),
-                            Ok(threads) => test.worker_threads = Some((threads, arg.tokens())),
-                        }
-                    }
+                    test.worker_threads =
+                        args::positive_int(arg, "2", errors).map(|threads| (threads, arg.tokens()));
                 }
-                "start_paused" => match &arg.value {
-                    Some(syn::Expr::Lit(syn::ExprLit {
-                        lit: syn::Lit::Bool(value),
-                        ..
-                    })) => {
-                        test.start_paused = value.value;
-                        if value.value {
+                "start_paused" => {
+                    if let Some(value) = args::lit_bool(arg, errors) {
+                        test.start_paused = value;
+                        if value {
                             start_paused = Some(arg.tokens());
                         }
                     }
-                    _ => errors.at(arg.tokens(), "`start_paused` takes `true` or `false`"),
-                },
+                }
                 "shutdown_timeout" => {
                     test.shutdown_timeout = args::duration(
                         arg,
@@ -299,7 +264,7 @@ pub(crate) fn expand_test(args: TokenStream, item: TokenStream) -> TokenStream {
                 Span::call_site(),
                 "#[lifecycle_runtime::test] goes on an `async fn`",
             );
-            return fallback(item, &errors);
+            return errors.beside(item);
         }
     };
     let sig = &function.sig;
@@ -320,9 +285,8 @@ pub(crate) fn expand_test(args: TokenStream, item: TokenStream) -> TokenStream {
         // Emit it as a plain (non-async) fn so only the macro's errors show.
         let mut function = function;
         function.sig.asyncness = None;
-        return fallback(function.into_token_stream(), &errors);
+        return errors.beside(function);
     }
-    let errors = errors.to_compile_errors();
     let krate = &test.krate;
     let private = quote!(#krate::__private);
     let attrs = &function.attrs;
@@ -339,19 +303,14 @@ pub(crate) fn expand_test(args: TokenStream, item: TokenStream) -> TokenStream {
     } else {
         quote!(#private::Flavor::CurrentThread)
     };
-    let option = |value: Option<TokenStream>| match value {
-        Some(value) => quote!(::core::option::Option::Some(#value)),
-        None => quote!(::core::option::Option::None),
-    };
-    let worker_threads = option(test.worker_threads.as_ref().map(|(threads, _)| {
+    let worker_threads = args::option(test.worker_threads.as_ref().map(|(threads, _)| {
         let threads = proc_macro2::Literal::usize_unsuffixed(*threads);
         quote!(#threads)
     }));
     let start_paused = test.start_paused;
-    let shutdown_timeout = option(test.shutdown_timeout.as_ref().map(|d| d.tokens(krate)));
+    let shutdown_timeout = args::option(test.shutdown_timeout.as_ref().map(|d| d.tokens(krate)));
     let body = quote_spanned!(block.span()=> async move #block);
-    quote! {
-        #errors
+    errors.beside(quote! {
         #[::core::prelude::v1::test]
         #(#attrs)*
         #vis fn #ident() {
@@ -366,5 +325,5 @@ pub(crate) fn expand_test(args: TokenStream, item: TokenStream) -> TokenStream {
                 #body,
             )
         }
-    }
+    })
 }

@@ -29,13 +29,12 @@ struct Spec {
 
 impl Spec {
     fn parse(tokens: TokenStream, errors: &mut Errors) -> Spec {
-        let parsed = args::parse_args(tokens, errors);
-        let parsed = args::check_keys(parsed, ATTRIBUTE, KEYS, errors);
+        let (parsed, krate) = args::parse_attribute(tokens, ATTRIBUTE, KEYS, errors);
         let mut spec = Spec {
             close_timeout: None,
             before_close: None,
             name: None,
-            krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
+            krate,
         };
         for arg in &parsed {
             match arg.key.to_string().as_str() {
@@ -201,11 +200,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 Ok(syn::Item::Union(item)) => errors.at(item.union_token, message),
                 _ => errors.at_span(Span::call_site(), message),
             }
-            let errors = errors.to_compile_errors();
-            return quote! {
-                #errors
-                #item
-            };
+            return errors.beside(item);
         }
     };
     let fields: Vec<Field> = match &mut item.fields {
@@ -225,13 +220,11 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     // Even with errors the struct (without its `#[close]` attributes) and its `Close` impl are
     // emitted, so the rest of the crate sees them and only the macro's own errors show.
-    let errors = errors.to_compile_errors();
     let close_impl = expand_impl(&spec, &item, &fields);
-    quote! {
-        #errors
+    errors.beside(quote! {
         #item
         #close_impl
-    }
+    })
 }
 
 fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream {
@@ -239,10 +232,7 @@ fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream 
     let private = quote!(#krate::__private);
     let ident = &item.ident;
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
-    let name = match &spec.name {
-        Some(name) => name.clone(),
-        None => LitStr::new(&ident.to_string(), ident.span()),
-    };
+    let name = args::name_or_ident(spec.name.as_ref(), ident);
     let closing = format_ident!("fields", span = Span::mixed_site());
     let default_timeout = spec.default_timeout();
     // The parts of the resource's own close timeout, kept visible in the expansion.
