@@ -27,9 +27,6 @@ const KEYS: &[&str] = &[
     "crate",
 ];
 
-/// The runtime's default `stop_timeout`.
-const DEFAULT_STOP_TIMEOUT_SECS: u64 = 2;
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Finish,
@@ -495,7 +492,8 @@ fn expand_valid(spec: &Spec, item: &Item) -> TokenStream {
     }
 }
 
-/// The `BackgroundSpec { ... }` literal, every field written out so `cargo expand` shows it all.
+/// The `BackgroundSpec { ... }` literal, every field written out so `cargo expand` shows it all;
+/// a setting left out is the runtime's default, by its `__private` name.
 fn spec_tokens(spec: &Spec, ident: &syn::Ident) -> TokenStream {
     let krate = &spec.krate;
     let private = quote!(#krate::__private);
@@ -516,10 +514,7 @@ fn spec_tokens(spec: &Spec, ident: &syn::Ident) -> TokenStream {
     };
     let stop_timeout = match &spec.stop_timeout {
         Some(stop_timeout) => stop_timeout.tokens(krate),
-        None => args::duration_tokens(
-            std::time::Duration::from_secs(DEFAULT_STOP_TIMEOUT_SECS),
-            krate,
-        ),
+        None => quote!(#private::DEFAULT_STOP_TIMEOUT),
     };
     let timeout = args::option(
         spec.timeout
@@ -532,14 +527,11 @@ fn spec_tokens(spec: &Spec, ident: &syn::Ident) -> TokenStream {
             .map(|(group, _)| group.to_token_stream()),
     );
     let critical = spec.critical;
-    let missed_tick = match spec
-        .missed_tick
-        .as_ref()
-        .map_or(MissedTick::Skip, |(behaviour, _)| *behaviour)
-    {
-        MissedTick::Skip => quote!(#private::MissedTick::Skip),
-        MissedTick::Delay => quote!(#private::MissedTick::Delay),
-        MissedTick::Burst => quote!(#private::MissedTick::Burst),
+    let missed_tick = match spec.missed_tick.as_ref().map(|(behaviour, _)| *behaviour) {
+        None => quote!(#private::DEFAULT_MISSED_TICK),
+        Some(MissedTick::Skip) => quote!(#private::MissedTick::Skip),
+        Some(MissedTick::Delay) => quote!(#private::MissedTick::Delay),
+        Some(MissedTick::Burst) => quote!(#private::MissedTick::Burst),
     };
     quote! {
         #private::BackgroundSpec {

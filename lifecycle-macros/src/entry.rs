@@ -17,9 +17,6 @@ const MAIN_KEYS: &[&str] = &[
     "crate",
 ];
 
-/// The runtime's default stop timeout for the body of `main`.
-const DEFAULT_MAIN_STOP_TIMEOUT_SECS: u64 = 5;
-
 struct MainArgs {
     shutdown_timeout: Option<DurationArg>,
     drain: Option<DurationArg>,
@@ -147,10 +144,7 @@ fn expand_valid(main: &MainArgs, function: &ItemFn) -> TokenStream {
     let drain = args::option(main.drain.as_ref().map(|d| d.tokens(krate)));
     let stop_timeout = match &main.stop_timeout {
         Some(stop_timeout) => stop_timeout.tokens(krate),
-        None => args::duration_tokens(
-            std::time::Duration::from_secs(DEFAULT_MAIN_STOP_TIMEOUT_SECS),
-            krate,
-        ),
+        None => quote!(#private::DEFAULT_MAIN_STOP_TIMEOUT),
     };
     let worker_threads = args::option(main.worker_threads.as_ref().map(|(threads, _)| {
         let threads = proc_macro2::Literal::usize_unsuffixed(*threads);

@@ -17,9 +17,6 @@ const ATTRIBUTE: &str = "managed_resource";
 const KEYS: &[&str] = &["close_timeout", "before_close", "name", "crate"];
 const FIELD_KEYS: &[&str] = &["timeout", "with", "skip"];
 
-/// The runtime's default close timeout per field.
-const DEFAULT_CLOSE_TIMEOUT_SECS: u64 = 3;
-
 struct Spec {
     close_timeout: Option<DurationArg>,
     before_close: Option<Expr>,
@@ -51,13 +48,6 @@ impl Spec {
             }
         }
         spec
-    }
-
-    fn default_timeout(&self) -> std::time::Duration {
-        self.close_timeout.as_ref().map_or(
-            std::time::Duration::from_secs(DEFAULT_CLOSE_TIMEOUT_SECS),
-            |timeout| timeout.value,
-        )
     }
 }
 
@@ -234,14 +224,18 @@ fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream 
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
     let name = args::name_or_ident(spec.name.as_ref(), ident);
     let closing = format_ident!("fields", span = Span::mixed_site());
-    let default_timeout = spec.default_timeout();
+    // The limit of the hook and of each field without its own `#[close(timeout)]`.
+    let default_limit = match &spec.close_timeout {
+        Some(close_timeout) => close_timeout.tokens(krate),
+        None => quote!(#private::DEFAULT_CLOSE_TIMEOUT),
+    };
     // The parts of the resource's own close timeout, kept visible in the expansion.
     let mut limits: Vec<TokenStream> = Vec::new();
     // Helpers named after the fields whose type must implement `Close` (see below).
     let mut helpers: Vec<TokenStream> = Vec::new();
 
     let before_close = spec.before_close.as_ref().map(|hook| {
-        let limit = args::duration_tokens(default_timeout, krate);
+        let limit = default_limit.clone();
         limits.push(limit.clone());
         let span = hook.span();
         let private_here = args::respan(private.clone(), span);
@@ -251,11 +245,10 @@ fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream 
     let mut steps = Vec::new();
     for field in fields {
         let field_name = &field.name;
-        let limit_value = field
-            .timeout
-            .as_ref()
-            .map_or(default_timeout, |timeout| timeout.value);
-        let limit = args::duration_tokens(limit_value, krate);
+        let limit = match &field.timeout {
+            Some(timeout) => timeout.tokens(krate),
+            None => default_limit.clone(),
+        };
         match &field.how {
             How::Skip(reason) => steps.push(quote!(#closing.skipped(#field_name, #reason);)),
             How::With(path) => {
