@@ -34,10 +34,6 @@ impl Errors {
         self.push(syn::Error::new(span, message));
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.combined.is_none()
-    }
-
     /// How many errors so far.
     pub(crate) fn count(&self) -> usize {
         self.combined
