@@ -5,6 +5,9 @@
 //! A field that implements neither `Close` nor carries `#[close(skip = "why")]` /
 //! `#[close(with = path)]` fails to compile at that field: its close call is spanned there, and a
 //! helper named after the field says which one.
+//!
+//! This module owns the struct's arguments, the fields' `#[close(...)]` attributes (read and
+//! removed) and the `Close` impl they expand to.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};

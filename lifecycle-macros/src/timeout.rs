@@ -1,5 +1,8 @@
 //! `#[timeout("10s")]`: limits an async fn returning `Result<T, E>` where
 //! `E: From<lifecycle_runtime::Elapsed>`; the signature is unchanged.
+//!
+//! This module owns its arguments (the limit written bare or as `duration = "..."`), its checks
+//! and the body it wraps.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote_spanned};
