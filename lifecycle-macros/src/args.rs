@@ -1,5 +1,6 @@
-//! Argument parsing shared by every attribute: `key`, `key = "value"`, `key = path`, durations,
-//! names, `crate = "..."`, and error collection.
+//! What every attribute shares: parsing `key`, `key = "value"` and `key = path` arguments
+//! (durations, names, counts, flags, `crate = "..."`), collecting errors and emitting them beside
+//! the item, and the small token helpers of the expansions (`Some`/`None`, durations, spans).
 
 use std::time::Duration;
 
@@ -33,10 +34,6 @@ impl Errors {
         self.push(syn::Error::new(span, message));
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.combined.is_none()
-    }
-
     /// How many errors so far.
     pub(crate) fn count(&self) -> usize {
         self.combined
@@ -44,11 +41,16 @@ impl Errors {
             .map_or(0, |error| error.clone().into_iter().count())
     }
 
-    /// The `compile_error!` invocations, or nothing.
-    pub(crate) fn to_compile_errors(&self) -> TokenStream {
-        match &self.combined {
+    /// The `compile_error!`s, then `item`: the expansion, or (when the input cannot be expanded)
+    /// the item as written, so the rest of the crate and rust-analyzer still see it.
+    pub(crate) fn beside(&self, item: impl ToTokens) -> TokenStream {
+        let errors = match &self.combined {
             Some(error) => error.to_compile_error(),
             None => TokenStream::new(),
+        };
+        quote! {
+            #errors
+            #item
         }
     }
 }
@@ -104,6 +106,20 @@ pub(crate) fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Vec<Arg> {
         }
     }
     args
+}
+
+/// Parses one attribute's arguments, rejecting keys outside `valid` and repeats, and reads
+/// `crate = "..."` first, since every expansion needs the runtime's path.
+pub(crate) fn parse_attribute(
+    tokens: TokenStream,
+    attribute: &str,
+    valid: &[&str],
+    errors: &mut Errors,
+) -> (Vec<Arg>, syn::Path) {
+    let parsed = parse_args(tokens, errors);
+    let parsed = check_keys(parsed, attribute, valid, errors);
+    let krate = crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors);
+    (parsed, krate)
 }
 
 /// Rejects keys outside `valid` (naming the valid ones, and the closest one when it is a typo)
@@ -208,6 +224,38 @@ pub(crate) fn lit_int(arg: &Arg, example: &str, errors: &mut Errors) -> Option<L
     }
 }
 
+/// A count of at least one, like `worker_threads = 4`.
+pub(crate) fn positive_int(arg: &Arg, example: &str, errors: &mut Errors) -> Option<usize> {
+    let lit = lit_int(arg, example, errors)?;
+    match lit.base10_parse::<usize>() {
+        Ok(0) | Err(_) => {
+            errors.at(
+                &lit,
+                format!("`{}` must be a whole number of at least 1", arg.key),
+            );
+            None
+        }
+        Ok(count) => Some(count),
+    }
+}
+
+/// The boolean literal of `key = true`.
+pub(crate) fn lit_bool(arg: &Arg, errors: &mut Errors) -> Option<bool> {
+    match &arg.value {
+        Some(Expr::Lit(ExprLit {
+            lit: Lit::Bool(lit),
+            ..
+        })) => Some(lit.value),
+        _ => {
+            errors.at(
+                arg.tokens(),
+                format!("`{}` takes `true` or `false`", arg.key),
+            );
+            None
+        }
+    }
+}
+
 /// A flag written bare (`critical`), not `critical = ...`.
 pub(crate) fn flag(arg: &Arg, errors: &mut Errors) -> Option<Span> {
     match &arg.value {
@@ -240,6 +288,14 @@ impl DurationArg {
     /// the runtime's re-export.
     pub(crate) fn tokens(&self, krate: &syn::Path) -> TokenStream {
         duration_tokens(self.value, krate)
+    }
+}
+
+/// `Some(value)` or `None`, for an optional setting in generated code.
+pub(crate) fn option(value: Option<TokenStream>) -> TokenStream {
+    match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
     }
 }
 
@@ -348,6 +404,14 @@ pub(crate) fn name(arg: &Arg, errors: &mut Errors) -> Option<LitStr> {
         return None;
     }
     Some(lit)
+}
+
+/// The name in logs and reports: the one written with `name = "..."`, or else the item's own.
+pub(crate) fn name_or_ident(name: Option<&LitStr>, ident: &Ident) -> LitStr {
+    match name {
+        Some(name) => name.clone(),
+        None => LitStr::new(&ident.to_string(), ident.span()),
+    }
 }
 
 /// One of a fixed set of string values.

@@ -1,370 +1,301 @@
-//! `#[main]`: runs `async fn main` on a tokio runtime under the global coordinator, with signal
-//! handling, a bounded shutdown, a printed report and an honest exit code.
+//! `#[main]` and `#[test]`: run an async fn on a tokio runtime under a shutdown coordinator.
+//! `#[main]` adds signal handling, a bounded shutdown, a printed report and an honest exit code;
+//! `#[test]` gives each test a coordinator of its own and fails it on an unclean shutdown.
+//!
+//! Both share one config ([`EntryArgs`]), one set of checks and the common part of the expansion;
+//! an [`Entry`] says what sets each attribute apart: its keys, its default runtime and its words
+//! in messages.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{ItemFn, LitStr, ReturnType};
+use syn::{ItemFn, LitStr, ReturnType, Signature};
 
 use crate::args::{self, DurationArg, Errors, Zero};
 
-const MAIN_KEYS: &[&str] = &[
-    "shutdown_timeout",
-    "drain",
-    "stop_timeout",
-    "worker_threads",
-    "flavor",
-    "crate",
-];
+/// What sets `#[main]` and `#[test]` apart.
+struct Entry {
+    kind: Kind,
+    /// The attribute as messages name it.
+    attribute: &'static str,
+    /// The fn it goes on, as messages describe it.
+    item: &'static str,
+    /// The fn, as messages call it.
+    subject: &'static str,
+    /// The keys it takes, in the order an unknown key's error lists them.
+    keys: &'static [&'static str],
+    /// The runtime it builds unless `flavor` says otherwise.
+    default_flavor: Flavor,
+    /// The value a malformed `worker_threads` error suggests.
+    worker_threads_example: &'static str,
+    /// Why `shutdown_timeout` cannot be zero.
+    zero_shutdown_timeout: &'static str,
+    /// Why `worker_threads` is refused on the current-thread runtime.
+    worker_threads_needs_multi_thread: &'static str,
+}
 
-/// The runtime's default stop timeout for the body of `main`.
-const DEFAULT_MAIN_STOP_TIMEOUT_SECS: u64 = 5;
+#[derive(Clone, Copy)]
+enum Kind {
+    Main,
+    Test,
+}
 
-struct MainArgs {
+const MAIN: Entry = Entry {
+    kind: Kind::Main,
+    attribute: "lifecycle_runtime::main",
+    item: "`async fn main()`",
+    subject: "`main`",
+    keys: &[
+        "shutdown_timeout",
+        "drain",
+        "stop_timeout",
+        "worker_threads",
+        "flavor",
+        "crate",
+    ],
+    default_flavor: Flavor::MultiThread,
+    worker_threads_example: "4",
+    zero_shutdown_timeout: "nothing could stop or close; give shutdown a budget such as \"30s\"",
+    worker_threads_needs_multi_thread: "`worker_threads` applies to the multi-thread runtime; remove it or remove `flavor = \"current_thread\"`",
+};
+
+const TEST: Entry = Entry {
+    kind: Kind::Test,
+    attribute: "lifecycle_runtime::test",
+    item: "an `async fn`",
+    subject: "a test",
+    keys: &[
+        "flavor",
+        "worker_threads",
+        "start_paused",
+        "shutdown_timeout",
+        "crate",
+    ],
+    default_flavor: Flavor::CurrentThread,
+    worker_threads_example: "2",
+    zero_shutdown_timeout: "nothing could stop or close; give shutdown a budget such as \"5s\"",
+    worker_threads_needs_multi_thread: "`worker_threads` applies to `flavor = \"multi_thread\"`; add that, or remove `worker_threads`",
+};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    MultiThread,
+    CurrentThread,
+}
+
+impl Flavor {
+    /// The flavors as a bad `flavor`'s error lists them: `default` first.
+    fn choices(default: Flavor) -> [&'static str; 2] {
+        match default {
+            Flavor::MultiThread => ["multi_thread", "current_thread"],
+            Flavor::CurrentThread => ["current_thread", "multi_thread"],
+        }
+    }
+}
+
+/// The arguments of `#[main]` or `#[test]`. A key the attribute does not take stays unset, and a
+/// rejected value leaves the default standing.
+struct EntryArgs {
+    flavor: Flavor,
+    /// The count, and the argument as written (for the error that blames it).
+    worker_threads: Option<(usize, TokenStream)>,
+    /// `start_paused = true` as written; `false` is the default.
+    start_paused: Option<TokenStream>,
     shutdown_timeout: Option<DurationArg>,
     drain: Option<DurationArg>,
     stop_timeout: Option<DurationArg>,
-    worker_threads: Option<(usize, TokenStream)>,
-    current_thread: Option<TokenStream>,
     krate: syn::Path,
 }
 
-impl MainArgs {
-    fn parse(tokens: TokenStream, errors: &mut Errors) -> MainArgs {
-        let parsed = args::parse_args(tokens, errors);
-        let parsed = args::check_keys(parsed, "lifecycle_runtime::main", MAIN_KEYS, errors);
-        let mut main = MainArgs {
+impl EntryArgs {
+    fn parse(entry: &Entry, tokens: TokenStream, errors: &mut Errors) -> EntryArgs {
+        let (parsed, krate) = args::parse_attribute(tokens, entry.attribute, entry.keys, errors);
+        let mut config = EntryArgs {
+            flavor: entry.default_flavor,
+            worker_threads: None,
+            start_paused: None,
             shutdown_timeout: None,
             drain: None,
             stop_timeout: None,
-            worker_threads: None,
-            current_thread: None,
-            krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
+            krate,
         };
         for arg in &parsed {
             match arg.key.to_string().as_str() {
-                "shutdown_timeout" => {
-                    main.shutdown_timeout = args::duration(
-                        arg,
-                        Zero::Rejected(
-                            "nothing could stop or close; give shutdown a budget such as \"30s\"",
-                        ),
-                        errors,
-                    );
+                "flavor" => {
+                    let choices = Flavor::choices(entry.default_flavor);
+                    if let Some(choice) = args::choice(arg, &choices, errors) {
+                        config.flavor = match choice {
+                            "current_thread" => Flavor::CurrentThread,
+                            _ => Flavor::MultiThread,
+                        };
+                    }
                 }
-                "drain" => main.drain = args::duration(arg, Zero::Allowed, errors),
+                "worker_threads" => {
+                    config.worker_threads =
+                        args::positive_int(arg, entry.worker_threads_example, errors)
+                            .map(|threads| (threads, arg.tokens()));
+                }
+                // `#[test]` only.
+                "start_paused" => {
+                    config.start_paused = args::lit_bool(arg, errors)
+                        .filter(|paused| *paused)
+                        .map(|_| arg.tokens());
+                }
+                "shutdown_timeout" => {
+                    config.shutdown_timeout =
+                        args::duration(arg, Zero::Rejected(entry.zero_shutdown_timeout), errors);
+                }
+                // `#[main]` only.
+                "drain" => config.drain = args::duration(arg, Zero::Allowed, errors),
                 "stop_timeout" => {
-                    main.stop_timeout = args::duration(
+                    config.stop_timeout = args::duration(
                         arg,
                         Zero::Rejected("main would be dropped the moment shutdown starts"),
                         errors,
                     );
                 }
-                "worker_threads" => {
-                    if let Some(lit) = args::lit_int(arg, "4", errors) {
-                        match lit.base10_parse::<usize>() {
-                            Ok(0) | Err(_) => errors.at(
-                                &lit,
-                                "`worker_threads` must be a whole number of at least 1",
-                            ),
-                            Ok(threads) => main.worker_threads = Some((threads, arg.tokens())),
-                        }
-                    }
-                }
-                "flavor"
-                    if args::choice(arg, &["multi_thread", "current_thread"], errors)
-                        == Some("current_thread") =>
-                {
-                    main.current_thread = Some(arg.tokens());
-                }
+                // `crate` was read first.
                 _ => {}
             }
         }
-        if let (Some(_), Some((_, tokens))) = (&main.current_thread, &main.worker_threads) {
-            errors.at(
-                tokens,
-                "`worker_threads` applies to the multi-thread runtime; remove it or remove `flavor = \"current_thread\"`",
-            );
-        }
-        main
+        config.check(entry, errors);
+        config
     }
-}
 
-pub(crate) fn expand_main(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut errors = Errors::default();
-    let main = MainArgs::parse(args, &mut errors);
-    let function: ItemFn = match syn::parse2(item.clone()) {
-        Ok(function) => function,
-        Err(_) => {
-            errors.at_span(
-                Span::call_site(),
-                "#[lifecycle_runtime::main] goes on `async fn main()`",
-            );
-            return fallback(item, &errors);
-        }
-    };
-    let args_ok = errors.is_empty();
-    let sig = &function.sig;
-    if sig.asyncness.is_none() {
-        errors.at(
-            sig.fn_token,
-            "#[lifecycle_runtime::main] needs `async fn main()`: add `async`",
-        );
-    }
-    if !sig.inputs.is_empty() {
-        errors.at(&sig.inputs, "`main` takes no parameters");
-    }
-    if !sig.generics.params.is_empty() {
-        errors.at(&sig.generics, "`main` cannot be generic");
-    }
-    if !errors.is_empty() && !args_ok && errors_only_in_args(&function) {
-        // Only the arguments are wrong: expand with defaults for what was rejected, so the only
-        // errors are the macro's own.
-        let errors = errors.to_compile_errors();
-        let expanded = expand_valid(&main, &function);
-        return quote! {
-            #errors
-            #expanded
-        };
-    }
-    if !errors.is_empty() {
-        // The signature itself is wrong: emit it without `async`, which `main` cannot be.
-        let mut function = function;
-        function.sig.asyncness = None;
-        return fallback(function.into_token_stream(), &errors);
-    }
-    expand_valid(&main, &function)
-}
-
-/// Whether the fn is one the expansion can take (`async`, no parameters, no generics).
-fn errors_only_in_args(function: &ItemFn) -> bool {
-    let sig = &function.sig;
-    sig.asyncness.is_some() && sig.inputs.is_empty() && sig.generics.params.is_empty()
-}
-
-fn expand_valid(main: &MainArgs, function: &ItemFn) -> TokenStream {
-    let sig = &function.sig;
-
-    let krate = &main.krate;
-    let private = quote!(#krate::__private);
-    let attrs = &function.attrs;
-    let vis = &function.vis;
-    let ident = &sig.ident;
-    let block = &function.block;
-    let output = match &sig.output {
-        ReturnType::Default => quote!(()),
-        ReturnType::Type(_, ty) => ty.to_token_stream(),
-    };
-    let option = |value: Option<TokenStream>| match value {
-        Some(value) => quote!(::core::option::Option::Some(#value)),
-        None => quote!(::core::option::Option::None),
-    };
-    let shutdown_timeout = option(main.shutdown_timeout.as_ref().map(|d| d.tokens(krate)));
-    let drain = option(main.drain.as_ref().map(|d| d.tokens(krate)));
-    let stop_timeout = match &main.stop_timeout {
-        Some(stop_timeout) => stop_timeout.tokens(krate),
-        None => args::duration_tokens(
-            std::time::Duration::from_secs(DEFAULT_MAIN_STOP_TIMEOUT_SECS),
-            krate,
-        ),
-    };
-    let worker_threads = option(main.worker_threads.as_ref().map(|(threads, _)| {
-        let threads = proc_macro2::Literal::usize_unsuffixed(*threads);
-        quote!(#threads)
-    }));
-    let flavor = if main.current_thread.is_some() {
-        quote!(#private::Flavor::CurrentThread)
-    } else {
-        quote!(#private::Flavor::MultiThread)
-    };
-    let body = quote_spanned!(block.span()=> async move #block);
-    quote! {
-        #(#attrs)*
-        #vis fn #ident() -> ::std::process::ExitCode {
-            #private::run_main::<#output, _>(
-                #private::MainSpec {
-                    shutdown_timeout: #shutdown_timeout,
-                    drain: #drain,
-                    stop_timeout: #stop_timeout,
-                    worker_threads: #worker_threads,
-                    flavor: #flavor,
-                },
-                #body,
-            )
-        }
-    }
-}
-
-fn fallback(item: TokenStream, errors: &Errors) -> TokenStream {
-    let errors = errors.to_compile_errors();
-    quote! {
-        #errors
-        #item
-    }
-}
-
-const TEST_KEYS: &[&str] = &[
-    "flavor",
-    "worker_threads",
-    "start_paused",
-    "shutdown_timeout",
-    "crate",
-];
-
-struct TestArgs {
-    multi_thread: bool,
-    worker_threads: Option<(usize, TokenStream)>,
-    start_paused: bool,
-    shutdown_timeout: Option<DurationArg>,
-    krate: syn::Path,
-}
-
-impl TestArgs {
-    fn parse(tokens: TokenStream, errors: &mut Errors) -> TestArgs {
-        let parsed = args::parse_args(tokens, errors);
-        let parsed = args::check_keys(parsed, "lifecycle_runtime::test", TEST_KEYS, errors);
-        let mut test = TestArgs {
-            multi_thread: false,
-            worker_threads: None,
-            start_paused: false,
-            shutdown_timeout: None,
-            krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
-        };
-        let mut start_paused = None;
-        for arg in &parsed {
-            match arg.key.to_string().as_str() {
-                "flavor" => {
-                    test.multi_thread =
-                        args::choice(arg, &["current_thread", "multi_thread"], errors)
-                            == Some("multi_thread");
-                }
-                "worker_threads" => {
-                    if let Some(lit) = args::lit_int(arg, "2", errors) {
-                        match lit.base10_parse::<usize>() {
-                            Ok(0) | Err(_) => errors.at(
-                                &lit,
-                                "`worker_threads` must be a whole number of at least 1",
-                            ),
-                            Ok(threads) => test.worker_threads = Some((threads, arg.tokens())),
-                        }
-                    }
-                }
-                "start_paused" => match &arg.value {
-                    Some(syn::Expr::Lit(syn::ExprLit {
-                        lit: syn::Lit::Bool(value),
-                        ..
-                    })) => {
-                        test.start_paused = value.value;
-                        if value.value {
-                            start_paused = Some(arg.tokens());
-                        }
-                    }
-                    _ => errors.at(arg.tokens(), "`start_paused` takes `true` or `false`"),
-                },
-                "shutdown_timeout" => {
-                    test.shutdown_timeout = args::duration(
-                        arg,
-                        Zero::Rejected(
-                            "nothing could stop or close; give shutdown a budget such as \"5s\"",
-                        ),
-                        errors,
-                    );
-                }
-                _ => {}
-            }
-        }
-        if let (true, Some(tokens)) = (test.multi_thread, &start_paused) {
+    /// Checks that need several keys at once; each error blames the key that conflicts.
+    fn check(&self, entry: &Entry, errors: &mut Errors) {
+        if let (Flavor::MultiThread, Some(tokens)) = (self.flavor, &self.start_paused) {
             errors.at(
                 tokens,
                 "`start_paused = true` needs the current-thread runtime (tokio can only pause that clock); remove `flavor = \"multi_thread\"` or `start_paused`",
             );
         }
-        if let (false, Some((_, tokens))) = (test.multi_thread, &test.worker_threads) {
-            errors.at(
-                tokens,
-                "`worker_threads` applies to `flavor = \"multi_thread\"`; add that, or remove `worker_threads`",
-            );
+        if let (Flavor::CurrentThread, Some((_, tokens))) = (self.flavor, &self.worker_threads) {
+            errors.at(tokens, entry.worker_threads_needs_multi_thread);
         }
-        test
     }
 }
 
+pub(crate) fn expand_main(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(&MAIN, args, item)
+}
+
 pub(crate) fn expand_test(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(&TEST, args, item)
+}
+
+fn expand(entry: &Entry, args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    let test = TestArgs::parse(args, &mut errors);
+    let config = EntryArgs::parse(entry, args, &mut errors);
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(_) => {
             errors.at_span(
                 Span::call_site(),
-                "#[lifecycle_runtime::test] goes on an `async fn`",
+                format!("#[{}] goes on {}", entry.attribute, entry.item),
             );
-            return fallback(item, &errors);
+            return errors.beside(item);
         }
     };
-    let sig = &function.sig;
+    if !check_signature(entry, &function.sig, &mut errors) {
+        // Emit it as a plain (non-async) fn, which is all `main` or a test can be, so only the
+        // macro's errors show.
+        let mut function = function;
+        function.sig.asyncness = None;
+        return errors.beside(function);
+    }
+    // Only the arguments can be wrong here: expand with defaults for what was rejected, so the
+    // only errors are the macro's own.
+    errors.beside(expand_valid(entry, &config, &function))
+}
+
+/// Checks that the fn is one the expansion can take: `async`, no parameters, no generics.
+fn check_signature(entry: &Entry, sig: &Signature, errors: &mut Errors) -> bool {
+    let before = errors.count();
     if sig.asyncness.is_none() {
         errors.at(
             sig.fn_token,
-            "#[lifecycle_runtime::test] needs an `async fn`: add `async`",
+            format!("#[{}] needs {}: add `async`", entry.attribute, entry.item),
         );
     }
     if !sig.inputs.is_empty() {
-        errors.at(&sig.inputs, "a test takes no parameters");
+        errors.at(
+            &sig.inputs,
+            format!("{} takes no parameters", entry.subject),
+        );
     }
     if !sig.generics.params.is_empty() {
-        errors.at(&sig.generics, "a test cannot be generic");
+        errors.at(
+            &sig.generics,
+            format!("{} cannot be generic", entry.subject),
+        );
     }
-    let signature_ok = errors_only_in_args(&function);
-    if !signature_ok {
-        // Emit it as a plain (non-async) fn so only the macro's errors show.
-        let mut function = function;
-        function.sig.asyncness = None;
-        return fallback(function.into_token_stream(), &errors);
-    }
-    let errors = errors.to_compile_errors();
-    let krate = &test.krate;
+    errors.count() == before
+}
+
+fn expand_valid(entry: &Entry, config: &EntryArgs, function: &ItemFn) -> TokenStream {
+    let krate = &config.krate;
     let private = quote!(#krate::__private);
     let attrs = &function.attrs;
     let vis = &function.vis;
-    let ident = &sig.ident;
-    let name = LitStr::new(&ident.to_string(), ident.span());
-    let block = &function.block;
-    let output = match &sig.output {
+    let ident = &function.sig.ident;
+    let output = match &function.sig.output {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
-    let flavor = if test.multi_thread {
-        quote!(#private::Flavor::MultiThread)
-    } else {
-        quote!(#private::Flavor::CurrentThread)
+    let flavor = match config.flavor {
+        Flavor::MultiThread => quote!(#private::Flavor::MultiThread),
+        Flavor::CurrentThread => quote!(#private::Flavor::CurrentThread),
     };
-    let option = |value: Option<TokenStream>| match value {
-        Some(value) => quote!(::core::option::Option::Some(#value)),
-        None => quote!(::core::option::Option::None),
-    };
-    let worker_threads = option(test.worker_threads.as_ref().map(|(threads, _)| {
+    let worker_threads = args::option(config.worker_threads.as_ref().map(|(threads, _)| {
         let threads = proc_macro2::Literal::usize_unsuffixed(*threads);
         quote!(#threads)
     }));
-    let start_paused = test.start_paused;
-    let shutdown_timeout = option(test.shutdown_timeout.as_ref().map(|d| d.tokens(krate)));
+    let shutdown_timeout = args::option(config.shutdown_timeout.as_ref().map(|d| d.tokens(krate)));
+    let block = &function.block;
     let body = quote_spanned!(block.span()=> async move #block);
-    quote! {
-        #errors
-        #[::core::prelude::v1::test]
-        #(#attrs)*
-        #vis fn #ident() {
-            #private::run_test::<#output, _>(
-                #private::TestSpec {
-                    name: #name,
-                    flavor: #flavor,
-                    worker_threads: #worker_threads,
-                    start_paused: #start_paused,
-                    shutdown_timeout: #shutdown_timeout,
-                },
-                #body,
-            )
+    match entry.kind {
+        Kind::Main => {
+            let drain = args::option(config.drain.as_ref().map(|d| d.tokens(krate)));
+            let stop_timeout = match &config.stop_timeout {
+                Some(stop_timeout) => stop_timeout.tokens(krate),
+                None => quote!(#private::DEFAULT_MAIN_STOP_TIMEOUT),
+            };
+            quote! {
+                #(#attrs)*
+                #vis fn #ident() -> ::std::process::ExitCode {
+                    #private::run_main::<#output, _>(
+                        #private::MainSpec {
+                            shutdown_timeout: #shutdown_timeout,
+                            drain: #drain,
+                            stop_timeout: #stop_timeout,
+                            worker_threads: #worker_threads,
+                            flavor: #flavor,
+                        },
+                        #body,
+                    )
+                }
+            }
+        }
+        Kind::Test => {
+            let name = LitStr::new(&ident.to_string(), ident.span());
+            let start_paused = config.start_paused.is_some();
+            quote! {
+                #[::core::prelude::v1::test]
+                #(#attrs)*
+                #vis fn #ident() {
+                    #private::run_test::<#output, _>(
+                        #private::TestSpec {
+                            name: #name,
+                            flavor: #flavor,
+                            worker_threads: #worker_threads,
+                            start_paused: #start_paused,
+                            shutdown_timeout: #shutdown_timeout,
+                        },
+                        #body,
+                    )
+                }
+            }
         }
     }
 }

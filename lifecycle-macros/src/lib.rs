@@ -1,5 +1,9 @@
 //! Attribute macros of `lifecycle-runtime`. Depend on `lifecycle-runtime`, which re-exports them;
 //! their documentation lives there.
+//!
+//! This file holds only the `#[proc_macro_attribute]` entry points. Each attribute's module owns
+//! its arguments, its checks and its expansion (`background`, `managed_resource`, `entry` for
+//! `main` and `test`, `timeout`); what they share lives in `args`.
 
 mod args;
 mod background;

@@ -5,6 +5,9 @@
 //! A field that implements neither `Close` nor carries `#[close(skip = "why")]` /
 //! `#[close(with = path)]` fails to compile at that field: its close call is spanned there, and a
 //! helper named after the field says which one.
+//!
+//! This module owns the struct's arguments, the fields' `#[close(...)]` attributes (read and
+//! removed) and the `Close` impl they expand to.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
@@ -17,9 +20,6 @@ const ATTRIBUTE: &str = "managed_resource";
 const KEYS: &[&str] = &["close_timeout", "before_close", "name", "crate"];
 const FIELD_KEYS: &[&str] = &["timeout", "with", "skip"];
 
-/// The runtime's default close timeout per field.
-const DEFAULT_CLOSE_TIMEOUT_SECS: u64 = 3;
-
 struct Spec {
     close_timeout: Option<DurationArg>,
     before_close: Option<Expr>,
@@ -29,13 +29,12 @@ struct Spec {
 
 impl Spec {
     fn parse(tokens: TokenStream, errors: &mut Errors) -> Spec {
-        let parsed = args::parse_args(tokens, errors);
-        let parsed = args::check_keys(parsed, ATTRIBUTE, KEYS, errors);
+        let (parsed, krate) = args::parse_attribute(tokens, ATTRIBUTE, KEYS, errors);
         let mut spec = Spec {
             close_timeout: None,
             before_close: None,
             name: None,
-            krate: args::crate_path(parsed.iter().find(|arg| arg.key == "crate"), errors),
+            krate,
         };
         for arg in &parsed {
             match arg.key.to_string().as_str() {
@@ -52,13 +51,6 @@ impl Spec {
             }
         }
         spec
-    }
-
-    fn default_timeout(&self) -> std::time::Duration {
-        self.close_timeout.as_ref().map_or(
-            std::time::Duration::from_secs(DEFAULT_CLOSE_TIMEOUT_SECS),
-            |timeout| timeout.value,
-        )
     }
 }
 
@@ -201,11 +193,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 Ok(syn::Item::Union(item)) => errors.at(item.union_token, message),
                 _ => errors.at_span(Span::call_site(), message),
             }
-            let errors = errors.to_compile_errors();
-            return quote! {
-                #errors
-                #item
-            };
+            return errors.beside(item);
         }
     };
     let fields: Vec<Field> = match &mut item.fields {
@@ -225,13 +213,11 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     // Even with errors the struct (without its `#[close]` attributes) and its `Close` impl are
     // emitted, so the rest of the crate sees them and only the macro's own errors show.
-    let errors = errors.to_compile_errors();
     let close_impl = expand_impl(&spec, &item, &fields);
-    quote! {
-        #errors
+    errors.beside(quote! {
         #item
         #close_impl
-    }
+    })
 }
 
 fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream {
@@ -239,19 +225,20 @@ fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream 
     let private = quote!(#krate::__private);
     let ident = &item.ident;
     let (impl_generics, ty_generics, where_clause) = item.generics.split_for_impl();
-    let name = match &spec.name {
-        Some(name) => name.clone(),
-        None => LitStr::new(&ident.to_string(), ident.span()),
-    };
+    let name = args::name_or_ident(spec.name.as_ref(), ident);
     let closing = format_ident!("fields", span = Span::mixed_site());
-    let default_timeout = spec.default_timeout();
+    // The limit of the hook and of each field without its own `#[close(timeout)]`.
+    let default_limit = match &spec.close_timeout {
+        Some(close_timeout) => close_timeout.tokens(krate),
+        None => quote!(#private::DEFAULT_CLOSE_TIMEOUT),
+    };
     // The parts of the resource's own close timeout, kept visible in the expansion.
     let mut limits: Vec<TokenStream> = Vec::new();
     // Helpers named after the fields whose type must implement `Close` (see below).
     let mut helpers: Vec<TokenStream> = Vec::new();
 
     let before_close = spec.before_close.as_ref().map(|hook| {
-        let limit = args::duration_tokens(default_timeout, krate);
+        let limit = default_limit.clone();
         limits.push(limit.clone());
         let span = hook.span();
         let private_here = args::respan(private.clone(), span);
@@ -261,11 +248,10 @@ fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream 
     let mut steps = Vec::new();
     for field in fields {
         let field_name = &field.name;
-        let limit_value = field
-            .timeout
-            .as_ref()
-            .map_or(default_timeout, |timeout| timeout.value);
-        let limit = args::duration_tokens(limit_value, krate);
+        let limit = match &field.timeout {
+            Some(timeout) => timeout.tokens(krate),
+            None => default_limit.clone(),
+        };
         match &field.how {
             How::Skip(reason) => steps.push(quote!(#closing.skipped(#field_name, #reason);)),
             How::With(path) => {

@@ -1,8 +1,11 @@
 //! `#[timeout("10s")]`: limits an async fn returning `Result<T, E>` where
 //! `E: From<lifecycle_runtime::Elapsed>`; the signature is unchanged.
+//!
+//! This module owns its arguments (the limit written bare or as `duration = "..."`), its checks
+//! and the body it wraps.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote, quote_spanned};
+use quote::{ToTokens, quote_spanned};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -98,11 +101,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 Span::call_site(),
                 "#[timeout] goes on an `async fn` returning `Result<T, E>`",
             );
-            let errors = errors.to_compile_errors();
-            return quote! {
-                #errors
-                #item
-            };
+            return errors.beside(item);
         }
     };
     let sig = &function.sig;
@@ -128,18 +127,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let (Some(output), Some(duration), true) =
         (output, spec.duration.as_ref(), sig.asyncness.is_some())
     else {
-        let errors = errors.to_compile_errors();
-        return quote! {
-            #errors
-            #function
-        };
+        return errors.beside(&function);
     };
-    let errors = errors.to_compile_errors();
     let krate = &spec.krate;
-    let name = spec
-        .name
-        .clone()
-        .unwrap_or_else(|| LitStr::new(&sig.ident.to_string(), sig.ident.span()));
+    let name = args::name_or_ident(spec.name.as_ref(), &sig.ident);
     let limit = duration.tokens(krate);
     let block = &function.block;
     let output_span = output.span();
@@ -163,8 +154,5 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     *function.block = syn::parse_quote!(#body);
-    quote! {
-        #errors
-        #function
-    }
+    errors.beside(&function)
 }

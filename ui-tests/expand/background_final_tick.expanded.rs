@@ -8,13 +8,13 @@ fn flusher() -> ::lifecycle_runtime::TaskHandle {
                 ::lifecycle_runtime::__private::Duration::from_secs(1),
             ),
             shutdown: ::lifecycle_runtime::__private::ShutdownMode::FinalTick,
-            stop_timeout: ::lifecycle_runtime::__private::Duration::from_secs(2),
+            stop_timeout: ::lifecycle_runtime::__private::DEFAULT_STOP_TIMEOUT,
             timeout: ::core::option::Option::Some(
                 ::lifecycle_runtime::__private::Duration::from_secs(10),
             ),
             group: ::core::option::Option::None,
             critical: false,
-            missed_tick: ::lifecycle_runtime::__private::MissedTick::Skip,
+            missed_tick: ::lifecycle_runtime::__private::DEFAULT_MISSED_TICK,
         },
         move |mut __ticker| async move {
             while __ticker.next_tick().await {

@@ -12,7 +12,7 @@ fn flush(batch: Vec<u8>) -> ::lifecycle_runtime::TaskHandle {
             timeout: ::core::option::Option::None,
             group: ::core::option::Option::None,
             critical: false,
-            missed_tick: ::lifecycle_runtime::__private::MissedTick::Skip,
+            missed_tick: ::lifecycle_runtime::__private::DEFAULT_MISSED_TICK,
         },
         move |mut __ticker| async move {
             while __ticker.next_tick().await {

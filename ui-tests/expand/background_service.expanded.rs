@@ -6,11 +6,11 @@ fn serve(port: u16) -> ::lifecycle_runtime::TaskHandle {
             name: "serve",
             interval: ::core::option::Option::None,
             shutdown: ::lifecycle_runtime::__private::ShutdownMode::Finish,
-            stop_timeout: ::lifecycle_runtime::__private::Duration::from_secs(2),
+            stop_timeout: ::lifecycle_runtime::__private::DEFAULT_STOP_TIMEOUT,
             timeout: ::core::option::Option::None,
             group: ::core::option::Option::None,
             critical: true,
-            missed_tick: ::lifecycle_runtime::__private::MissedTick::Skip,
+            missed_tick: ::lifecycle_runtime::__private::DEFAULT_MISSED_TICK,
         },
         move |mut __ticker| async move {
             if __ticker.next_tick().await {

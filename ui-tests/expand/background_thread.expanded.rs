@@ -8,11 +8,11 @@ fn poll_disk(path: String) -> ::lifecycle_runtime::ThreadHandle {
                 ::lifecycle_runtime::__private::Duration::from_millis(100),
             ),
             shutdown: ::lifecycle_runtime::__private::ShutdownMode::Finish,
-            stop_timeout: ::lifecycle_runtime::__private::Duration::from_secs(2),
+            stop_timeout: ::lifecycle_runtime::__private::DEFAULT_STOP_TIMEOUT,
             timeout: ::core::option::Option::None,
             group: ::core::option::Option::None,
             critical: false,
-            missed_tick: ::lifecycle_runtime::__private::MissedTick::Skip,
+            missed_tick: ::lifecycle_runtime::__private::DEFAULT_MISSED_TICK,
         },
         move |mut __ticker| {
             while __ticker.next_tick() {

@@ -11,7 +11,7 @@ fn main() -> ::std::process::ExitCode {
             drain: ::core::option::Option::Some(
                 ::lifecycle_runtime::__private::Duration::from_secs(1),
             ),
-            stop_timeout: ::lifecycle_runtime::__private::Duration::from_secs(5),
+            stop_timeout: ::lifecycle_runtime::__private::DEFAULT_MAIN_STOP_TIMEOUT,
             worker_threads: ::core::option::Option::None,
             flavor: ::lifecycle_runtime::__private::Flavor::MultiThread,
         },
