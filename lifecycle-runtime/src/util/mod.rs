@@ -8,7 +8,9 @@ mod panic;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-pub(crate) use format::{format_duration, format_offset, opt_secs, secs};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use format::opt_secs;
+pub(crate) use format::{format_duration, format_offset, secs};
 pub(crate) use panic::{CatchUnwind, catch};
 
 /// Locks a mutex, recovering from poisoning: every critical section in this crate leaves its data

@@ -9,7 +9,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use super::registry::{Node, Registry, WorkerMeta};
+use super::node::{Node, WorkerMeta};
+use super::registry::Registry;
 use super::{Ended, TaskName, WorkersRef};
 use crate::util::CatchUnwind;
 

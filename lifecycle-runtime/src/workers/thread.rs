@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::registry::{Node, WorkerMeta};
+use super::node::{Node, WorkerMeta};
 use super::{Ended, TaskError, TaskName, WorkersRef};
 
 /// A handle to a tracked OS thread.

@@ -1,0 +1,254 @@
+//! What step 3 asks of the workers: whether anything is left to wait for (and waiting until
+//! nothing is), when the next one is due, cutting off the late, giving up on the stuck, and
+//! setting aside the tasks that await the report (they wait for step 3, so it does not wait for
+//! them).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::node::Verdict;
+use super::outcome::{Fate, Leak, outcome};
+use super::{Phase, StopPolicy, TaskName, WorkerKind, Workers};
+use crate::util::lock;
+
+/// How a wait of step 3 ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    Settled,
+    Deadline,
+    /// A worker registered late (or a task began awaiting the report): look at the registry
+    /// again.
+    Rescan,
+}
+
+impl Workers {
+    // ----- waiting for "settled" (step 3) ------------------------------------------------------
+
+    /// Nothing left for step 3 to wait for.
+    pub(crate) fn settled(&self) -> bool {
+        self.registry
+            .settled(self.ignored_unpolled.load(Ordering::Acquire))
+    }
+
+    /// Wakes the shutdown sequence if it is waiting and nothing is left to wait for.
+    pub(super) fn notify_if_settled(&self) {
+        if self.phase() >= Phase::Draining && self.settled() {
+            self.settled.notify_waiters();
+        }
+    }
+
+    /// A worker registered after the stop signal, or a task started awaiting the report: step 3
+    /// looks at the registry again.
+    pub(super) fn registered_late(&self) {
+        self.rescan.store(true, Ordering::Release);
+        self.settled.notify_waiters();
+    }
+
+    /// Waits until nothing is left to wait for, `deadline`, or (with `rescan`) a worker
+    /// registering late.
+    pub(crate) async fn wait_settled_until(&self, deadline: Instant, rescan: bool) -> Wait {
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.settled() {
+                return Wait::Settled;
+            }
+            if rescan && self.rescan.swap(false, Ordering::AcqRel) {
+                return Wait::Rescan;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return if self.settled() {
+                    Wait::Settled
+                } else {
+                    Wait::Deadline
+                };
+            }
+        }
+    }
+
+    // ----- judging (step 3) --------------------------------------------------------------------
+
+    /// The least stop timeout registered: step 3's first wait needs no scan.
+    pub(crate) fn least_stop_timeout(&self) -> Option<Duration> {
+        self.registry.min_stop_timeout()
+    }
+
+    /// The earliest instant a worker not judged yet is due, if any.
+    pub(crate) fn next_due(&self, policy: &StopPolicy) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        self.registry.for_each(|entry| {
+            if entry.verdict() == Verdict::None {
+                let at = policy.due(entry.started(), entry.meta().stop_timeout()).at;
+                next = Some(next.map_or(at, |next| next.min(at)));
+            }
+        });
+        next
+    }
+
+    /// Aborts the tasks due by `now` (woken outside the locks; each notices at its next poll)
+    /// and gives up on the threads due, which cannot be aborted.
+    pub(crate) fn cut_off_due(&self, policy: &StopPolicy, now: Instant) {
+        let mut to_wake = Vec::new();
+        let mut leaked = Vec::new();
+        self.registry.judge(|entry| {
+            if entry.verdict() != Verdict::None {
+                return None;
+            }
+            let due = policy.due(entry.started(), entry.meta().stop_timeout());
+            if due.at > now {
+                return None;
+            }
+            Some(match entry.waker() {
+                Some(waker) if entry.meta().kind != WorkerKind::Thread => {
+                    to_wake.push(waker);
+                    (Verdict::Aborted, due.cut_by_budget)
+                }
+                _ => {
+                    leaked.push((
+                        entry.meta().name.clone(),
+                        entry.meta().kind,
+                        entry.meta().stop_timeout(),
+                        due.cut_by_budget,
+                    ));
+                    (Verdict::Leaked, due.cut_by_budget)
+                }
+            })
+        });
+        if !to_wake.is_empty() {
+            self.aborts_issued.store(true, Ordering::Release);
+            to_wake.into_iter().for_each(std::task::Waker::wake);
+        }
+        for (name, kind, stop_timeout, cut_by_budget) in leaked {
+            let (outcome, detail) = outcome(
+                Fate::Leaked(Leak::NotStopped),
+                stop_timeout,
+                Verdict::Leaked,
+                cut_by_budget,
+            );
+            tracing::error!(thread = %name, "thread {}", detail.as_deref().unwrap_or_default());
+            self.push_record(name, kind, outcome, detail);
+        }
+    }
+
+    /// After the abort grace: aborted workers still here are stuck in synchronous code; with
+    /// `give_up`, so is everything not judged yet (it kept registering past the budget).
+    /// Returns whether some worker is left unjudged.
+    pub(crate) fn leak_stragglers(&self, give_up: bool) -> bool {
+        let mut stuck = Vec::new();
+        let mut unjudged = false;
+        self.registry.judge(|entry| {
+            let leak = match entry.verdict() {
+                Verdict::Aborted => Leak::Stuck,
+                Verdict::None if give_up => Leak::LateAfterBudget,
+                Verdict::None => {
+                    unjudged = true;
+                    return None;
+                }
+                Verdict::Leaked | Verdict::AwaitsReport => return None,
+            };
+            stuck.push((entry.meta().name.clone(), entry.meta().kind, leak));
+            Some((Verdict::Leaked, false))
+        });
+        for (name, kind, leak) in stuck {
+            let (outcome, detail) =
+                outcome(Fate::Leaked(leak), Duration::ZERO, Verdict::Leaked, false);
+            tracing::error!(task = %name, "{}", detail.as_deref().unwrap_or_default());
+            self.push_record(name, kind, outcome, detail);
+        }
+        unjudged
+    }
+
+    /// Gives up on the tasks still in their first poll: they cannot be named.
+    pub(crate) fn give_up_unpolled(&self) {
+        let unpolled = self.unpolled();
+        let ignored = self.ignored_unpolled.swap(unpolled, Ordering::AcqRel);
+        let count = unpolled.saturating_sub(ignored);
+        if count == 0 {
+            return;
+        }
+        tracing::error!(
+            count,
+            "tasks never returned from their first poll: they block their threads"
+        );
+        let (outcome, detail) = outcome(
+            Fate::Leaked(Leak::Unpolled(count)),
+            Duration::ZERO,
+            Verdict::Leaked,
+            false,
+        );
+        self.push_record(
+            TaskName::from("(unnamed: blocked in its first poll)"),
+            WorkerKind::Task,
+            outcome,
+            detail,
+        );
+    }
+
+    /// Tasks in their first poll that step 3 has not given up on.
+    pub(crate) fn unpolled_pending(&self) -> bool {
+        self.unpolled() > self.ignored_unpolled.load(Ordering::Acquire)
+    }
+
+    /// Workers still running once resources closed that nobody judged (started while resources
+    /// closed): reported as left running.
+    pub(crate) fn leak_unjudged(&self) {
+        let mut late = Vec::new();
+        self.registry.judge(|entry| {
+            if entry.verdict() != Verdict::None {
+                return None;
+            }
+            late.push((entry.meta().name.clone(), entry.meta().kind));
+            Some((Verdict::Leaked, false))
+        });
+        for (name, kind) in late {
+            tracing::warn!(task = %name, "started after tasks were stopped; left running");
+            let (outcome, detail) = outcome(
+                Fate::Leaked(Leak::StartedWhileClosing),
+                Duration::ZERO,
+                Verdict::Leaked,
+                false,
+            );
+            self.push_record(name, kind, outcome, detail);
+        }
+    }
+}
+
+/// Registers the calling task as awaiting the report while it does: step 3 does not wait for a
+/// task that waits for step 3.
+pub(crate) struct AwaitingReport<'a> {
+    workers: &'a Workers,
+    task: Option<tokio::task::Id>,
+}
+
+impl<'a> AwaitingReport<'a> {
+    pub(crate) fn new(workers: &'a Workers) -> AwaitingReport<'a> {
+        let task = tokio::task::try_id();
+        if let Some(id) = task {
+            lock(&workers.awaiting).push(id);
+            workers.awaiting_any.store(true, Ordering::Release);
+            // Registered already: mark it. (One registering later is marked as it registers.)
+            workers.registry.mark_awaiting(id, true);
+            if workers.phase() >= Phase::Draining {
+                workers.registered_late();
+            }
+        }
+        AwaitingReport { workers, task }
+    }
+}
+
+impl Drop for AwaitingReport<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.task {
+            let mut awaiting = lock(&self.workers.awaiting);
+            if let Some(at) = awaiting.iter().position(|known| *known == id) {
+                awaiting.swap_remove(at);
+            }
+            if !awaiting.contains(&id) {
+                self.workers.registry.mark_awaiting(id, false);
+            }
+        }
+    }
+}

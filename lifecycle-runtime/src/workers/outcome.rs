@@ -1,0 +1,236 @@
+//! How a worker's fate reads in the report: the one function that turns every way a worker can
+//! end (or be given up on) into an [`Outcome`] and its detail, and the report entries of the
+//! workers that ended during shutdown, folded by name.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::node::{Verdict, WorkerMeta};
+use super::{Ended, TaskName, WorkerKind, Workers};
+use crate::report::{Entry, Outcome};
+use crate::util::{format_duration, lock};
+
+/// Why step 3 gave up on a worker that is still there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Leak {
+    /// Aborted, and still present after the grace.
+    Stuck,
+    /// A thread past its stop timeout: threads cannot be aborted.
+    NotStopped,
+    /// Kept registering after the budget ran out.
+    LateAfterBudget,
+    /// Started while resources were closing, when nothing waits for workers any more.
+    StartedWhileClosing,
+    /// This many tasks never returned from their first poll.
+    Unpolled(u64),
+}
+
+/// What happened to a worker, for [`outcome`].
+pub(crate) enum Fate<'a> {
+    Ended(&'a Ended),
+    Leaked(Leak),
+}
+
+/// How a worker's fate reads in the report: the one place every way a worker can end becomes an
+/// [`Outcome`] and its detail.
+pub(crate) fn outcome(
+    fate: Fate<'_>,
+    stop_timeout: Duration,
+    verdict: Verdict,
+    cut_by_budget: bool,
+) -> (Outcome, Option<String>) {
+    // Why a worker was aborted or given up on: its own stop timeout, or the budget first.
+    let cut_off = |action: &str| {
+        let stop_timeout = format_duration(stop_timeout);
+        if cut_by_budget {
+            format!(
+                "still running when the shutdown budget ran out (its own stop timeout is {stop_timeout}); {action}"
+            )
+        } else {
+            format!("ignored shutdown for its whole stop timeout of {stop_timeout}; {action}")
+        }
+    };
+    match fate {
+        Fate::Ended(Ended::Completed) => (Outcome::Stopped, None),
+        Fate::Ended(Ended::Failed(message)) => (Outcome::Error(message.clone()), None),
+        Fate::Ended(Ended::Panicked(message)) => (Outcome::Panicked, Some(message.clone())),
+        Fate::Ended(Ended::TimedOut(limit)) => (
+            Outcome::TimedOut,
+            Some(format!(
+                "ran past its group limit of {}",
+                format_duration(*limit)
+            )),
+        ),
+        Fate::Ended(Ended::NotStarted(group)) => (
+            Outcome::Skipped,
+            Some(format!(
+                "never started: shutdown began while it waited for a permit of group `{group}`"
+            )),
+        ),
+        Fate::Ended(Ended::Cancelled) if verdict == Verdict::Aborted => {
+            (Outcome::Aborted, Some(cut_off("aborted")))
+        }
+        Fate::Ended(Ended::Cancelled) => {
+            (Outcome::Aborted, Some("cancelled by its handle".to_owned()))
+        }
+        Fate::Leaked(leak) => (
+            Outcome::Leaked,
+            Some(match leak {
+                Leak::Stuck => {
+                    "aborted, but still running: it blocks its worker thread in synchronous code"
+                        .to_owned()
+                }
+                Leak::NotStopped => cut_off("left running"),
+                Leak::LateAfterBudget => {
+                    "started during shutdown after the budget ran out; left running".to_owned()
+                }
+                Leak::StartedWhileClosing => {
+                    "started while resources were closing, after tasks were stopped; left running"
+                        .to_owned()
+                }
+                Leak::Unpolled(count) => format!(
+                    "{count} task(s) never returned from their first poll, so they could not be named: each blocks a runtime thread in synchronous code"
+                ),
+            }),
+        ),
+    }
+}
+
+/// A worker's ending that the report names on its own line (anything but "stopped when told",
+/// which the registry folds by name as it happens).
+#[derive(Debug)]
+pub(super) struct Record {
+    name: TaskName,
+    kind: WorkerKind,
+    outcome: Outcome,
+    detail: Option<String>,
+    ended: Instant,
+}
+
+impl Workers {
+    pub(super) fn record(
+        &self,
+        meta: &WorkerMeta,
+        ended: &Ended,
+        verdict: Verdict,
+        cut_by_budget: bool,
+        now: Instant,
+    ) {
+        let (outcome, detail) = outcome(
+            Fate::Ended(ended),
+            meta.stop_timeout(),
+            verdict,
+            cut_by_budget,
+        );
+        lock(&self.records).push(Record {
+            name: meta.name.clone(),
+            kind: meta.kind,
+            outcome,
+            detail,
+            ended: now,
+        });
+    }
+
+    pub(super) fn push_record(
+        &self,
+        name: TaskName,
+        kind: WorkerKind,
+        outcome: Outcome,
+        detail: Option<String>,
+    ) {
+        lock(&self.records).push(Record {
+            name,
+            kind,
+            outcome,
+            detail,
+            ended: Instant::now(),
+        });
+    }
+
+    /// The report's entries for the workers that ended (or were given up on) so far, in the
+    /// order they ended, folding workers of one name and outcome into one entry with a count (a
+    /// server with 10,000 connection tasks gets one line, not 10,000). Times count from
+    /// `sequence_started`; a worker that ended during step 3 is drawn from the stop signal.
+    pub(crate) fn take_entries(&self, sequence_started: Instant) -> Vec<Entry> {
+        let stop_started = self.stop_started().unwrap_or(sequence_started);
+        let mut ended: Vec<(Record, usize)> = std::mem::take(&mut *lock(&self.records))
+            .into_iter()
+            .map(|record| (record, 1))
+            .collect();
+        ended.extend(self.registry.take_stopped().into_iter().map(|row| {
+            let record = Record {
+                name: row.name,
+                kind: row.kind,
+                outcome: Outcome::Stopped,
+                detail: None,
+                ended: row.last_end,
+            };
+            (record, row.count)
+        }));
+        ended.sort_by_key(|(record, _)| record.ended);
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut index: HashMap<(TaskName, WorkerKind, Outcome), usize> = HashMap::new();
+        for (record, count) in ended {
+            let start = if record.ended < stop_started {
+                sequence_started
+            } else {
+                stop_started
+            };
+            let offset = start.saturating_duration_since(sequence_started);
+            let elapsed = record.ended.saturating_duration_since(start);
+            let key = (record.name, record.kind, record.outcome);
+            if let Some(&at) = index.get(&key) {
+                entries[at].absorb(count, elapsed);
+                continue;
+            }
+            let (name, kind, outcome) = key.clone();
+            index.insert(key, entries.len());
+            entries.push(
+                Entry::new(name, kind.entry_kind(), outcome, offset, elapsed)
+                    .with_detail(record.detail)
+                    .with_count(count),
+            );
+        }
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fate_reads_as_one_outcome_with_its_reason() {
+        let two = Duration::from_secs(2);
+        let read = |fate, verdict, cut| outcome(fate, two, verdict, cut);
+        assert_eq!(
+            read(Fate::Ended(&Ended::Completed), Verdict::None, false),
+            (Outcome::Stopped, None)
+        );
+        let (aborted, detail) = read(Fate::Ended(&Ended::Cancelled), Verdict::Aborted, false);
+        assert_eq!(aborted, Outcome::Aborted);
+        assert_eq!(
+            detail.unwrap(),
+            "ignored shutdown for its whole stop timeout of 2s; aborted"
+        );
+        let (_, detail) = read(Fate::Ended(&Ended::Cancelled), Verdict::Aborted, true);
+        assert!(
+            detail
+                .unwrap()
+                .starts_with("still running when the shutdown budget ran out")
+        );
+        let (_, detail) = read(Fate::Ended(&Ended::Cancelled), Verdict::None, false);
+        assert_eq!(detail.unwrap(), "cancelled by its handle");
+        let (leaked, detail) = read(Fate::Leaked(Leak::Unpolled(3)), Verdict::Leaked, false);
+        assert_eq!(leaked, Outcome::Leaked);
+        assert!(detail.unwrap().starts_with("3 task(s) never returned"));
+        let (skipped, _) = read(
+            Fate::Ended(&Ended::NotStarted("db".into())),
+            Verdict::None,
+            false,
+        );
+        assert_eq!(skipped, Outcome::Skipped);
+    }
+}

@@ -1,0 +1,149 @@
+//! One shard's lists: two intrusive doubly-linked lists of nodes (workers, and `#[background]`
+//! loops), the settled count, and the "stopped when told" rows folded by name. Every method runs
+//! with the shard's lock held (it takes `&mut Lists` or `&Lists` through the guard).
+
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::super::node::{Links, ListId, Node, WorkerMeta};
+use super::super::{TaskName, WorkerKind};
+
+#[derive(Default)]
+pub(super) struct List {
+    pub(super) head: Option<NonNull<Node>>,
+}
+
+/// Workers of one name that stopped when told, folded as they end (the usual outcome needs no
+/// record of its own).
+#[derive(Debug, Clone)]
+pub(crate) struct Stopped {
+    pub(crate) name: TaskName,
+    pub(crate) kind: WorkerKind,
+    pub(crate) count: usize,
+    pub(crate) last_end: Instant,
+}
+
+#[derive(Default)]
+pub(super) struct Lists {
+    pub(super) workers: List,
+    pub(super) loops: List,
+    pub(super) len: usize,
+    /// Entries shutdown no longer waits for (leaked, or awaiting the report).
+    pub(super) settled: usize,
+    /// The least stop timeout of anything registered here: a lower bound for step 3's first wait.
+    pub(super) min_stop_timeout: Option<Duration>,
+    pub(super) stopped: Vec<Stopped>,
+    /// Where the last fold landed: workers of one name tend to end together.
+    pub(super) last_stopped: usize,
+}
+
+// SAFETY: the pointers are dereferenced only with the shard's lock held (module rules).
+unsafe impl Send for Lists {}
+
+impl Lists {
+    fn list(&mut self, id: ListId) -> &mut List {
+        match id {
+            ListId::Workers => &mut self.workers,
+            ListId::Loops => &mut self.loops,
+        }
+    }
+
+    /// Pushes `node` at the head of its list.
+    ///
+    /// # Safety
+    ///
+    /// `node` is pinned, not linked, and stays alive until unlinked.
+    pub(super) unsafe fn push(&mut self, node: &Node) {
+        let id = node.list();
+        let list = self.list(id);
+        let ptr = NonNull::from(node);
+        // SAFETY: the lock is held (we have `&mut self`); `head` is a live linked node.
+        unsafe {
+            *node.links.get() = Links {
+                prev: None,
+                next: list.head,
+            };
+            if let Some(head) = list.head {
+                (*head.as_ref().links.get()).prev = Some(ptr);
+            }
+        }
+        list.head = Some(ptr);
+        self.len += 1;
+        if node.verdict().settled() {
+            self.settled += 1;
+        }
+        let timeout = node.meta.stop_timeout();
+        self.min_stop_timeout = Some(self.min_stop_timeout.map_or(timeout, |t| t.min(timeout)));
+    }
+
+    /// Unlinks `node`.
+    ///
+    /// # Safety
+    ///
+    /// `node` is linked in these lists.
+    pub(super) unsafe fn remove(&mut self, node: &Node) {
+        let id = node.list();
+        // SAFETY: the lock is held; `node` and its neighbours are linked, live nodes.
+        unsafe {
+            let links = std::mem::take(&mut *node.links.get());
+            match links.prev {
+                Some(prev) => (*prev.as_ref().links.get()).next = links.next,
+                None => self.list(id).head = links.next,
+            }
+            if let Some(next) = links.next {
+                (*next.as_ref().links.get()).prev = links.prev;
+            }
+        }
+        self.len -= 1;
+        if node.verdict().settled() {
+            self.settled -= 1;
+        }
+    }
+
+    pub(super) fn is_settled(&self) -> bool {
+        self.len == self.settled
+    }
+
+    /// Every linked node, workers then loops.
+    pub(super) fn for_each(&self, mut f: impl FnMut(&Node)) {
+        for head in [self.workers.head, self.loops.head] {
+            let mut cursor = head;
+            while let Some(node) = cursor {
+                // SAFETY: the lock is held (we have `&self` through the guard); linked nodes are
+                // alive.
+                let node = unsafe { node.as_ref() };
+                f(node);
+                // SAFETY: as above.
+                cursor = unsafe { (*node.links.get()).next };
+            }
+        }
+    }
+
+    /// Folds one more worker that stopped when told.
+    pub(super) fn fold_stopped(&mut self, meta: &WorkerMeta, now: Instant) {
+        let same = |row: &Stopped| row.kind == meta.kind && row.name.same_as(&meta.name);
+        let at = match self.stopped.get(self.last_stopped) {
+            Some(row) if same(row) => Some(self.last_stopped),
+            _ => self.stopped.iter().position(same),
+        };
+        match at {
+            Some(at) => {
+                let row = &mut self.stopped[at];
+                row.count += 1;
+                row.last_end = row.last_end.max(now);
+                self.last_stopped = at;
+            }
+            None => {
+                self.last_stopped = self.stopped.len();
+                self.stopped.push(Stopped {
+                    name: meta.name.clone(),
+                    kind: meta.kind,
+                    count: 1,
+                    last_end: now,
+                });
+            }
+        }
+    }
+}
