@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use common::crowd::{Contender, Crowd, Placement};
 use common::print::{self, Table};
-use common::rounds;
+use common::rounds::{self, Spread};
 
 /// Counts live heap bytes.
 struct Counting;
@@ -135,12 +135,15 @@ fn main() {
     let mut future_sizes = HashMap::new();
     // Bytes each contender still held after its runs so far: charged to its next runs.
     let mut kept: HashMap<Contender, isize> = HashMap::new();
+    // Per case, what each run was charged for it; the first run is the warm-up round's.
+    let mut charged: HashMap<Case, Vec<f64>> = HashMap::new();
     let samples = rounds::run(cases, rounds, |case| {
-        let earlier = kept.get(&case.contender).copied().unwrap_or(0);
+        let earlier = kept.get(&case.contender).copied().unwrap_or(0) as f64 / TASKS as f64;
         let run = runtime.block_on(measure(case));
         *kept.entry(case.contender).or_default() += run.kept;
         future_sizes.insert(case, run.future_size);
-        (run.waiting + earlier) as f64 / TASKS as f64
+        charged.entry(case).or_default().push(earlier);
+        run.waiting as f64 / TASKS as f64 + earlier
     });
     let over_raw = |held, contender| {
         let raw = Case {
@@ -168,10 +171,10 @@ fn main() {
         for contender in Contender::ALL {
             let case = Case { held, contender };
             table.row(vec![
-                contender.label().to_owned(),
+                contender.label(),
                 future_sizes[&case].map_or("built inside".to_owned(), |size| format!("{size} B")),
-                format!("{:.1}", samples.median(case)),
-                format!("{:.1}", kept[&contender] as f64 / TASKS as f64),
+                print::bytes(samples.median(case)),
+                print::bytes(Spread::of(charged[&case][1..].to_vec()).median),
                 match contender {
                     Contender::Raw => "—".to_owned(),
                     _ => print::difference(over_raw(held, contender)),
@@ -196,7 +199,7 @@ fn main() {
             .map(|&held| over_raw(held, contender).median)
             .sum::<f64>()
             / PERIOD.len() as f64;
-        table.row(vec![contender.label().to_owned(), format!("{mean:+.1}")]);
+        table.row(vec![contender.label(), format!("{mean:+.1}")]);
     }
     table.print();
     for (what, over_raw) in verdicts {

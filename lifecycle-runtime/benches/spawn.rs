@@ -217,8 +217,12 @@ fn table(
     for contender in Contender::ALL.into_iter().filter(|&c| samples.ran(case(c))) {
         let ratio = samples.ratio(case(contender), case(Contender::Raw));
         let per_task = samples.median(case(contender)) * 1e9 / tasks.n() as f64;
+        let label = match tasks {
+            Tasks::Waiting(_) => contender.label(),
+            Tasks::Finished => contender.spawner().to_owned(),
+        };
         table.row(vec![
-            contender.label().to_owned(),
+            label.clone(),
             print::ns(per_task),
             print::ratio(ratio),
         ]);
@@ -227,10 +231,7 @@ fn table(
                 Tasks::Waiting(n) => format!("{} waiting", print::count(n)),
                 Tasks::Finished => "finished".to_owned(),
             };
-            verdicts.push((
-                format!("{}, {what}, {}", contender.label(), placement.label()),
-                ratio,
-            ));
+            verdicts.push((format!("{label}, {what}, {}", placement.label()), ratio));
         }
     }
     table.print();

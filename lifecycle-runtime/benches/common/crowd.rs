@@ -45,13 +45,30 @@ impl Contender {
         Contender::Scoped,
     ];
 
-    pub fn label(self) -> &'static str {
+    /// How it spawns and what its tasks wait on.
+    pub fn label(self) -> String {
+        format!("{} + {}", self.spawner(), self.waits_on())
+    }
+
+    /// How it spawns.
+    pub fn spawner(self) -> &'static str {
         match self {
-            Contender::Raw => "tokio::spawn + Notify",
-            Contender::Tracker => "TaskTracker + CancellationToken",
-            Contender::Graceful => "tokio-graceful-shutdown subsystems",
-            Contender::Global => "lifecycle_runtime::spawn (global) + token",
-            Contender::Scoped => "Coordinator::spawn (scoped) + Shutdown",
+            Contender::Raw => "tokio::spawn",
+            Contender::Tracker => "TaskTracker::spawn",
+            Contender::Graceful => "tokio-graceful-shutdown subsystem",
+            Contender::Global => "lifecycle_runtime::spawn (global)",
+            Contender::Scoped => "Coordinator::spawn (scoped)",
+        }
+    }
+
+    /// What its tasks wait on.
+    fn waits_on(self) -> &'static str {
+        match self {
+            Contender::Raw => "Notify",
+            Contender::Tracker => "CancellationToken",
+            Contender::Graceful => "on_shutdown_requested()",
+            Contender::Global => "token",
+            Contender::Scoped => "Shutdown",
         }
     }
 

@@ -131,6 +131,12 @@ pub fn ms(seconds: f64) -> String {
     format!("{:.2} ms", seconds * 1e3)
 }
 
+/// `115.2`, bytes to a tenth, never `-0.0`.
+pub fn bytes(bytes: f64) -> String {
+    let tenths = (bytes * 10.0).round();
+    format!("{:.1}", if tenths == 0.0 { 0.0 } else { tenths / 10.0 })
+}
+
 /// `1.2 MiB`.
 pub fn mib(bytes: f64) -> String {
     format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
