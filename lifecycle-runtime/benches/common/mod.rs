@@ -1,10 +1,8 @@
-//! What the multi-thread benches share.
+//! What the benches share: the runtime they run on, the contenders' waiting tasks, interleaved
+//! rounds of paired measurements, and what every bench prints.
+#![allow(dead_code, reason = "each bench binary uses part of these helpers")]
 
-/// The runtime the spawn and shutdown benches measure on: 2 workers, as in the targets.
-pub fn two_worker_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
+pub mod crowd;
+pub mod print;
+pub mod rounds;
+pub mod runtime;
