@@ -115,7 +115,7 @@ impl TaskGroup {
         let name = name.into();
         let task = name.clone();
         let group = self.group.clone();
-        let stop = self.coordinator.workers().stop_signal().token().clone();
+        let stop = self.coordinator.workers().stop_signal().clone();
         let meta = WorkerMeta::new(name, WorkerKind::Task, DEFAULT_STOP_TIMEOUT, None);
         self.coordinator.spawn_worker(meta, async move {
             let Some(_permit) = group.acquire(Some(&stop)).await else {

@@ -11,7 +11,7 @@ use super::{Coordinator, with_current};
 use crate::report::EntryKind;
 use crate::resources::{Close, Managed, ManagedChild, ManagedChildBuilder};
 use crate::snapshot::PoolStats;
-use crate::workers::{Phase, TaskName};
+use crate::workers::Phase;
 
 /// Registers `value` with the current coordinator and returns a shared handle to it.
 ///
@@ -60,12 +60,6 @@ impl Coordinator {
     #[allow(dead_code, reason = "used by the database layer, behind its features")]
     pub(crate) fn add_pool_stats(&self, pool: Weak<dyn PoolStats>) {
         self.state.pools.add(pool);
-    }
-
-    /// The name of a live tracked task, by its tokio id (a scan: for reports, not hot paths).
-    #[allow(dead_code, reason = "used by the database layer, behind its features")]
-    pub(crate) fn task_name(&self, id: tokio::task::Id) -> Option<TaskName> {
-        self.state.workers.task_name(id)
     }
 }
 

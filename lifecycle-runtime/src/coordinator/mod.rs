@@ -273,8 +273,7 @@ impl Coordinator {
     pub fn pending(&self) -> Vec<String> {
         let mut pending = Vec::new();
         self.state.workers.for_each(|worker| {
-            let meta = worker.meta();
-            pending.push(format!("{} {}", meta.kind.entry_kind(), meta.name));
+            pending.push(format!("{} {}", worker.kind().entry_kind(), worker.name()));
         });
         if let Some(name) = self.state.resources.closing_now() {
             pending.push(format!("resource {name} (closing)"));

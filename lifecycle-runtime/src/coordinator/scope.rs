@@ -1,18 +1,19 @@
-//! Which coordinator is current: the innermost [`Coordinator::scope`] (a tokio task-local, which
-//! tasks spawned through this crate inherit), else the coordinator an OS thread entered, else the
-//! process-global one.
+//! Which coordinator is current: the innermost [`Coordinator::scope`] (set while a [`Scoped`]
+//! future is polled, which is how tasks spawned through this crate inherit their spawner's
+//! coordinator), else the coordinator an OS thread entered, else the process-global one.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
 use super::Coordinator;
 
-tokio::task_local! {
-    static CURRENT: Coordinator;
-}
-
 thread_local! {
+    /// The coordinator of the innermost [`Scoped`] being polled (or dropped) on this thread.
+    static CURRENT: Cell<*const Coordinator> = const { Cell::new(std::ptr::null()) };
     static THREAD_CURRENT: RefCell<Option<Coordinator>> = const { RefCell::new(None) };
 }
 
@@ -25,13 +26,12 @@ pub(super) fn global(make: impl FnOnce() -> Coordinator) -> &'static Coordinator
 
 /// Calls `f` with the current coordinator without cloning it.
 pub(crate) fn with_current<R>(f: impl FnOnce(&Coordinator) -> R) -> R {
-    let mut f = Some(f);
-    if let Ok(result) =
-        CURRENT.try_with(|coordinator| (f.take().expect("called once"))(coordinator))
-    {
-        return result;
+    let scoped = CURRENT.with(Cell::get);
+    // SAFETY: set only while the `Scoped` future holding that coordinator is polled or dropped
+    // on this thread, which encloses this call.
+    if let Some(coordinator) = unsafe { scoped.as_ref() } {
+        return f(coordinator);
     }
-    let f = f.take().expect("not called by the task-local branch");
     let thread = THREAD_CURRENT.with(|slot| slot.borrow().clone());
     match thread {
         // A tokio task with no scope belongs to the global coordinator (tasks of other
@@ -42,12 +42,74 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Coordinator) -> R) -> R {
     }
 }
 
+/// The current coordinator when it is not the global one (a clone), or `None`: lets the hot
+/// path reach the global coordinator without a closure or a reference count.
+pub(super) fn current_if_not_global() -> Option<Coordinator> {
+    let scoped = CURRENT.with(Cell::get);
+    // SAFETY: as in `with_current`.
+    if let Some(coordinator) = unsafe { scoped.as_ref() } {
+        return (!coordinator.is_global()).then(|| coordinator.clone());
+    }
+    let thread = THREAD_CURRENT.with(|slot| slot.borrow().clone())?;
+    (!thread.is_global() && tokio::task::try_id().is_none()).then_some(thread)
+}
+
 /// Runs `fut` with `coordinator` current.
-pub(super) fn scope<F: Future>(
+pub(super) fn scope<F: Future>(coordinator: Coordinator, fut: F) -> Scoped<F> {
+    Scoped {
+        fut: ManuallyDrop::new(fut),
+        coordinator,
+    }
+}
+
+/// A future that runs (and is dropped) with its coordinator current: one word and one
+/// thread-local swap per poll.
+pub(crate) struct Scoped<F> {
+    /// Dropped by hand, inside the scope, before `coordinator`.
+    fut: ManuallyDrop<F>,
     coordinator: Coordinator,
-    fut: F,
-) -> tokio::task::futures::TaskLocalFuture<Coordinator, F> {
-    CURRENT.scope(coordinator, fut)
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `fut` is pinned with `self` (structural pinning: it is never moved out, and it
+        // is dropped in place); `coordinator` is not pinned and only read.
+        let this = unsafe { self.get_unchecked_mut() };
+        let _current = Enter::new(&this.coordinator);
+        // SAFETY: as above.
+        unsafe { Pin::new_unchecked(&mut *this.fut) }.poll(cx)
+    }
+}
+
+impl<F> Drop for Scoped<F> {
+    fn drop(&mut self) {
+        // What the inner future's drop does (a guard reporting to its coordinator, a task it
+        // spawns on the way out) still sees its coordinator.
+        let _current = Enter::new(&self.coordinator);
+        // SAFETY: dropped once, in place, here; never used again.
+        unsafe { ManuallyDrop::drop(&mut self.fut) };
+    }
+}
+
+/// Makes a coordinator current until dropped, then restores the one before.
+struct Enter {
+    previous: *const Coordinator,
+}
+
+impl Enter {
+    fn new(coordinator: &Coordinator) -> Enter {
+        Enter {
+            previous: CURRENT.with(|current| current.replace(coordinator)),
+        }
+    }
+}
+
+impl Drop for Enter {
+    fn drop(&mut self) {
+        CURRENT.with(|current| current.set(self.previous));
+    }
 }
 
 /// Makes `coordinator` current on this OS thread; returns the one it replaces.

@@ -62,12 +62,12 @@ impl Shutdown {
 
     /// Completes when tasks are told to stop (at once if they already were).
     pub fn triggered(&self) -> impl Future<Output = ()> + Send + '_ {
-        self.signal().token().cancelled()
+        self.signal().fired()
     }
 
     /// Like [`triggered`](Self::triggered), but owns what it needs, for `'static` futures.
-    pub fn triggered_owned(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.signal().token().clone().cancelled_owned()
+    pub fn triggered_owned(&self) -> impl Future<Output = ()> + Send + use<> {
+        self.signal().fired_owned()
     }
 
     /// Sleeps for `duration` unless shutdown comes first. Returns `true` when the whole duration

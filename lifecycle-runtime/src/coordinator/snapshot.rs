@@ -20,15 +20,13 @@ impl Coordinator {
         let mut tasks = Vec::new();
         let mut threads = Vec::new();
         workers.for_each(|worker| {
-            let meta = worker.meta();
-            let state = meta
-                .state
-                .as_ref()
+            let state = worker
+                .state()
                 .map_or(TaskState::Running, |cell| cell.state());
-            let ticks = meta.state.as_ref().map_or(0, |cell| cell.ticks());
-            let age = worker.started().elapsed();
-            let name = meta.name.to_string();
-            match meta.kind {
+            let ticks = worker.state().map_or(0, |cell| cell.ticks());
+            let age = worker.age();
+            let name = worker.name().to_string();
+            match worker.kind() {
                 WorkerKind::Thread => threads.push(ThreadSnapshot {
                     name,
                     state,

@@ -4,14 +4,13 @@
 use std::future::Future;
 
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use super::{Coordinator, Shutdown, scope, with_current};
 use crate::defaults::DEFAULT_STOP_TIMEOUT;
 use crate::util::catch;
 use crate::workers::{
     OkFuture, TaskError, TaskHandle, TaskName, ThreadGuard, ThreadHandle, Worker, WorkerKind,
-    WorkerMeta, ended_from,
+    WorkerMeta, WorkersRef, ended_from,
 };
 
 /// Spawns a named, tracked task on the current coordinator.
@@ -41,13 +40,18 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let name = name.into();
-    with_current(|coordinator| coordinator.spawn(name, fut))
+    // The future is moved as few times as it can be: the global coordinator's tasks skip the
+    // closure `with_current` would carry it through (each move is a copy of the whole future).
+    match scope::current_if_not_global() {
+        None => Coordinator::global().spawn(name, fut),
+        Some(coordinator) => coordinator.spawn(name, fut),
+    }
 }
 
 impl Coordinator {
     /// Spawns a named, tracked task on this coordinator; see [`spawn`].
     #[track_caller]
+    #[inline]
     pub fn spawn<F>(&self, name: impl Into<TaskName>, fut: F) -> TaskHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -60,42 +64,46 @@ impl Coordinator {
     }
 
     /// Spawns a tracked worker task. It enters the registry when its first poll returns
-    /// `Pending` (see `workers/registry.rs`). The future's `Err` says how it failed.
+    /// `Pending` (see `workers/registry/mod.rs`). The future's `Err` says how it failed.
+    ///
+    /// A `#[background]` loop runs in a span carrying its name, so its own log lines say whose
+    /// they are. Plain tasks (maybe one per connection) get none: a span would add 128 bytes and
+    /// a tenth of the spawn cost to each (see DESIGN.md).
     #[track_caller]
+    #[inline]
     pub(crate) fn spawn_worker<F, T>(&self, meta: WorkerMeta, fut: F) -> TaskHandle<T>
     where
         F: Future<Output = Result<T, TaskError>> + Send + 'static,
         T: Send + 'static,
     {
         self.remember_runtime();
-        self.workers().task_spawned();
+        self.state.workers.task_spawned();
         let name = meta.name.clone();
-        let join = if meta.is_loop() {
-            // A `#[background]` loop runs in a span carrying its name, so its own log lines say
-            // whose they are. Plain tasks (maybe one per connection) get none: a span would add
-            // 128 bytes and a tenth of the spawn cost to each (see DESIGN.md).
-            let span = tracing::info_span!("task", name = %name);
-            let worker = Worker::new(self.workers_ref(), meta, fut);
-            self.spawn_in_scope(tracing::Instrument::instrument(worker, span))
+        let span = meta
+            .is_loop()
+            .then(|| tracing::info_span!("task", name = %name));
+        let join = if self.is_global() {
+            // The global coordinator's tasks need no scope: it is current anyway.
+            let workers = WorkersRef::global(&Coordinator::global().state.workers);
+            let worker = Worker::new(workers, meta, fut);
+            match span {
+                Some(span) => tokio::spawn(tracing::Instrument::instrument(worker, span)),
+                None => tokio::spawn(worker),
+            }
         } else {
-            self.spawn_in_scope(Worker::new(self.workers_ref(), meta, fut))
+            // SAFETY: the worker lives inside the `Scoped` future made here, which drops it
+            // before the coordinator it holds, whose state holds these workers.
+            let workers = unsafe { WorkersRef::uncounted(&self.state.workers) };
+            let worker = Worker::new(workers, meta, fut);
+            match span {
+                Some(span) => tokio::spawn(scope::scope(
+                    self.clone(),
+                    tracing::Instrument::instrument(worker, span),
+                )),
+                None => tokio::spawn(scope::scope(self.clone(), worker)),
+            }
         };
         TaskHandle::new(name, join)
-    }
-
-    /// Spawns `fut` so that it runs with this coordinator current (the global one is current
-    /// anyway, so its tasks carry no scope).
-    #[track_caller]
-    fn spawn_in_scope<F>(&self, fut: F) -> JoinHandle<F::Output>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        if self.is_global() {
-            tokio::spawn(fut)
-        } else {
-            tokio::spawn(scope::scope(self.clone(), fut))
-        }
     }
 }
 

@@ -14,13 +14,14 @@ use tokio::time::Instant;
 
 use super::Database;
 use crate::Coordinator;
+use crate::TaskName;
 use crate::snapshot::PoolSnapshot;
 use crate::util::format_duration;
 use crate::util::lock;
 
 struct HeldEntry {
     site: &'static Location<'static>,
-    task: Option<tokio::task::Id>,
+    task: Option<TaskName>,
     since: Instant,
     /// Logged once as a probable leak.
     warned: bool,
@@ -80,7 +81,7 @@ impl Held {
         lock(&self.entries).len()
     }
 
-    fn insert(&self, site: &'static Location<'static>, task: Option<tokio::task::Id>) -> usize {
+    fn insert(&self, site: &'static Location<'static>, task: Option<TaskName>) -> usize {
         lock(&self.entries).insert(HeldEntry {
             site,
             task,
@@ -100,17 +101,14 @@ impl Held {
 
     /// Every connection checked out through `acquire`, oldest first.
     pub(crate) fn list(&self) -> Vec<HeldConnection> {
-        let mut held: Vec<(Instant, &'static Location<'static>, Option<tokio::task::Id>)> =
+        let mut held: Vec<(Instant, &'static Location<'static>, Option<TaskName>)> =
             lock(&self.entries)
                 .iter()
-                .map(|(_, entry)| (entry.since, entry.site, entry.task))
+                .map(|(_, entry)| (entry.since, entry.site, entry.task.clone()))
                 .collect();
         held.sort_by_key(|(since, _, _)| *since);
-        let coordinator = Coordinator::current();
         held.into_iter()
-            .map(|(since, site, task)| {
-                HeldConnection::new(&coordinator, site, task, since.elapsed())
-            })
+            .map(|(since, site, task)| HeldConnection::new(site, task, since.elapsed()))
             .collect()
     }
 
@@ -150,13 +148,12 @@ impl Held {
         for (_, entry) in lock(&self.entries).iter_mut() {
             if !entry.warned && entry.since.elapsed() >= threshold {
                 entry.warned = true;
-                suspects.push((entry.site, entry.task, entry.since.elapsed()));
+                suspects.push((entry.site, entry.task.clone(), entry.since.elapsed()));
             }
         }
-        let coordinator = Coordinator::current();
         for (site, task, held_for) in suspects {
             self.leaks.fetch_add(1, Ordering::Relaxed);
-            let held = HeldConnection::new(&coordinator, site, task, held_for);
+            let held = HeldConnection::new(site, task, held_for);
             tracing::warn!(
                 pool,
                 held = %held.describe(),
@@ -189,17 +186,10 @@ impl Held {
 }
 
 impl HeldConnection {
-    fn new(
-        coordinator: &Coordinator,
-        site: &Location<'_>,
-        task: Option<tokio::task::Id>,
-        held_for: Duration,
-    ) -> HeldConnection {
+    fn new(site: &Location<'_>, task: Option<TaskName>, held_for: Duration) -> HeldConnection {
         HeldConnection {
             site: format!("{}:{}:{}", site.file(), site.line(), site.column()),
-            task: task
-                .and_then(|id| coordinator.task_name(id))
-                .map(|name| name.to_string()),
+            task: task.map(|name| name.to_string()),
             held_for,
         }
     }
@@ -266,7 +256,7 @@ impl DbConnection {
         database: Database,
         connection: PoolConnection<Any>,
         site: &'static Location<'static>,
-        task: Option<tokio::task::Id>,
+        task: Option<TaskName>,
     ) -> DbConnection {
         let key = database.inner().held.insert(site, task);
         DbConnection {

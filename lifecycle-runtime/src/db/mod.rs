@@ -530,7 +530,7 @@ impl Database {
     #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<DbConnection, DbError>> + Send + 'static {
         let site = std::panic::Location::caller();
-        let task = tokio::task::try_id();
+        let task = crate::workers::current_task_name();
         let database = self.clone();
         async move { database.acquire_at(site, task).await }
     }
@@ -538,7 +538,7 @@ impl Database {
     async fn acquire_at(
         &self,
         site: &'static std::panic::Location<'static>,
-        task: Option<tokio::task::Id>,
+        task: Option<crate::workers::TaskName>,
     ) -> Result<DbConnection, DbError> {
         let inner = &self.inner;
         if inner.pool.is_closed() {

@@ -270,7 +270,7 @@ impl Ticker {
             None => None,
             Some(group) => {
                 // The last tick of a flusher waits for its permit even during shutdown.
-                let stop = self.coordinator.workers().stop_signal().token();
+                let stop = self.coordinator.workers().stop_signal();
                 let give_up_on = (!self.ticks.in_final_tick).then_some(stop);
                 match group.acquire(give_up_on).await {
                     Some(permit) => Some(permit),

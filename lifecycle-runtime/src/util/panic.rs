@@ -16,6 +16,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> CatchUnwind<F> {
+    #[inline]
     pub(crate) fn new(inner: F) -> Self {
         CatchUnwind { inner }
     }

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
 
+use super::StopSignal;
 use crate::snapshot::GroupSnapshot;
 use crate::util::lock;
 
@@ -85,10 +85,10 @@ impl Group {
         self.in_use.load(Ordering::Relaxed)
     }
 
-    /// Waits for a slot. With `give_up_on`, gives up (returns `None`) when that token fires first.
+    /// Waits for a slot. With `give_up_on`, gives up (returns `None`) when that signal fires first.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
-        give_up_on: Option<&CancellationToken>,
+        give_up_on: Option<&StopSignal>,
     ) -> Option<GroupPermit> {
         let semaphore = lock(&self.limit)
             .as_ref()
@@ -99,14 +99,14 @@ impl Group {
                 // Counted down on every exit, including the waiter being dropped (aborted).
                 let _waiting = Waiting::new(&self.waiting);
                 let acquired = match give_up_on {
-                    Some(token) => tokio::select! {
+                    Some(stop) => tokio::select! {
                         biased;
-                        () = token.cancelled() => None,
+                        () = stop.fired() => None,
                         permit = semaphore.acquire_owned() => permit.ok(),
                     },
                     None => semaphore.acquire_owned().await.ok(),
                 };
-                // The semaphore is never closed, so `None` means the token won the race.
+                // The semaphore is never closed, so `None` means the signal won the race.
                 Some(acquired?)
             }
         };

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use super::node::Verdict;
 use super::outcome::{Fate, Leak, outcome};
+use super::task::{WorkerGuard, polling_worker};
 use super::{Phase, StopPolicy, TaskName, WorkerKind, Workers};
-use crate::util::lock;
 
 /// How a wait of step 3 ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,9 +79,9 @@ impl Workers {
     /// The earliest instant a worker not judged yet is due, if any.
     pub(crate) fn next_due(&self, policy: &StopPolicy) -> Option<Instant> {
         let mut next: Option<Instant> = None;
-        self.registry.for_each(|entry| {
+        self.registry.for_each(Some(policy.stop_started), |entry| {
             if entry.verdict() == Verdict::None {
-                let at = policy.due(entry.started(), entry.meta().stop_timeout()).at;
+                let at = policy.due(entry.registered_late(), entry.stop_timeout()).at;
                 next = Some(next.map_or(at, |next| next.min(at)));
             }
         });
@@ -93,24 +93,24 @@ impl Workers {
     pub(crate) fn cut_off_due(&self, policy: &StopPolicy, now: Instant) {
         let mut to_wake = Vec::new();
         let mut leaked = Vec::new();
-        self.registry.judge(|entry| {
+        self.registry.judge(Some(policy.stop_started), |entry| {
             if entry.verdict() != Verdict::None {
                 return None;
             }
-            let due = policy.due(entry.started(), entry.meta().stop_timeout());
+            let due = policy.due(entry.registered_late(), entry.stop_timeout());
             if due.at > now {
                 return None;
             }
             Some(match entry.waker() {
-                Some(waker) if entry.meta().kind != WorkerKind::Thread => {
+                Some(waker) if entry.kind() != WorkerKind::Thread => {
                     to_wake.push(waker);
                     (Verdict::Aborted, due.cut_by_budget)
                 }
                 _ => {
                     leaked.push((
-                        entry.meta().name.clone(),
-                        entry.meta().kind,
-                        entry.meta().stop_timeout(),
+                        entry.name().clone(),
+                        entry.kind(),
+                        entry.stop_timeout(),
                         due.cut_by_budget,
                     ));
                     (Verdict::Leaked, due.cut_by_budget)
@@ -139,7 +139,7 @@ impl Workers {
     pub(crate) fn leak_stragglers(&self, give_up: bool) -> bool {
         let mut stuck = Vec::new();
         let mut unjudged = false;
-        self.registry.judge(|entry| {
+        self.registry.judge(None, |entry| {
             let leak = match entry.verdict() {
                 Verdict::Aborted => Leak::Stuck,
                 Verdict::None if give_up => Leak::LateAfterBudget,
@@ -149,7 +149,7 @@ impl Workers {
                 }
                 Verdict::Leaked | Verdict::AwaitsReport => return None,
             };
-            stuck.push((entry.meta().name.clone(), entry.meta().kind, leak));
+            stuck.push((entry.name().clone(), entry.kind(), leak));
             Some((Verdict::Leaked, false))
         });
         for (name, kind, leak) in stuck {
@@ -196,11 +196,11 @@ impl Workers {
     /// closed): reported as left running.
     pub(crate) fn leak_unjudged(&self) {
         let mut late = Vec::new();
-        self.registry.judge(|entry| {
+        self.registry.judge(None, |entry| {
             if entry.verdict() != Verdict::None {
                 return None;
             }
-            late.push((entry.meta().name.clone(), entry.meta().kind));
+            late.push((entry.name().clone(), entry.kind()));
             Some((Verdict::Leaked, false))
         });
         for (name, kind) in late {
@@ -216,39 +216,49 @@ impl Workers {
     }
 }
 
-/// Registers the calling task as awaiting the report while it does: step 3 does not wait for a
-/// task that waits for step 3.
-pub(crate) struct AwaitingReport<'a> {
-    workers: &'a Workers,
-    task: Option<tokio::task::Id>,
+/// Registers the calling worker as awaiting the report while it does: step 3 does not wait for
+/// a worker that waits for step 3. Outside a worker of these `workers` it does nothing.
+pub(crate) struct AwaitingReport {
+    /// The worker, while its poll runs; null when it is not one of these workers'.
+    worker: *const WorkerGuard,
 }
 
-impl<'a> AwaitingReport<'a> {
-    pub(crate) fn new(workers: &'a Workers) -> AwaitingReport<'a> {
-        let task = tokio::task::try_id();
-        if let Some(id) = task {
-            lock(&workers.awaiting).push(id);
-            workers.awaiting_any.store(true, Ordering::Release);
-            // Registered already: mark it. (One registering later is marked as it registers.)
-            workers.registry.mark_awaiting(id, true);
-            if workers.phase() >= Phase::Draining {
-                workers.registered_late();
-            }
+// SAFETY: the pointer is only dereferenced while the worker it names is being polled on this
+// thread (checked against the thread's polling worker), never elsewhere.
+unsafe impl Send for AwaitingReport {}
+// SAFETY: as above.
+unsafe impl Sync for AwaitingReport {}
+
+impl AwaitingReport {
+    pub(crate) fn new(workers: &Workers) -> AwaitingReport {
+        let worker = polling_worker();
+        // SAFETY: the worker being polled on this thread is alive for the whole of its poll,
+        // which this call is part of.
+        let Some(guard) = (unsafe { worker.as_ref() }) else {
+            return AwaitingReport {
+                worker: std::ptr::null(),
+            };
+        };
+        if !std::ptr::eq(guard.workers(), workers) {
+            return AwaitingReport {
+                worker: std::ptr::null(),
+            };
         }
-        AwaitingReport { workers, task }
+        guard.set_awaiting(true);
+        if workers.phase() >= Phase::Draining {
+            workers.registered_late();
+        }
+        AwaitingReport { worker }
     }
 }
 
-impl Drop for AwaitingReport<'_> {
+impl Drop for AwaitingReport {
     fn drop(&mut self) {
-        if let Some(id) = self.task {
-            let mut awaiting = lock(&self.workers.awaiting);
-            if let Some(at) = awaiting.iter().position(|known| *known == id) {
-                awaiting.swap_remove(at);
-            }
-            if !awaiting.contains(&id) {
-                self.workers.registry.mark_awaiting(id, false);
-            }
+        // Only inside a poll of the same worker (the wait given up, say by a `select!`): then it
+        // is alive and waits for shutdown no more. Dropped with its task, it is going anyway.
+        if !self.worker.is_null() && std::ptr::eq(polling_worker(), self.worker) {
+            // SAFETY: the worker being polled on this thread is alive during its poll.
+            unsafe { (*self.worker).set_awaiting(false) };
         }
     }
 }

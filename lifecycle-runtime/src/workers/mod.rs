@@ -36,13 +36,13 @@ pub(crate) use reference::WorkersRef;
 use registry::Registry;
 pub(crate) use registry::Totals;
 pub(crate) use stop::StopSignal;
-pub(crate) use task::{OkFuture, Worker, ended_from};
+pub(crate) use task::{OkFuture, Worker, current_task_name, ended_from};
 pub use task::{TaskError, TaskHandle};
 pub(crate) use thread::ThreadGuard;
 pub use thread::ThreadHandle;
 
 use crate::report::EntryKind;
-use crate::util::lock;
+use crate::util::coarse_now;
 
 /// What kind of worker a registry entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -127,10 +127,6 @@ pub(crate) struct Workers {
     aborts_issued: AtomicBool,
     /// Tasks still in their first poll that step 3 gave up on (they block their thread).
     ignored_unpolled: AtomicU64,
-    /// Tasks awaiting the report (by tokio id): step 3 does not wait for them, since they wait
-    /// for it.
-    awaiting: Mutex<Vec<tokio::task::Id>>,
-    awaiting_any: AtomicBool,
     records: Mutex<Vec<Record>>,
     failures: Failures,
 }
@@ -155,8 +151,6 @@ impl Workers {
             rescan: AtomicBool::new(false),
             aborts_issued: AtomicBool::new(false),
             ignored_unpolled: AtomicU64::new(0),
-            awaiting: Mutex::new(Vec::new()),
-            awaiting_any: AtomicBool::new(false),
             records: Mutex::new(Vec::new()),
             failures: Failures::default(),
         }
@@ -239,25 +233,22 @@ impl Workers {
     ///
     /// As [`Registry::link`]: `node` is pinned, not linked, and unlinked by its owner (through
     /// [`Workers::leave`]) before it is dropped.
-    unsafe fn register(
-        &self,
-        node: std::pin::Pin<&Node>,
-        waker: Option<&std::task::Waker>,
-        task_id: Option<tokio::task::Id>,
-    ) {
-        let verdict = if self.awaiting_any.load(Ordering::Acquire)
-            && task_id.is_some_and(|id| lock(&self.awaiting).contains(&id))
-        {
-            Verdict::AwaitsReport
-        } else {
-            Verdict::None
+    unsafe fn register(&self, node: std::pin::Pin<&Node>, waker: Option<&std::task::Waker>) {
+        // A worker that registers after the stop signal gets its stop timeout from now, so now is
+        // read on tokio's clock (which tests pause); any other only shows its age in snapshots.
+        let registered = match self.stop_started() {
+            Some(stop_started) if self.stop.is_fired() => {
+                node.set_flag(node::flags::LATE, true);
+                let late_by = Instant::now().saturating_duration_since(stop_started);
+                u64::try_from(late_by.as_nanos()).unwrap_or(u64::MAX)
+            }
+            _ => coarse_now(),
         };
-        let is_loop = node.meta.is_loop();
+        let is_loop = node.is_loop();
         // SAFETY: passed on from the caller.
-        unsafe {
-            self.registry
-                .link(node, waker.cloned(), verdict, task_id, Instant::now())
-        };
+        unsafe { self.registry.link(node, waker.cloned(), registered) };
+        // Asked after linking: a stop signal that came meanwhile either saw this worker in the
+        // registry or is seen here (the shard lock orders the two).
         if self.stop.is_fired() {
             if is_loop {
                 // Shutdown may have woken the registered loops just before this one joined.
@@ -265,11 +256,6 @@ impl Workers {
             }
             self.registered_late();
         }
-    }
-
-    /// A task's first poll is over and it registered.
-    fn first_poll_done(&self) {
-        self.registry.first_poll_done();
         self.notify_if_settled();
     }
 
@@ -291,18 +277,12 @@ impl Workers {
                 if matches!(ended, Ended::Completed) && node.verdict() == Verdict::None {
                     fold(now);
                 } else {
-                    self.record(
-                        &node.meta,
-                        &ended,
-                        node.verdict(),
-                        node.cut_by_budget(),
-                        now,
-                    );
+                    self.record(node, &ended, node.verdict(), node.cut_by_budget(), now);
                 }
             })
         };
         self.registry.count_end(ended.is_cancelled());
-        self.log_end(&node.meta.name, &ended, node.verdict());
+        self.log_end(node.name(), &ended, node.verdict());
         if left.shard_settled {
             self.notify_if_settled();
         }
@@ -310,15 +290,15 @@ impl Workers {
 
     /// A task ended in its first poll, never registered. The common case (done, no shutdown
     /// under way) takes no lock.
-    fn leave_unregistered(&self, meta: &WorkerMeta, ended: Ended) {
+    fn leave_unregistered(&self, node: &Node, ended: Ended) {
         self.registry.ended_in_first_poll(ended.is_cancelled());
         if matches!(ended, Ended::Completed) && self.phase() == Phase::Running {
             return;
         }
         if self.recording() {
-            self.record(meta, &ended, Verdict::None, false, Instant::now());
+            self.record(node, &ended, Verdict::None, false, Instant::now());
         }
-        self.log_end(&meta.name, &ended, Verdict::None);
+        self.log_end(node.name(), &ended, Verdict::None);
         self.notify_if_settled();
     }
 
@@ -352,26 +332,20 @@ impl Workers {
         }
     }
 
+    /// Whether shutdown has aborted any task (only then do tasks look at their own verdict).
+    fn aborts_issued(&self) -> bool {
+        self.aborts_issued.load(Ordering::Acquire)
+    }
+
     /// Whether shutdown aborted this linked node.
     fn is_aborted(&self, node: &Node) -> bool {
-        self.aborts_issued.load(Ordering::Acquire) && node.verdict() == Verdict::Aborted
+        node.verdict() == Verdict::Aborted
     }
 
     // ----- looking -----------------------------------------------------------------------------
 
     /// Calls `f` on every live worker, one shard locked at a time.
     pub(crate) fn for_each(&self, f: impl FnMut(&LiveWorker<'_>)) {
-        self.registry.for_each(f);
-    }
-
-    /// The name of a live worker by its tokio task id (a scan: for reports, not hot paths).
-    pub(crate) fn task_name(&self, id: tokio::task::Id) -> Option<TaskName> {
-        let mut name = None;
-        self.registry.for_each(|entry| {
-            if entry.task_id() == Some(id) {
-                name = Some(entry.meta().name.clone());
-            }
-        });
-        name
+        self.registry.for_each(self.stop_started(), f);
     }
 }

@@ -1,8 +1,12 @@
-//! The name of a task or thread: a `&'static str` without allocating, or a shared `String`.
+//! The name of a task or thread: a `&'static str` without allocating, or a shared `String`, in
+//! two words (every task carries one, so its size is paid once per task).
 
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 /// The name of a task or thread, as it appears in logs, reports and snapshots.
@@ -17,21 +21,66 @@ use std::sync::Arc;
 /// assert_eq!(&*fixed, "auto-flush");
 /// assert_eq!(built.to_string(), "conn-7");
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TaskName(Repr);
-
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-enum Repr {
-    Static(&'static str),
-    Shared(Arc<str>),
+pub struct TaskName {
+    /// The first byte of the text: of a `&'static str`, or of an `Arc<str>`'s data.
+    ptr: NonNull<u8>,
+    /// The length in bytes, with [`SHARED`] set when `ptr` belongs to an `Arc<str>` this name
+    /// holds one count of. A `str` is never longer than `isize::MAX`, so the top bit is free.
+    tagged_len: usize,
 }
+
+const SHARED: usize = 1 << (usize::BITS - 1);
+
+// SAFETY: a `TaskName` is a `&'static str` or an `Arc<str>`, both `Send` and `Sync`.
+unsafe impl Send for TaskName {}
+// SAFETY: as above.
+unsafe impl Sync for TaskName {}
 
 impl TaskName {
     /// The name as a string slice.
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Static(name) => name,
-            Repr::Shared(name) => name,
+        let len = self.tagged_len & !SHARED;
+        // SAFETY: `ptr` and `len` come from a `str` that lives at least as long as `self` (a
+        // `'static` one, or an `Arc` this name keeps a count of).
+        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(self.ptr.as_ptr(), len)) }
+    }
+
+    fn is_shared(&self) -> bool {
+        self.tagged_len & SHARED != 0
+    }
+
+    /// The `Arc<str>` behind a shared name, as the raw pointer `Arc::into_raw` gave.
+    fn arc_ptr(&self) -> *const str {
+        std::ptr::slice_from_raw_parts(self.ptr.as_ptr().cast_const(), self.tagged_len & !SHARED)
+            as *const str
+    }
+
+    /// Whether two names are the same, comparing pointers first (names of one call site share
+    /// them), then text.
+    pub(crate) fn same_as(&self, other: &TaskName) -> bool {
+        (self.ptr == other.ptr && self.tagged_len == other.tagged_len)
+            || self.as_str() == other.as_str()
+    }
+}
+
+impl Clone for TaskName {
+    fn clone(&self) -> Self {
+        if self.is_shared() {
+            // SAFETY: this name holds a count of that `Arc`, so it is alive.
+            unsafe { Arc::increment_strong_count(self.arc_ptr()) };
+        }
+        TaskName {
+            ptr: self.ptr,
+            tagged_len: self.tagged_len,
+        }
+    }
+}
+
+impl Drop for TaskName {
+    fn drop(&mut self) {
+        if self.is_shared() {
+            // SAFETY: gives back the count this name holds.
+            unsafe { Arc::decrement_strong_count(self.arc_ptr()) };
         }
     }
 }
@@ -46,19 +95,28 @@ impl Deref for TaskName {
 
 impl From<&'static str> for TaskName {
     fn from(name: &'static str) -> Self {
-        TaskName(Repr::Static(name))
-    }
-}
-
-impl From<String> for TaskName {
-    fn from(name: String) -> Self {
-        TaskName(Repr::Shared(name.into()))
+        TaskName {
+            ptr: NonNull::from(name).cast(),
+            tagged_len: name.len(),
+        }
     }
 }
 
 impl From<Arc<str>> for TaskName {
     fn from(name: Arc<str>) -> Self {
-        TaskName(Repr::Shared(name))
+        let len = name.len();
+        let raw = Arc::into_raw(name).cast::<u8>().cast_mut();
+        TaskName {
+            // SAFETY: `Arc::into_raw` never returns null.
+            ptr: unsafe { NonNull::new_unchecked(raw) },
+            tagged_len: len | SHARED,
+        }
+    }
+}
+
+impl From<String> for TaskName {
+    fn from(name: String) -> Self {
+        TaskName::from(Arc::<str>::from(name))
     }
 }
 
@@ -74,6 +132,32 @@ impl From<Cow<'static, str>> for TaskName {
 impl From<&TaskName> for TaskName {
     fn from(name: &TaskName) -> Self {
         name.clone()
+    }
+}
+
+impl PartialEq for TaskName {
+    fn eq(&self, other: &Self) -> bool {
+        self.same_as(other)
+    }
+}
+
+impl Eq for TaskName {}
+
+impl Hash for TaskName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialOrd for TaskName {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TaskName {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -95,11 +179,37 @@ impl serde::Serialize for TaskName {
     }
 }
 
-impl TaskName {
-    /// Whether two names are the same, comparing pointers first (names of one call site share
-    /// them), then text.
-    pub(crate) fn same_as(&self, other: &TaskName) -> bool {
-        let (a, b) = (self.as_str(), other.as_str());
-        (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_words_whatever_it_holds() {
+        assert_eq!(size_of::<TaskName>(), 2 * size_of::<usize>());
+    }
+
+    #[test]
+    fn shared_names_count_their_arc_and_give_it_back() {
+        let text: Arc<str> = Arc::from("conn-7");
+        let name = TaskName::from(text.clone());
+        assert_eq!(Arc::strong_count(&text), 2);
+        let copy = name.clone();
+        assert_eq!(Arc::strong_count(&text), 3);
+        assert_eq!(copy.as_str(), "conn-7");
+        drop(name);
+        drop(copy);
+        assert_eq!(Arc::strong_count(&text), 1);
+    }
+
+    #[test]
+    fn names_compare_by_text_whatever_they_hold() {
+        let fixed = TaskName::from("flush");
+        let built = TaskName::from(String::from("flush"));
+        assert_eq!(fixed, built);
+        assert!(fixed.same_as(&built));
+        assert!(TaskName::from("a") < TaskName::from(String::from("b")));
+        let empty = TaskName::from(String::new());
+        assert_eq!(empty.as_str(), "");
+        assert_eq!(TaskName::from(""), empty);
     }
 }

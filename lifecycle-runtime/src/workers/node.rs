@@ -1,13 +1,16 @@
 //! A worker's place in the registry: its [`Node`], carried by the worker itself (inside the
 //! task's future, or a pinned box for threads), what it is ([`WorkerMeta`]), and what shutdown
-//! decided about it ([`Verdict`]). The registry's safety rules (`registry.rs`) say who may touch
-//! which field when.
+//! decided about it ([`Verdict`]). The registry's safety rules (`registry/mod.rs`) say who may
+//! touch which field when.
+//!
+//! Every task carries a node, and a task's memory grows in 128-byte steps, so the node is packed:
+//! ten words with the guard's reference to its registry.
 
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomPinned;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use tokio::time::Instant;
 
 use super::{TaskName, WorkerKind};
 use crate::snapshot::StateCell;
+use crate::util::coarse_now;
 
 /// What shutdown decided about a worker that did not stop in time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,9 +31,13 @@ pub(crate) enum Verdict {
     AwaitsReport = 3,
 }
 
+/// In the verdict byte: the budget, not the worker's own stop timeout, set its deadline.
+const CUT_BY_BUDGET: u8 = 1 << 2;
+const VERDICT: u8 = 0b11;
+
 impl Verdict {
-    pub(super) fn from_u8(value: u8) -> Verdict {
-        match value {
+    fn from_bits(bits: u8) -> Verdict {
+        match bits & VERDICT {
             1 => Verdict::Aborted,
             2 => Verdict::Leaked,
             3 => Verdict::AwaitsReport,
@@ -43,19 +51,18 @@ impl Verdict {
     }
 }
 
-/// What a worker is, fixed when it is spawned.
+/// What a worker is, fixed when it is spawned: what [`Node::new`] is made from.
 #[derive(Debug)]
 pub(crate) struct WorkerMeta {
     pub(crate) name: TaskName,
     pub(crate) kind: WorkerKind,
-    /// Nanoseconds, saturating (584 years means "no limit", as `Duration::MAX` does): half the
-    /// size of a `Duration` in every task.
-    stop_timeout_nanos: u64,
+    pub(crate) stop_timeout: Duration,
     /// For `#[background]` loops: their state, for snapshots (and the mark of a loop).
     pub(crate) state: Option<Arc<StateCell>>,
 }
 
 impl WorkerMeta {
+    #[inline]
     pub(crate) fn new(
         name: TaskName,
         kind: WorkerKind,
@@ -65,13 +72,9 @@ impl WorkerMeta {
         WorkerMeta {
             name,
             kind,
-            stop_timeout_nanos: u64::try_from(stop_timeout.as_nanos()).unwrap_or(u64::MAX),
+            stop_timeout,
             state,
         }
-    }
-
-    pub(crate) fn stop_timeout(&self) -> Duration {
-        Duration::from_nanos(self.stop_timeout_nanos)
     }
 
     pub(crate) fn is_loop(&self) -> bool {
@@ -85,71 +88,143 @@ pub(super) struct Links {
     pub(super) next: Option<NonNull<Node>>,
 }
 
-/// One worker's place in the registry, carried by the worker itself.
+/// Bits of a node's owner-only flags.
+pub(super) mod flags {
+    /// Registered after the stop signal: `registered` is then nanoseconds after it, on tokio's
+    /// clock (its stop timeout runs from then).
+    pub(crate) const LATE: u8 = 1;
+    /// The owner awaits the shutdown report; it registers as such.
+    pub(crate) const AWAITS_REPORT: u8 = 1 << 1;
+    /// The owner's guard: linked in the registry.
+    pub(crate) const REGISTERED: u8 = 1 << 2;
+    /// The owner's guard: gone from the registry (or never to enter it).
+    pub(crate) const FINISHED: u8 = 1 << 3;
+}
+
+/// One worker's place in the registry, carried by the worker itself. Fields are laid out flat,
+/// the small ones together, so the node is nine words.
 pub(crate) struct Node {
     /// Guarded by the shard's lock.
     pub(super) links: UnsafeCell<Links>,
     /// The waker shutdown wakes the task through. Written by the owner with the lock held; read
     /// by the owner without it, by others with it.
     pub(super) waker: UnsafeCell<Option<Waker>>,
-    pub(crate) meta: WorkerMeta,
-    /// Set before linking, read-only after.
-    pub(super) started: Cell<Option<Instant>>,
-    pub(super) task_id: Cell<Option<tokio::task::Id>>,
-    pub(super) shard: Cell<u16>,
-    /// A [`Verdict`]; written with the lock held.
-    pub(super) verdict: AtomicU8,
-    /// Whether the shutdown budget, not the worker's own stop timeout, set its deadline.
-    pub(super) cut_by_budget: AtomicBool,
+    name: TaskName,
+    state: Option<Arc<StateCell>>,
+    /// When it registered: see [`flags::LATE`]; otherwise on the coarse clock, for snapshots.
+    /// Set before linking.
+    pub(super) registered: Cell<u64>,
+    /// Milliseconds, rounded up, saturating: 49 days means "no limit", as `Duration::MAX` does.
+    stop_timeout_ms: u32,
+    kind: WorkerKind,
+    /// Set before linking.
+    pub(super) shard: Cell<u8>,
+    /// [`flags`]: written by the owner only.
+    pub(super) flags: Cell<u8>,
+    /// A [`Verdict`] and [`CUT_BY_BUDGET`]; written with the lock held.
+    verdict: AtomicU8,
     _pinned: PhantomPinned,
 }
 
-// SAFETY: see the module's rules: shared fields are atomics or guarded by the shard lock, and the
-// `Cell`s are written only by the owner before the node is linked.
+// SAFETY: see the registry's rules: shared fields are atomics or guarded by the shard lock; the
+// `Cell`s others read are written by the owner before the node is linked, and `flags` is read and
+// written by the owner only.
 unsafe impl Send for Node {}
 // SAFETY: as above.
 unsafe impl Sync for Node {}
 
 impl Node {
+    #[inline]
     pub(crate) fn new(meta: WorkerMeta) -> Node {
+        let ms = meta.stop_timeout.as_nanos().div_ceil(1_000_000);
         Node {
             links: UnsafeCell::new(Links::default()),
             waker: UnsafeCell::new(None),
-            meta,
-            started: Cell::new(None),
-            task_id: Cell::new(None),
+            name: meta.name,
+            state: meta.state,
+            stop_timeout_ms: u32::try_from(ms).unwrap_or(u32::MAX),
+            kind: meta.kind,
+            registered: Cell::new(0),
             shard: Cell::new(0),
+            flags: Cell::new(0),
             verdict: AtomicU8::new(Verdict::None as u8),
-            cut_by_budget: AtomicBool::new(false),
             _pinned: PhantomPinned,
         }
     }
 
+    pub(crate) fn name(&self) -> &TaskName {
+        &self.name
+    }
+
+    pub(crate) fn kind(&self) -> WorkerKind {
+        self.kind
+    }
+
+    pub(crate) fn stop_timeout(&self) -> Duration {
+        if self.stop_timeout_ms == u32::MAX {
+            Duration::MAX
+        } else {
+            Duration::from_millis(u64::from(self.stop_timeout_ms))
+        }
+    }
+
+    /// A `#[background]` loop's state.
+    pub(crate) fn state(&self) -> Option<&StateCell> {
+        self.state.as_deref()
+    }
+
+    pub(crate) fn is_loop(&self) -> bool {
+        self.state.is_some()
+    }
+
     pub(crate) fn verdict(&self) -> Verdict {
-        Verdict::from_u8(self.verdict.load(Ordering::Acquire))
+        Verdict::from_bits(self.verdict.load(Ordering::Acquire))
     }
 
     pub(crate) fn cut_by_budget(&self) -> bool {
-        self.cut_by_budget.load(Ordering::Relaxed)
+        self.verdict.load(Ordering::Relaxed) & CUT_BY_BUDGET != 0
     }
 
-    /// When it registered (for a task: its first wait).
-    pub(crate) fn started(&self) -> Instant {
-        self.started.get().unwrap_or_else(Instant::now)
+    /// Sets the verdict. With the lock held.
+    pub(super) fn set_verdict(&self, verdict: Verdict, cut_by_budget: bool) {
+        let cut = if cut_by_budget { CUT_BY_BUDGET } else { 0 };
+        self.verdict.store(verdict as u8 | cut, Ordering::Release);
     }
 
-    pub(crate) fn task_id(&self) -> Option<tokio::task::Id> {
-        self.task_id.get()
+    pub(super) fn has_flag(&self, flag: u8) -> bool {
+        self.flags.get() & flag != 0
+    }
+
+    /// By the owner only.
+    pub(super) fn set_flag(&self, flag: u8, on: bool) {
+        let flags = self.flags.get();
+        self.flags
+            .set(if on { flags | flag } else { flags & !flag });
+    }
+
+    /// When a late worker registered, on tokio's clock; `None` for one registered before the stop
+    /// signal (its stop timeout runs from the signal).
+    pub(crate) fn registered_late(&self, stop_started: Instant) -> Option<Instant> {
+        self.has_flag(flags::LATE)
+            .then(|| stop_started + Duration::from_nanos(self.registered.get()))
+    }
+
+    /// How long it has been registered.
+    pub(crate) fn age(&self, stop_started: Option<Instant>) -> Duration {
+        match stop_started.and_then(|at| self.registered_late(at)) {
+            Some(at) => at.elapsed(),
+            None => Duration::from_nanos(coarse_now().saturating_sub(self.registered.get())),
+        }
     }
 
     /// The waker, cloned. With the lock held, or by the owner.
     pub(super) fn waker(&self) -> Option<Waker> {
-        // SAFETY: written only by the owner with the lock held; see the module's rules.
+        // SAFETY: written only by the owner with the lock held; see the registry's rules.
         unsafe { (*self.waker.get()).clone() }
     }
 
     pub(super) fn list(&self) -> ListId {
-        if self.meta.is_loop() {
+        if self.is_loop() {
             ListId::Loops
         } else {
             ListId::Workers
@@ -160,19 +235,35 @@ impl Node {
 /// A view of one live node, handed to callbacks while its shard is locked.
 pub(crate) struct Entry<'a> {
     pub(super) node: &'a Node,
+    /// When workers were told to stop, if they were.
+    pub(super) stop_started: Option<Instant>,
 }
 
 impl Entry<'_> {
-    pub(crate) fn meta(&self) -> &WorkerMeta {
-        &self.node.meta
+    pub(crate) fn name(&self) -> &TaskName {
+        self.node.name()
     }
 
-    pub(crate) fn started(&self) -> Instant {
-        self.node.started()
+    pub(crate) fn kind(&self) -> WorkerKind {
+        self.node.kind()
     }
 
-    pub(crate) fn task_id(&self) -> Option<tokio::task::Id> {
-        self.node.task_id()
+    pub(crate) fn stop_timeout(&self) -> Duration {
+        self.node.stop_timeout()
+    }
+
+    pub(crate) fn state(&self) -> Option<&StateCell> {
+        self.node.state()
+    }
+
+    /// When a late worker registered; `None` for one registered before the stop signal.
+    pub(crate) fn registered_late(&self) -> Option<Instant> {
+        self.stop_started
+            .and_then(|at| self.node.registered_late(at))
+    }
+
+    pub(crate) fn age(&self) -> Duration {
+        self.node.age(self.stop_started)
     }
 
     pub(crate) fn verdict(&self) -> Verdict {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::node::{Verdict, WorkerMeta};
+use super::node::{Node, Verdict};
 use super::{Ended, TaskName, WorkerKind, Workers};
 use crate::report::{Entry, Outcome};
 use crate::util::{format_duration, lock};
@@ -112,7 +112,7 @@ pub(super) struct Record {
 impl Workers {
     pub(super) fn record(
         &self,
-        meta: &WorkerMeta,
+        node: &Node,
         ended: &Ended,
         verdict: Verdict,
         cut_by_budget: bool,
@@ -120,13 +120,13 @@ impl Workers {
     ) {
         let (outcome, detail) = outcome(
             Fate::Ended(ended),
-            meta.stop_timeout(),
+            node.stop_timeout(),
             verdict,
             cut_by_budget,
         );
         lock(&self.records).push(Record {
-            name: meta.name.clone(),
-            kind: meta.kind,
+            name: node.name().clone(),
+            kind: node.kind(),
             outcome,
             detail,
             ended: now,

@@ -43,9 +43,11 @@ pub(crate) struct Due {
 
 impl StopPolicy {
     /// A worker's stop timeout runs from the stop signal, or from its registration when it
-    /// registered later (a cleanup task spawned on the way out); the budget caps it.
-    pub(crate) fn due(&self, registered: Instant, stop_timeout: Duration) -> Due {
-        let own = after(registered.max(self.stop_started), stop_timeout);
+    /// registered later (`registered_late`: a cleanup task spawned on the way out); the budget
+    /// caps it.
+    pub(crate) fn due(&self, registered_late: Option<Instant>, stop_timeout: Duration) -> Due {
+        let from = registered_late.map_or(self.stop_started, |at| at.max(self.stop_started));
+        let own = after(from, stop_timeout);
         Due {
             at: own.min(self.deadline),
             cut_by_budget: own > self.deadline,
@@ -105,8 +107,7 @@ mod tests {
     #[test]
     fn a_worker_is_due_its_stop_timeout_after_the_stop_signal() {
         let policy = policy(30);
-        let registered_before = policy.stop_started - SEC * 60;
-        let due = policy.due(registered_before, SEC * 2);
+        let due = policy.due(None, SEC * 2);
         assert_eq!(due.at, policy.stop_started + SEC * 2);
         assert!(!due.cut_by_budget);
     }
@@ -116,7 +117,7 @@ mod tests {
         let policy = policy(30);
         let registered_late = policy.stop_started + SEC * 3;
         assert_eq!(
-            policy.due(registered_late, SEC * 2).at,
+            policy.due(Some(registered_late), SEC * 2).at,
             policy.stop_started + SEC * 5
         );
     }
@@ -124,10 +125,10 @@ mod tests {
     #[test]
     fn the_budget_cuts_a_long_stop_timeout_and_says_so() {
         let policy = policy(3);
-        let due = policy.due(policy.stop_started, SEC * 10);
+        let due = policy.due(None, SEC * 10);
         assert_eq!(due.at, policy.deadline);
         assert!(due.cut_by_budget);
-        assert!(!policy.due(policy.stop_started, SEC * 3).cut_by_budget);
+        assert!(!policy.due(None, SEC * 3).cut_by_budget);
     }
 
     #[test]
@@ -136,7 +137,7 @@ mod tests {
             stop_started: Instant::now(),
             deadline: after(Instant::now(), Duration::MAX),
         };
-        let due = policy.due(policy.stop_started, Duration::MAX);
+        let due = policy.due(None, Duration::MAX);
         assert!(due.at > policy.stop_started + SEC * 86_400 * 365);
     }
 

@@ -4,16 +4,17 @@ use std::sync::Arc;
 
 use super::Workers;
 
-/// How a worker reaches the [`Workers`] it belongs to: the global coordinator's by a plain
-/// reference (no reference counting on a line every task would share), any other's by `Arc`.
-/// One word in every task.
+/// How a worker reaches the [`Workers`] it belongs to: by a plain reference when something
+/// else keeps them alive (the global coordinator's live as long as the process; a scoped task's
+/// scope holds its coordinator), so no reference count on a line every task would share; else
+/// by `Arc`. One word in every task.
 pub(crate) struct WorkersRef {
-    /// Tagged: the low bit set means the global, uncounted reference.
+    /// Tagged: the low bit set means an uncounted reference.
     ptr: std::ptr::NonNull<Workers>,
 }
 
-// SAFETY: points to a `Workers` (which is `Send + Sync`), kept alive by the count it holds or by
-// being the global coordinator's.
+// SAFETY: points to a `Workers` (which is `Send + Sync`), kept alive by the count it holds or, for
+// an uncounted reference, by its owner (see the constructors).
 unsafe impl Send for WorkersRef {}
 // SAFETY: as above.
 unsafe impl Sync for WorkersRef {}
@@ -21,6 +22,17 @@ unsafe impl Sync for WorkersRef {}
 impl WorkersRef {
     /// The global coordinator's workers, which live as long as the process.
     pub(crate) fn global(workers: &'static Workers) -> WorkersRef {
+        // SAFETY: `'static`.
+        unsafe { WorkersRef::uncounted(workers) }
+    }
+
+    /// Workers that something else keeps alive.
+    ///
+    /// # Safety
+    ///
+    /// `workers` outlives the reference: the caller drops the reference (and what holds it)
+    /// before whatever keeps `workers` alive.
+    pub(crate) unsafe fn uncounted(workers: &Workers) -> WorkersRef {
         let ptr = std::ptr::NonNull::from(workers);
         WorkersRef {
             ptr: ptr.map_addr(|addr| addr | 1),
@@ -36,7 +48,7 @@ impl WorkersRef {
         }
     }
 
-    fn is_global(&self) -> bool {
+    fn is_uncounted(&self) -> bool {
         self.ptr.addr().get() & 1 == 1
     }
 
@@ -52,7 +64,7 @@ impl WorkersRef {
 
 impl Drop for WorkersRef {
     fn drop(&mut self) {
-        if !self.is_global() {
+        if !self.is_uncounted() {
             // SAFETY: made by `Arc::into_raw` in `shared`, given back once.
             drop(unsafe { Arc::from_raw(self.ptr.as_ptr().cast_const()) });
         }

@@ -1,21 +1,27 @@
 //! The stop signal: the moment tasks and threads are told to stop (step 3 of the sequence). Tasks
-//! wait on a `CancellationToken`, OS threads on a condition variable, and loops ask a plain flag.
+//! wait on a `Notify` (as cheap to wait on as it gets: every waiting task pays it), OS threads on
+//! a condition variable, and loops ask a plain flag.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 use crate::util::lock;
 
-/// Fires once; every way of waiting for it sees the same moment.
-#[derive(Debug, Default)]
+/// Fires once; every way of waiting for it sees the same moment. Cheap to clone.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct StopSignal {
-    token: CancellationToken,
-    /// Set before the token fires, so asking is a plain atomic load (the token's own check takes
-    /// a lock).
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Set before waiters are woken, so asking is a plain atomic load.
     fired: AtomicBool,
+    notify: Notify,
     /// The same moment, for OS threads waiting in blocking code.
     blocking: (Mutex<bool>, Condvar),
 }
@@ -23,25 +29,32 @@ pub(crate) struct StopSignal {
 impl StopSignal {
     /// Fires the signal. Idempotent.
     pub(crate) fn fire(&self) {
-        self.fired.store(true, Ordering::Release);
-        self.token.cancel();
-        let (flag, condvar) = &self.blocking;
+        let inner = &*self.inner;
+        inner.fired.store(true, Ordering::SeqCst);
+        inner.notify.notify_waiters();
+        let (flag, condvar) = &inner.blocking;
         *lock(flag) = true;
         condvar.notify_all();
     }
 
     pub(crate) fn is_fired(&self) -> bool {
-        self.fired.load(Ordering::Acquire)
+        self.inner.fired.load(Ordering::Acquire)
     }
 
-    /// The token tasks wait on.
-    pub(crate) fn token(&self) -> &CancellationToken {
-        &self.token
+    /// Completes when the signal fires (at once if it has).
+    pub(crate) async fn fired(&self) {
+        fired(&self.inner).await;
+    }
+
+    /// Like [`fired`](Self::fired), owning what it needs.
+    pub(crate) fn fired_owned(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        let inner = self.inner.clone();
+        async move { fired(&inner).await }
     }
 
     /// Blocks the calling OS thread until the signal fires or `timeout` passes. True when fired.
     pub(crate) fn wait_blocking(&self, timeout: Option<Duration>) -> bool {
-        let (flag, condvar) = &self.blocking;
+        let (flag, condvar) = &self.inner.blocking;
         let guard = lock(flag);
         let guard = match timeout {
             None => condvar
@@ -58,13 +71,26 @@ impl StopSignal {
     }
 }
 
+/// Waits for `inner` to fire. A `Notified` receives `notify_waiters` from the moment it is
+/// created, so checking the flag after creating it cannot miss the signal.
+async fn fired(inner: &Inner) {
+    if inner.fired.load(Ordering::Acquire) {
+        return;
+    }
+    let notified = inner.notify.notified();
+    if inner.fired.load(Ordering::SeqCst) {
+        return;
+    }
+    notified.await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_waiter_sees_the_same_moment() {
-        let signal = std::sync::Arc::new(StopSignal::default());
+        let signal = StopSignal::default();
         assert!(!signal.is_fired());
         assert!(!signal.wait_blocking(Some(Duration::from_millis(1))));
         let waiter = {
@@ -74,8 +100,19 @@ mod tests {
         signal.fire();
         assert!(waiter.join().unwrap());
         assert!(signal.is_fired());
-        assert!(signal.token().is_cancelled());
         signal.fire();
         assert!(signal.wait_blocking(Some(Duration::ZERO)));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiters_made_before_or_after_the_signal_complete() {
+        let signal = StopSignal::default();
+        let before = tokio::spawn(signal.fired_owned());
+        tokio::task::yield_now().await;
+        assert!(!before.is_finished());
+        signal.fire();
+        before.await.unwrap();
+        signal.fired().await;
+        signal.fired_owned().await;
     }
 }

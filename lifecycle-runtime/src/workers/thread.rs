@@ -121,9 +121,9 @@ impl ThreadGuard {
     pub(crate) fn register(workers: WorkersRef, meta: WorkerMeta) -> ThreadGuard {
         let node = Box::pin(Node::new(meta));
         let registry_owner = workers.get();
-        registry_owner.registry.thread_spawned();
+        registry_owner.registry.task_spawned();
         // SAFETY: pinned in its box, and unlinked by `finish` (or `drop`) before the box goes.
-        unsafe { registry_owner.register(node.as_ref(), None, None) };
+        unsafe { registry_owner.register(node.as_ref(), None) };
         ThreadGuard {
             workers,
             node,

@@ -24,7 +24,7 @@ pub(super) async fn run(
     deadline: Instant,
 ) -> Lingering {
     let mut known = Vec::new();
-    workers.for_each(|worker| known.push(worker.meta().name.to_string()));
+    workers.for_each(|worker| known.push(worker.name().to_string()));
     let threads = os_threads::lingering(baseline, &known, deadline).await;
     let entries = threads
         .iter()

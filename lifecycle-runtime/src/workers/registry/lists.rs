@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::super::node::{Links, ListId, Node, WorkerMeta};
+use super::super::node::{Links, ListId, Node};
 use super::super::{TaskName, WorkerKind};
 
 #[derive(Default)]
@@ -74,7 +74,7 @@ impl Lists {
         if node.verdict().settled() {
             self.settled += 1;
         }
-        let timeout = node.meta.stop_timeout();
+        let timeout = node.stop_timeout();
         self.min_stop_timeout = Some(self.min_stop_timeout.map_or(timeout, |t| t.min(timeout)));
     }
 
@@ -122,8 +122,8 @@ impl Lists {
     }
 
     /// Folds one more worker that stopped when told.
-    pub(super) fn fold_stopped(&mut self, meta: &WorkerMeta, now: Instant) {
-        let same = |row: &Stopped| row.kind == meta.kind && row.name.same_as(&meta.name);
+    pub(super) fn fold_stopped(&mut self, node: &Node, now: Instant) {
+        let same = |row: &Stopped| row.kind == node.kind() && row.name.same_as(node.name());
         let at = match self.stopped.get(self.last_stopped) {
             Some(row) if same(row) => Some(self.last_stopped),
             _ => self.stopped.iter().position(same),
@@ -138,8 +138,8 @@ impl Lists {
             None => {
                 self.last_stopped = self.stopped.len();
                 self.stopped.push(Stopped {
-                    name: meta.name.clone(),
-                    kind: meta.kind,
+                    name: node.name().clone(),
+                    kind: node.kind(),
                     count: 1,
                     last_end: now,
                 });

@@ -26,6 +26,7 @@
 //!    atomics, or written only with the lock held. The owner reaches its node through `&Node`
 //!    only; the node is `!Unpin`, as tokio's own intrusive lists are.
 
+use std::cell::Cell;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -37,7 +38,7 @@ use tokio::time::Instant;
 
 mod lists;
 
-use super::node::{Entry, Node, Verdict};
+use super::node::{Entry, Node, Verdict, flags};
 use crate::util::lock;
 use lists::Lists;
 pub(crate) use lists::Stopped;
@@ -76,18 +77,58 @@ pub(crate) struct Registry {
 }
 
 /// Gives each OS thread a stable shard index, assigned on first use.
+///
+/// Indexes of threads that ended are handed out again, so the threads alive at one time have
+/// distinct small indexes (and so distinct shards) however many threads came and went: a
+/// program that builds a runtime per test, or a blocking pool whose threads come and go, does
+/// not end up with two busy workers on one shard.
 fn thread_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        /// The index, once assigned: a plain read on the hot path.
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    INDEX.with(|index| *index)
+    match INDEX.with(Cell::get) {
+        usize::MAX => assign_thread_index(|index| INDEX.with(|cell| cell.set(index))),
+        index => index,
+    }
+}
+
+/// Takes a free index for this thread, and arranges for it to be given back when the thread
+/// ends.
+#[cold]
+fn assign_thread_index(remember: impl FnOnce(usize)) -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+    struct GiveBack(usize);
+
+    impl Drop for GiveBack {
+        fn drop(&mut self) {
+            lock(&FREE).push(self.0);
+        }
+    }
+
+    thread_local! {
+        static GIVE_BACK: Cell<Option<GiveBack>> = const { Cell::new(None) };
+    }
+    let index = lock(&FREE)
+        .pop()
+        .unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed));
+    // During thread teardown the thread-local may be gone already: then the index is simply not
+    // given back (and not remembered either).
+    if GIVE_BACK
+        .try_with(|slot| slot.set(Some(GiveBack(index))))
+        .is_ok()
+    {
+        remember(index);
+    }
+    index
 }
 
 impl Registry {
     pub(crate) fn new() -> Registry {
         let cores = std::thread::available_parallelism().map_or(4, usize::from);
-        let count = (cores * 2).next_power_of_two().clamp(4, 64);
+        let count = (cores * 4).next_power_of_two().clamp(8, 64);
         Registry {
             shards: (0..count).map(|_| Shard::default()).collect(),
             mask: count - 1,
@@ -106,23 +147,10 @@ impl Registry {
         &self.shards[self.local_index()]
     }
 
-    /// A task was spawned.
+    /// A task was spawned (or a thread started: it registers at once, which ends its "first
+    /// poll").
     pub(crate) fn task_spawned(&self) {
         self.local().spawned.fetch_add(1, Ordering::Release);
-    }
-
-    /// A thread was started: threads register when they start, so their "first poll" is over at
-    /// once.
-    pub(crate) fn thread_spawned(&self) {
-        let shard = self.local();
-        shard.spawned.fetch_add(1, Ordering::Release);
-        shard.first_polls.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// A task's first poll ended with it registered. SeqCst, paired with the phase (see
-    /// `Workers::phase`).
-    pub(crate) fn first_poll_done(&self) {
-        self.local().first_polls.fetch_add(1, Ordering::SeqCst);
     }
 
     /// A task ended in its first poll (it never registered): both counts on one shard.
@@ -152,34 +180,35 @@ impl Registry {
         spawned.saturating_sub(polled)
     }
 
-    /// Links `node` into the calling thread's shard.
+    /// Links `node` into the calling thread's shard, with `waker` to wake it through, and counts
+    /// the end of its first poll (SeqCst, paired with the phase: see `Workers::phase`).
+    /// `registered` is when, as [`Node::registered`] reads it.
     ///
     /// # Safety
     ///
     /// `node` is pinned and not linked, and its owner unlinks it (with [`Registry::unlink`])
     /// before it is dropped or moved.
-    pub(crate) unsafe fn link(
-        &self,
-        node: Pin<&Node>,
-        waker: Option<Waker>,
-        verdict: Verdict,
-        task_id: Option<tokio::task::Id>,
-        started: Instant,
-    ) {
+    pub(crate) unsafe fn link(&self, node: Pin<&Node>, waker: Option<Waker>, registered: u64) {
         let node = node.get_ref();
         let index = self.local_index();
-        node.started.set(Some(started));
-        node.task_id.set(task_id);
+        node.registered.set(registered);
         // At most 64 shards.
-        node.shard.set(index as u16);
-        node.verdict.store(verdict as u8, Ordering::Relaxed);
-        let mut lists = self.lists(index);
-        // SAFETY: not linked yet, so no one else sees it; the lock is held for the waker and the
-        // push.
-        unsafe {
-            *node.waker.get() = waker;
-            lists.push(node);
+        node.shard.set(index as u8);
+        if node.has_flag(flags::AWAITS_REPORT) {
+            node.set_verdict(Verdict::AwaitsReport, false);
         }
+        {
+            let mut lists = self.lists(index);
+            // SAFETY: not linked yet, so no one else sees it; the lock is held for the waker and
+            // the push.
+            unsafe {
+                *node.waker.get() = waker;
+                lists.push(node);
+            }
+        }
+        self.shards[index]
+            .first_polls
+            .fetch_add(1, Ordering::SeqCst);
     }
 
     /// Unlinks `node`, calling `record` with the shard's folded "stopped" rows while the lock is
@@ -196,31 +225,17 @@ impl Registry {
         let mut lists = self.lists(usize::from(node.shard.get()));
         // SAFETY: linked here, by the caller's promise.
         unsafe { lists.remove(node) };
-        let meta = &node.meta;
         let lists = &mut *lists;
-        record(node, &mut |now| lists.fold_stopped(meta, now));
+        record(node, &mut |now| lists.fold_stopped(node, now));
         Leaving {
             shard_settled: lists.is_settled(),
         }
     }
 
-    /// Replaces the waker of a linked node (by its owner).
-    pub(crate) fn set_waker(&self, node: &Node, waker: &Waker) {
-        let _lists = self.lists(usize::from(node.shard.get()));
-        // SAFETY: the owner writes with the lock held.
-        unsafe { *node.waker.get() = Some(waker.clone()) };
-    }
-
-    /// Whether `waker` is the one `node` holds (by its owner, without the lock).
-    pub(crate) fn holds_waker(node: &Node, waker: &Waker) -> bool {
-        // SAFETY: only the owner writes it, and the owner is the caller.
-        unsafe { (*node.waker.get()).as_ref() }.is_some_and(|known| known.will_wake(waker))
-    }
-
-    /// Changes the verdict of a linked node, keeping the settled count right.
-    fn set_verdict(lists: &mut Lists, node: &Node, verdict: Verdict) {
+    /// Changes the verdict of a linked node, keeping the settled count right. With the lock held.
+    fn set_verdict(lists: &mut Lists, node: &Node, verdict: Verdict, cut_by_budget: bool) {
         let before = node.verdict().settled();
-        node.verdict.store(verdict as u8, Ordering::Release);
+        node.set_verdict(verdict, cut_by_budget);
         match (before, verdict.settled()) {
             (false, true) => lists.settled += 1,
             (true, false) => lists.settled -= 1,
@@ -228,17 +243,23 @@ impl Registry {
         }
     }
 
-    /// True when every linked entry has been given up on and no more than `ignored_unpolled`
-    /// spawned tasks are still in their first poll: nothing left to wait for.
+    /// True when no more than `ignored_unpolled` spawned tasks are still in their first poll and
+    /// every linked entry has been given up on: nothing left to wait for.
+    ///
+    /// The counts are read first. A task links itself before it counts its first poll as done,
+    /// so one counted as polled here is already in the lists read next; one that registers
+    /// after the counts were read was still unpolled then.
     pub(crate) fn settled(&self, ignored_unpolled: u64) -> bool {
-        let entries_settled = (0..self.shards.len()).all(|index| self.lists(index).is_settled());
-        entries_settled && self.unpolled() <= ignored_unpolled
+        self.unpolled() <= ignored_unpolled
+            && (0..self.shards.len()).all(|index| self.lists(index).is_settled())
     }
 
-    /// Calls `f` on every live entry, one shard locked at a time.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&Entry<'_>)) {
+    /// Calls `f` on every live entry, one shard locked at a time. `stop_started` is when workers
+    /// were told to stop, if they were (entries tell late registrations by it).
+    pub(crate) fn for_each(&self, stop_started: Option<Instant>, mut f: impl FnMut(&Entry<'_>)) {
         for index in 0..self.shards.len() {
-            self.lists(index).for_each(|node| f(&Entry { node }));
+            self.lists(index)
+                .for_each(|node| f(&Entry { node, stop_started }));
         }
     }
 
@@ -250,7 +271,10 @@ impl Registry {
             while let Some(node) = cursor {
                 // SAFETY: the lock is held; linked nodes are alive.
                 let node = unsafe { node.as_ref() };
-                f(&Entry { node });
+                f(&Entry {
+                    node,
+                    stop_started: None,
+                });
                 // SAFETY: as above.
                 cursor = unsafe { (*node.links.get()).next };
             }
@@ -258,49 +282,40 @@ impl Registry {
     }
 
     /// Lets `judge` change the verdict of every live entry (`Some(verdict)`), and, when it does,
-    /// whether the budget cut the worker off.
-    pub(crate) fn judge(&self, mut judge: impl FnMut(&Entry<'_>) -> Option<(Verdict, bool)>) {
+    /// say whether the budget cut the worker off.
+    pub(crate) fn judge(
+        &self,
+        stop_started: Option<Instant>,
+        mut judge: impl FnMut(&Entry<'_>) -> Option<(Verdict, bool)>,
+    ) {
         for index in 0..self.shards.len() {
             let mut lists = self.lists(index);
             let mut changes = Vec::new();
             lists.for_each(|node| {
-                if let Some(change) = judge(&Entry { node }) {
+                if let Some(change) = judge(&Entry { node, stop_started }) {
                     changes.push((NonNull::from(node), change));
                 }
             });
             for (node, (verdict, cut_by_budget)) in changes {
                 // SAFETY: still linked: the lock was held throughout.
                 let node = unsafe { node.as_ref() };
-                node.cut_by_budget.store(cut_by_budget, Ordering::Relaxed);
-                Registry::set_verdict(&mut lists, node, verdict);
+                Registry::set_verdict(&mut lists, node, verdict, cut_by_budget);
             }
         }
     }
 
-    /// Marks the linked node of task `id` (if any) as awaiting the report, or not.
-    pub(crate) fn mark_awaiting(&self, id: tokio::task::Id, awaiting: bool) {
-        for index in 0..self.shards.len() {
-            let mut lists = self.lists(index);
-            let mut found = None;
-            lists.for_each(|node| {
-                if node.task_id() == Some(id) {
-                    found = Some(NonNull::from(node));
-                }
-            });
-            if let Some(node) = found {
-                // SAFETY: still linked: the lock was held throughout.
-                let node = unsafe { node.as_ref() };
-                match (awaiting, node.verdict()) {
-                    (true, Verdict::None) => {
-                        Registry::set_verdict(&mut lists, node, Verdict::AwaitsReport);
-                    }
-                    (false, Verdict::AwaitsReport) => {
-                        Registry::set_verdict(&mut lists, node, Verdict::None);
-                    }
-                    _ => {}
-                }
-                return;
+    /// Marks a linked node (by its owner) as awaiting the report, or not, unless shutdown judged
+    /// it otherwise already.
+    pub(crate) fn set_awaiting(&self, node: &Node, awaiting: bool) {
+        let mut lists = self.lists(usize::from(node.shard.get()));
+        match (awaiting, node.verdict()) {
+            (true, Verdict::None) => {
+                Registry::set_verdict(&mut lists, node, Verdict::AwaitsReport, false);
             }
+            (false, Verdict::AwaitsReport) => {
+                Registry::set_verdict(&mut lists, node, Verdict::None, false);
+            }
+            _ => {}
         }
     }
 

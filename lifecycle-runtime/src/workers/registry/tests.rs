@@ -17,7 +17,8 @@ fn node(name: &'static str, stop_timeout: u64) -> Pin<Box<Node>> {
 
 fn link(registry: &Registry, node: &Pin<Box<Node>>) {
     // SAFETY: pinned in a box the test unlinks before dropping.
-    unsafe { registry.link(node.as_ref(), None, Verdict::None, None, Instant::now()) };
+    registry.task_spawned();
+    unsafe { registry.link(node.as_ref(), None, 0) };
 }
 
 fn unlink(registry: &Registry, node: &Pin<Box<Node>>) -> bool {
@@ -27,7 +28,7 @@ fn unlink(registry: &Registry, node: &Pin<Box<Node>>) -> bool {
 
 fn names(registry: &Registry) -> Vec<String> {
     let mut names = Vec::new();
-    registry.for_each(|entry| names.push(entry.meta().name.to_string()));
+    registry.for_each(None, |entry| names.push(entry.name().to_string()));
     names.sort();
     names
 }
@@ -70,7 +71,7 @@ fn loops_have_their_own_list() {
     link(&registry, &plain);
     link(&registry, &looping);
     let mut loops = Vec::new();
-    registry.for_each_loop(|entry| loops.push(entry.meta().name.to_string()));
+    registry.for_each_loop(|entry| loops.push(entry.name().to_string()));
     assert_eq!(loops, ["loop"]);
     assert_eq!(names(&registry), ["loop", "plain"]);
     unlink(&registry, &looping);
@@ -100,7 +101,7 @@ fn given_up_entries_count_as_settled_until_they_leave() {
     let stuck = node("stuck", 1);
     link(&registry, &stuck);
     assert!(!registry.settled(0));
-    registry.judge(|_| Some((Verdict::Leaked, false)));
+    registry.judge(None, |_| Some((Verdict::Leaked, false)));
     assert!(registry.settled(0));
     assert_eq!(stuck.verdict(), Verdict::Leaked);
     assert!(unlink(&registry, &stuck));
