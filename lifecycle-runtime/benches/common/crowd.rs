@@ -29,8 +29,9 @@ pub enum Contender {
     Tracker,
     /// tokio-graceful-shutdown subsystems, waiting on `on_shutdown_requested()`.
     Graceful,
-    /// `lifecycle_runtime::spawn` on the global coordinator, waiting on a token of the round's own:
-    /// the global coordinator shuts down once, so a bench never shuts it down.
+    /// `lifecycle_runtime::spawn` on the global coordinator, waiting on a `Notify` of the round's
+    /// own, as raw's do: the global coordinator shuts down once, so a bench never shuts it down,
+    /// and its own `Shutdown` is a `Notify` too, so the wait costs what raw's does.
     Global,
     /// `Coordinator::spawn` on a fresh scoped coordinator, waiting on its `Shutdown`.
     Scoped,
@@ -67,7 +68,7 @@ impl Contender {
             Contender::Raw => "Notify",
             Contender::Tracker => "CancellationToken",
             Contender::Graceful => "on_shutdown_requested()",
-            Contender::Global => "token",
+            Contender::Global => "Notify",
             Contender::Scoped => "Shutdown",
         }
     }
@@ -200,7 +201,7 @@ enum Signal {
         toplevel: Option<Toplevel>,
     },
     Global {
-        token: CancellationToken,
+        notify: Arc<Notify>,
     },
     Scoped {
         coordinator: Coordinator,
@@ -235,7 +236,7 @@ impl Crowd {
                 toplevel: None,
             },
             Contender::Global => Signal::Global {
-                token: CancellationToken::new(),
+                notify: Arc::new(Notify::new()),
             },
             Contender::Scoped => Signal::Scoped {
                 coordinator: Coordinator::builder().scan_os_threads(false).build(),
@@ -299,9 +300,12 @@ impl Crowd {
                     token.clone(),
                 ));
             }
-            Signal::Global { token } => {
-                let token = token.clone();
-                let task = move || wait_for::<N>(polls.clone(), token.clone().cancelled_owned());
+            Signal::Global { notify } => {
+                let notify = notify.clone();
+                let task = move || {
+                    let notify = notify.clone();
+                    wait_for::<N>(polls.clone(), async move { notify.notified().await })
+                };
                 self.future_size = Some(size_of_val(&task()));
                 spawn_all(placement, clock, n, Vec::new(), move || {
                     drop(lifecycle_runtime::spawn("waiting", task()));
@@ -310,15 +314,11 @@ impl Crowd {
             }
             Signal::Scoped { coordinator } => {
                 let shutdown = coordinator.shutdown_signal();
-                // Built in place: the type of `triggered_owned()`'s future names the borrow of
-                // `shutdown` (it has no `use<>`), so a closure cannot return it.
-                let future = wait_for::<N>(polls.clone(), shutdown.triggered_owned());
-                self.future_size = Some(size_of_val(&future));
-                drop(future);
+                let task = move || wait_for::<N>(polls.clone(), shutdown.triggered_owned());
+                self.future_size = Some(size_of_val(&task()));
                 let coordinator = coordinator.clone();
                 spawn_all(placement, clock, n, Vec::new(), move || {
-                    let task = wait_for::<N>(polls.clone(), shutdown.triggered_owned());
-                    drop(coordinator.spawn("waiting", task));
+                    drop(coordinator.spawn("waiting", task()));
                 })
                 .await;
             }
@@ -364,8 +364,8 @@ impl Crowd {
                 stopped.expect("the subsystems stop cleanly");
                 elapsed
             }
-            Signal::Global { token } => {
-                token.cancel();
+            Signal::Global { notify } => {
+                notify.notify_waiters();
                 tasks_gone(self.baseline).await;
                 started.elapsed()
             }

@@ -36,7 +36,9 @@ pub(crate) use reference::WorkersRef;
 use registry::Registry;
 pub(crate) use registry::Totals;
 pub(crate) use stop::StopSignal;
-pub(crate) use task::{OkFuture, Worker, current_task_name, ended_from};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use task::current_task_name;
+pub(crate) use task::{OkFuture, Worker, ended_from};
 pub use task::{TaskError, TaskHandle};
 pub(crate) use thread::ThreadGuard;
 pub use thread::ThreadHandle;
@@ -159,9 +161,10 @@ impl Workers {
     // ----- phase and stop signal ---------------------------------------------------------------
 
     pub(crate) fn phase(&self) -> Phase {
-        // SeqCst with the first-poll counters: a task ending in its first poll stores its count
-        // then loads the phase, the sequence stores the phase then loads the counts, and at least
-        // one of the two must see the other (free on x86, needed on weaker memory models).
+        // SeqCst with the count of tasks that ended in their first poll: such a task stores its
+        // count then loads the phase (and skips waking shutdown if it reads `Running`), the
+        // sequence stores the phase then loads the counts, and at least one of the two must see
+        // the other (free on x86, needed on weaker memory models).
         Phase::from_u8(self.phase.load(Ordering::SeqCst))
     }
 

@@ -172,6 +172,7 @@ pub(crate) fn polling_worker() -> *const WorkerGuard {
 }
 
 /// The name of the worker being polled on this thread, if any.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn current_task_name() -> Option<TaskName> {
     // SAFETY: the worker being polled on this thread is alive for the whole of its poll.
     unsafe { polling_worker().as_ref() }.map(|guard| guard.name().clone())

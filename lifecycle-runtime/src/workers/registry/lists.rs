@@ -30,6 +30,9 @@ pub(super) struct Lists {
     pub(super) workers: List,
     pub(super) loops: List,
     pub(super) len: usize,
+    /// First polls that ended with the task registered here (counted under the lock the link
+    /// takes anyway).
+    pub(super) registered: u64,
     /// Entries shutdown no longer waits for (leaked, or awaiting the report).
     pub(super) settled: usize,
     /// The least stop timeout of anything registered here: a lower bound for step 3's first wait.

@@ -50,7 +50,8 @@ pub(crate) use lists::Stopped;
 struct Shard {
     lists: Mutex<Lists>,
     spawned: AtomicU64,
-    /// Workers whose first poll ended (registered or finished); threads count at start.
+    /// Tasks whose first poll ended with the task finished (registered ones are counted in the
+    /// lists, under the lock they take anyway).
     first_polls: AtomicU64,
     completed: AtomicU64,
     cancelled: AtomicU64,
@@ -164,14 +165,23 @@ impl Registry {
         shard.first_polls.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Tasks spawned whose first poll has not ended. Summing `first_polls` before `spawned` never
-    /// undercounts: both only grow.
+    /// Tasks spawned whose first poll has not ended. Summing the first polls before `spawned`
+    /// never undercounts: both only grow.
     pub(crate) fn unpolled(&self) -> u64 {
-        let polled: u64 = self
+        let registered: u64 = (0..self.shards.len())
+            .map(|index| self.lists(index).registered)
+            .sum();
+        self.unpolled_after(registered)
+    }
+
+    /// [`unpolled`](Self::unpolled), given the registered first polls already summed.
+    fn unpolled_after(&self, registered: u64) -> u64 {
+        let ended: u64 = self
             .shards
             .iter()
             .map(|shard| shard.first_polls.load(Ordering::SeqCst))
             .sum();
+        let polled = registered + ended;
         let spawned: u64 = self
             .shards
             .iter()
@@ -181,8 +191,8 @@ impl Registry {
     }
 
     /// Links `node` into the calling thread's shard, with `waker` to wake it through, and counts
-    /// the end of its first poll (SeqCst, paired with the phase: see `Workers::phase`).
-    /// `registered` is when, as [`Node::registered`] reads it.
+    /// the end of its first poll with it, under the same lock. `registered` is when, as
+    /// [`Node::registered`] reads it.
     ///
     /// # Safety
     ///
@@ -197,18 +207,14 @@ impl Registry {
         if node.has_flag(flags::AWAITS_REPORT) {
             node.set_verdict(Verdict::AwaitsReport, false);
         }
-        {
-            let mut lists = self.lists(index);
-            // SAFETY: not linked yet, so no one else sees it; the lock is held for the waker and
-            // the push.
-            unsafe {
-                *node.waker.get() = waker;
-                lists.push(node);
-            }
+        let mut lists = self.lists(index);
+        // SAFETY: not linked yet, so no one else sees it; the lock is held for the waker and the
+        // push.
+        unsafe {
+            *node.waker.get() = waker;
+            lists.push(node);
         }
-        self.shards[index]
-            .first_polls
-            .fetch_add(1, Ordering::SeqCst);
+        lists.registered += 1;
     }
 
     /// Unlinks `node`, calling `record` with the shard's folded "stopped" rows while the lock is
@@ -243,15 +249,22 @@ impl Registry {
         }
     }
 
-    /// True when no more than `ignored_unpolled` spawned tasks are still in their first poll and
-    /// every linked entry has been given up on: nothing left to wait for.
+    /// True when every linked entry has been given up on and no more than `ignored_unpolled`
+    /// spawned tasks are still in their first poll: nothing left to wait for.
     ///
-    /// The counts are read first. A task links itself before it counts its first poll as done,
-    /// so one counted as polled here is already in the lists read next; one that registers
-    /// after the counts were read was still unpolled then.
+    /// Each shard's lists and its count of registered first polls are read together, under its
+    /// lock, and `spawned` last: a task that registers in a shard already read was not counted
+    /// as polled there, so it still counts as unpolled.
     pub(crate) fn settled(&self, ignored_unpolled: u64) -> bool {
-        self.unpolled() <= ignored_unpolled
-            && (0..self.shards.len()).all(|index| self.lists(index).is_settled())
+        let mut registered = 0;
+        for index in 0..self.shards.len() {
+            let lists = self.lists(index);
+            if !lists.is_settled() {
+                return false;
+            }
+            registered += lists.registered;
+        }
+        self.unpolled_after(registered) <= ignored_unpolled
     }
 
     /// Calls `f` on every live entry, one shard locked at a time. `stop_started` is when workers
