@@ -140,6 +140,7 @@ impl Coordinator {
     }
 
     /// The process-global coordinator, created on first use with default settings.
+    #[inline]
     pub fn global() -> &'static Coordinator {
         scope::global(|| Coordinator::from_config(Config::default(), true))
     }
@@ -323,6 +324,7 @@ impl Coordinator {
         self.state.start.config(|| self.config())
     }
 
+    #[inline]
     pub(crate) fn is_global(&self) -> bool {
         self.state.is_global
     }
@@ -349,6 +351,7 @@ impl Coordinator {
     /// Remembers the runtime so that a start from a plain OS thread can run the sequence there.
     /// Called on every spawn, so only the first runtime is kept (a load when set). A `report()`
     /// caller runs the sequence on its own runtime if that one is gone.
+    #[inline]
     pub(crate) fn remember_runtime(&self) {
         if self.state.runtime.get().is_none() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {

@@ -160,6 +160,7 @@ impl Workers {
 
     // ----- phase and stop signal ---------------------------------------------------------------
 
+    #[inline]
     pub(crate) fn phase(&self) -> Phase {
         // SeqCst with the count of tasks that ended in their first poll: such a task stores its
         // count then loads the phase (and skips waking shutdown if it reads `Running`), the
@@ -224,6 +225,7 @@ impl Workers {
         self.registry.unpolled()
     }
 
+    #[inline]
     pub(crate) fn task_spawned(&self) {
         self.registry.task_spawned();
     }
@@ -336,11 +338,13 @@ impl Workers {
     }
 
     /// Whether shutdown has aborted any task (only then do tasks look at their own verdict).
+    #[inline]
     fn aborts_issued(&self) -> bool {
         self.aborts_issued.load(Ordering::Acquire)
     }
 
     /// Whether shutdown aborted this linked node.
+    #[inline]
     fn is_aborted(&self, node: &Node) -> bool {
         node.verdict() == Verdict::Aborted
     }

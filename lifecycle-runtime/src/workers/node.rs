@@ -177,6 +177,7 @@ impl Node {
         self.state.is_some()
     }
 
+    #[inline]
     pub(crate) fn verdict(&self) -> Verdict {
         Verdict::from_bits(self.verdict.load(Ordering::Acquire))
     }
@@ -191,11 +192,13 @@ impl Node {
         self.verdict.store(verdict as u8 | cut, Ordering::Release);
     }
 
+    #[inline]
     pub(super) fn has_flag(&self, flag: u8) -> bool {
         self.flags.get() & flag != 0
     }
 
     /// By the owner only.
+    #[inline]
     pub(super) fn set_flag(&self, flag: u8, on: bool) {
         let flags = self.flags.get();
         self.flags

@@ -52,6 +52,7 @@ impl WorkersRef {
         self.ptr.addr().get() & 1 == 1
     }
 
+    #[inline]
     pub(crate) fn get(&self) -> &Workers {
         let ptr = self.ptr.map_addr(|addr| {
             // SAFETY: clearing the tag of a non-null, aligned pointer leaves it non-null.

@@ -185,6 +185,7 @@ struct Polling {
 }
 
 impl Polling {
+    #[inline]
     fn enter(guard: &WorkerGuard) -> Polling {
         Polling {
             previous: POLLING.with(|polling| polling.replace(guard)),
@@ -193,6 +194,7 @@ impl Polling {
 }
 
 impl Drop for Polling {
+    #[inline]
     fn drop(&mut self) {
         POLLING.with(|polling| polling.set(self.previous));
     }
@@ -241,6 +243,7 @@ impl WorkerGuard {
     /// The worker returned `Pending`: register it on its first wait. Its waker never changes: the
     /// worker is its task's root future (under at most a scope and a span, which pass the
     /// context on), and tokio hands a task's root future that task's own waker on every poll.
+    #[inline]
     fn waiting(self: Pin<&mut Self>, waker: &Waker) {
         let this = self.into_ref().project_ref();
         let node = this.node;
@@ -255,6 +258,7 @@ impl WorkerGuard {
 
     /// Whether shutdown aborted this worker (only registered workers can be). Asks the registry
     /// first, so the task's own node is not touched until shutdown aborted something.
+    #[inline]
     fn aborted(&self) -> bool {
         let workers = self.workers.get();
         workers.aborts_issued() && self.is_registered() && workers.is_aborted(&self.node)
@@ -274,6 +278,7 @@ impl WorkerGuard {
     }
 
     /// Records how the worker ended. Only the first call counts.
+    #[inline]
     pub(crate) fn finish(self: Pin<&mut Self>, ended: Ended) {
         let this = self.into_ref().project_ref();
         let node = this.node;

@@ -10,9 +10,14 @@ use tokio::time::Instant;
 use super::super::node::{Links, ListId, Node};
 use super::super::{TaskName, WorkerKind};
 
+/// Oldest first. Nodes are appended, and workers told to stop at once end roughly in the order
+/// they registered (wakers are woken in the order they started waiting), so a removal mostly
+/// takes the head and touches only the next node, whose task is about to end and be touched
+/// anyway. (Pushing at the head instead made each removal touch two cold neighbours.)
 #[derive(Default)]
 pub(super) struct List {
     pub(super) head: Option<NonNull<Node>>,
+    tail: Option<NonNull<Node>>,
 }
 
 /// Workers of one name that stopped when told, folded as they end (the usual outcome needs no
@@ -53,7 +58,7 @@ impl Lists {
         }
     }
 
-    /// Pushes `node` at the head of its list.
+    /// Appends `node` to its list.
     ///
     /// # Safety
     ///
@@ -62,17 +67,18 @@ impl Lists {
         let id = node.list();
         let list = self.list(id);
         let ptr = NonNull::from(node);
-        // SAFETY: the lock is held (we have `&mut self`); `head` is a live linked node.
+        // SAFETY: the lock is held (we have `&mut self`); `tail` is a live linked node.
         unsafe {
             *node.links.get() = Links {
-                prev: None,
-                next: list.head,
+                prev: list.tail,
+                next: None,
             };
-            if let Some(head) = list.head {
-                (*head.as_ref().links.get()).prev = Some(ptr);
+            match list.tail {
+                Some(tail) => (*tail.as_ref().links.get()).next = Some(ptr),
+                None => list.head = Some(ptr),
             }
         }
-        list.head = Some(ptr);
+        list.tail = Some(ptr);
         self.len += 1;
         if node.verdict().settled() {
             self.settled += 1;
@@ -88,15 +94,17 @@ impl Lists {
     /// `node` is linked in these lists.
     pub(super) unsafe fn remove(&mut self, node: &Node) {
         let id = node.list();
+        let list = self.list(id);
         // SAFETY: the lock is held; `node` and its neighbours are linked, live nodes.
         unsafe {
             let links = std::mem::take(&mut *node.links.get());
             match links.prev {
                 Some(prev) => (*prev.as_ref().links.get()).next = links.next,
-                None => self.list(id).head = links.next,
+                None => list.head = links.next,
             }
-            if let Some(next) = links.next {
-                (*next.as_ref().links.get()).prev = links.prev;
+            match links.next {
+                Some(next) => (*next.as_ref().links.get()).prev = links.prev,
+                None => list.tail = links.prev,
             }
         }
         self.len -= 1;

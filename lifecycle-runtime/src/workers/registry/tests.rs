@@ -144,3 +144,40 @@ fn stopped_workers_fold_by_name_and_kind() {
     assert_eq!((&*rows[1].name, rows[1].count), ("flush", 1));
     assert!(registry.take_stopped().is_empty(), "taken once");
 }
+
+#[test]
+fn head_middle_and_tail_unlink_and_the_list_keeps_its_order() {
+    let registry = Registry::new();
+    let nodes: Vec<_> = ["x", "y", "z", "w"]
+        .into_iter()
+        .map(|n| node(n, 1))
+        .collect();
+    let in_order = |registry: &Registry| {
+        let mut names = Vec::new();
+        registry.for_each(None, |entry| names.push(entry.name().to_string()));
+        names
+    };
+    link(&registry, &nodes[0]);
+    link(&registry, &nodes[1]);
+    link(&registry, &nodes[2]);
+    assert_eq!(in_order(&registry), ["x", "y", "z"], "oldest first");
+    unlink(&registry, &nodes[2]);
+    link(&registry, &nodes[3]);
+    assert_eq!(
+        in_order(&registry),
+        ["x", "y", "w"],
+        "the tail moved back, then on"
+    );
+    unlink(&registry, &nodes[0]);
+    assert_eq!(in_order(&registry), ["y", "w"]);
+    unlink(&registry, &nodes[3]);
+    unlink(&registry, &nodes[1]);
+    assert!(in_order(&registry).is_empty());
+    link(&registry, &nodes[2]);
+    assert_eq!(
+        in_order(&registry),
+        ["z"],
+        "an emptied list takes nodes again"
+    );
+    unlink(&registry, &nodes[2]);
+}
