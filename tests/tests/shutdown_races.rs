@@ -454,6 +454,67 @@ async fn a_tracked_task_that_starts_awaiting_the_report_during_step_3_releases_i
     .await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_report_wait_given_up_inside_the_task_makes_it_waited_for_again() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let _impatient = lifecycle_runtime::spawn("impatient", async {
+            let coordinator = lifecycle_runtime::Coordinator::current();
+            tokio::select! {
+                _ = coordinator.report() => {}
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+            // No longer waiting for the report, and ignoring shutdown.
+            std::future::pending::<()>().await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let report = lifecycle_runtime::shutdown().await;
+        let entry = report.entry("impatient").expect("the task is named");
+        assert_eq!(entry.outcome(), &Outcome::Aborted, "{report}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_report_wait_dropped_by_another_task_makes_its_task_waited_for_again() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let (hand_over, handed) = tokio::sync::oneshot::channel();
+        let _keeps_running = lifecycle_runtime::spawn("keeps-running", async move {
+            // Registered from its first wait on.
+            tokio::task::yield_now().await;
+            let coordinator = lifecycle_runtime::Coordinator::current();
+            let mut wait = Box::pin(async move { coordinator.report().await });
+            // Polled once here (the task counts as awaiting the report), then handed over.
+            std::future::poll_fn(|cx| {
+                let _ = wait.as_mut().poll(cx);
+                std::task::Poll::Ready(())
+            })
+            .await;
+            let _ = hand_over.send(wait);
+            // This task goes on running and ignores shutdown: it must be waited for, then
+            // aborted and named, not set aside as if it still awaited the report.
+            std::future::pending::<()>().await;
+        });
+        let _drops_the_wait = lifecycle_runtime::spawn("drops-the-wait", async move {
+            drop(handed.await);
+            lifecycle_runtime::shutdown_signal().triggered().await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let report = lifecycle_runtime::shutdown().await;
+        let entry = report
+            .entry("keeps-running")
+            .unwrap_or_else(|| panic!("the task that ignored shutdown is not named:\n{report}"));
+        assert_eq!(entry.outcome(), &Outcome::Aborted, "{report}");
+        assert_eq!(
+            report.entry("drops-the-wait").map(|entry| entry.outcome()),
+            Some(&Outcome::Stopped),
+            "{report}"
+        );
+    })
+    .await;
+}
+
 // ----- tasks started while resources close are reported, not dropped silently -------------------
 
 struct SpawnsOnClose;

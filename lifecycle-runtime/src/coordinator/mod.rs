@@ -221,6 +221,7 @@ impl Coordinator {
     /// A tracked task (or the body of `main`) may await it: step 3 does not wait for a task that
     /// is waiting for the report.
     pub async fn report(&self) -> ShutdownReport {
+        // Step 3 sets the calling worker aside while it waits here.
         let _awaiting = AwaitingReport::new(&self.state.workers);
         let mut published = self.state.sequence.subscribe();
         loop {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::node::Verdict;
+use super::node::{Node, Verdict};
 use super::outcome::{Fate, Leak, outcome};
 use super::task::{WorkerGuard, polling_worker};
 use super::{Phase, StopPolicy, TaskName, WorkerKind, Workers};
@@ -218,47 +218,64 @@ impl Workers {
 
 /// Registers the calling worker as awaiting the report while it does: step 3 does not wait for
 /// a worker that waits for step 3. Outside a worker of these `workers` it does nothing.
-pub(crate) struct AwaitingReport {
+///
+/// A report future moved to another task after its first poll (boxed, or shared) and dropped
+/// there takes the mark back only if the worker is still linked; one whose first poll was that
+/// first poll keeps it (its node, not linked yet, belongs to its own thread).
+pub(crate) struct AwaitingReport<'a> {
+    workers: &'a Workers,
     /// The worker, while its poll runs; null when it is not one of these workers'.
     worker: *const WorkerGuard,
+    /// Its node, to find it again when dropped outside the worker's poll.
+    node: *const Node,
 }
 
-// SAFETY: the pointer is only dereferenced while the worker it names is being polled on this
-// thread (checked against the thread's polling worker), never elsewhere.
-unsafe impl Send for AwaitingReport {}
+// SAFETY: the pointers are dereferenced only while the worker they name is being polled on this
+// thread (checked against the thread's polling worker); elsewhere `node` is only compared with
+// linked nodes, under their shard's lock, before anything reads it.
+unsafe impl Send for AwaitingReport<'_> {}
 // SAFETY: as above.
-unsafe impl Sync for AwaitingReport {}
+unsafe impl Sync for AwaitingReport<'_> {}
 
-impl AwaitingReport {
-    pub(crate) fn new(workers: &Workers) -> AwaitingReport {
+impl<'a> AwaitingReport<'a> {
+    pub(crate) fn new(workers: &'a Workers) -> AwaitingReport<'a> {
+        let mut awaiting = AwaitingReport {
+            workers,
+            worker: std::ptr::null(),
+            node: std::ptr::null(),
+        };
         let worker = polling_worker();
         // SAFETY: the worker being polled on this thread is alive for the whole of its poll,
         // which this call is part of.
         let Some(guard) = (unsafe { worker.as_ref() }) else {
-            return AwaitingReport {
-                worker: std::ptr::null(),
-            };
+            return awaiting;
         };
         if !std::ptr::eq(guard.workers(), workers) {
-            return AwaitingReport {
-                worker: std::ptr::null(),
-            };
+            return awaiting;
         }
         guard.set_awaiting(true);
         if workers.phase() >= Phase::Draining {
             workers.registered_late();
         }
-        AwaitingReport { worker }
+        awaiting.worker = worker;
+        awaiting.node = guard.node();
+        awaiting
     }
 }
 
-impl Drop for AwaitingReport {
+impl Drop for AwaitingReport<'_> {
     fn drop(&mut self) {
-        // Only inside a poll of the same worker (the wait given up, say by a `select!`): then it
-        // is alive and waits for shutdown no more. Dropped with its task, it is going anyway.
-        if !self.worker.is_null() && std::ptr::eq(polling_worker(), self.worker) {
+        if self.worker.is_null() {
+            return;
+        }
+        if std::ptr::eq(polling_worker(), self.worker) {
+            // The wait given up inside the same worker (a `select!`, say): it is alive, and waits
+            // for shutdown no more.
             // SAFETY: the worker being polled on this thread is alive during its poll.
             unsafe { (*self.worker).set_awaiting(false) };
+        } else {
+            // Elsewhere: the worker may have ended. Only a node still linked is alive to unmark.
+            self.workers.registry.unmark_awaiting_if_linked(self.node);
         }
     }
 }

@@ -241,17 +241,16 @@ impl Workers {
     unsafe fn register(&self, node: std::pin::Pin<&Node>, waker: Option<&std::task::Waker>) {
         // A worker that registers after the stop signal gets its stop timeout from now, so now is
         // read on tokio's clock (which tests pause); any other only shows its age in snapshots.
-        let registered = match self.stop_started() {
+        match self.stop_started() {
             Some(stop_started) if self.stop.is_fired() => {
-                node.set_flag(node::flags::LATE, true);
                 let late_by = Instant::now().saturating_duration_since(stop_started);
-                u64::try_from(late_by.as_nanos()).unwrap_or(u64::MAX)
+                node.set_registered(Some(late_by), 0);
             }
-            _ => coarse_now(),
-        };
+            _ => node.set_registered(None, coarse_now()),
+        }
         let is_loop = node.is_loop();
         // SAFETY: passed on from the caller.
-        unsafe { self.registry.link(node, waker.cloned(), registered) };
+        unsafe { self.registry.link(node, waker.cloned()) };
         // Asked after linking: a stop signal that came meanwhile either saw this worker in the
         // registry or is seen here (the shard lock orders the two).
         if self.stop.is_fired() {

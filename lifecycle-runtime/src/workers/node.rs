@@ -88,14 +88,17 @@ pub(super) struct Links {
     pub(super) next: Option<NonNull<Node>>,
 }
 
-/// Bits of a node's owner-only flags.
+/// In `registered`: registered after the stop signal; the rest of the word is then nanoseconds
+/// after it, on tokio's clock (its stop timeout runs from then). Set before linking, with the
+/// rest, so others may read it under the lock.
+const LATE: u64 = 1 << 63;
+
+/// Bits of a node's owner-only flags: read and written by the owner alone, never by others.
 pub(super) mod flags {
-    /// Registered after the stop signal: `registered` is then nanoseconds after it, on tokio's
-    /// clock (its stop timeout runs from then).
-    pub(crate) const LATE: u8 = 1;
     /// The owner awaits the shutdown report; it registers as such.
     pub(crate) const AWAITS_REPORT: u8 = 1 << 1;
-    /// The owner's guard: linked in the registry.
+    /// The owner's guard: linked in the registry (set by the link itself, so it never claims a
+    /// node is linked that is not).
     pub(crate) const REGISTERED: u8 = 1 << 2;
     /// The owner's guard: gone from the registry (or never to enter it).
     pub(crate) const FINISHED: u8 = 1 << 3;
@@ -111,8 +114,8 @@ pub(crate) struct Node {
     pub(super) waker: UnsafeCell<Option<Waker>>,
     name: TaskName,
     state: Option<Arc<StateCell>>,
-    /// When it registered: see [`flags::LATE`]; otherwise on the coarse clock, for snapshots.
-    /// Set before linking.
+    /// When it registered: see [`LATE`]; otherwise on the coarse clock, for snapshots. Set before
+    /// linking.
     pub(super) registered: Cell<u64>,
     /// Milliseconds, rounded up, saturating: 49 days means "no limit", as `Duration::MAX` does.
     stop_timeout_ms: u32,
@@ -205,18 +208,30 @@ impl Node {
             .set(if on { flags | flag } else { flags & !flag });
     }
 
+    /// Records when it registered, before it is linked: `late_by` after the stop signal, or, for
+    /// one registered before it, `coarse` nanoseconds on the coarse clock.
+    pub(super) fn set_registered(&self, late_by: Option<Duration>, coarse: u64) {
+        let word = match late_by {
+            Some(late_by) => u64::try_from(late_by.as_nanos()).unwrap_or(u64::MAX) | LATE,
+            None => coarse & !LATE,
+        };
+        self.registered.set(word);
+    }
+
     /// When a late worker registered, on tokio's clock; `None` for one registered before the stop
     /// signal (its stop timeout runs from the signal).
     pub(crate) fn registered_late(&self, stop_started: Instant) -> Option<Instant> {
-        self.has_flag(flags::LATE)
-            .then(|| stop_started + Duration::from_nanos(self.registered.get()))
+        let word = self.registered.get();
+        (word & LATE != 0).then(|| stop_started + Duration::from_nanos(word & !LATE))
     }
 
     /// How long it has been registered.
     pub(crate) fn age(&self, stop_started: Option<Instant>) -> Duration {
         match stop_started.and_then(|at| self.registered_late(at)) {
             Some(at) => at.elapsed(),
-            None => Duration::from_nanos(coarse_now().saturating_sub(self.registered.get())),
+            None => {
+                Duration::from_nanos(coarse_now().saturating_sub(self.registered.get() & !LATE))
+            }
         }
     }
 
@@ -284,4 +299,63 @@ pub(super) enum ListId {
     Workers,
     /// `#[background]` loops, which the coordinator wakes at the stop signal.
     Loops,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(stop_timeout: Duration) -> Node {
+        Node::new(WorkerMeta::new(
+            "n".into(),
+            WorkerKind::Task,
+            stop_timeout,
+            None,
+        ))
+    }
+
+    #[test]
+    fn stop_timeouts_round_up_to_whole_milliseconds_and_no_limit_stays_no_limit() {
+        assert_eq!(
+            node(Duration::from_micros(1)).stop_timeout(),
+            Duration::from_millis(1)
+        );
+        assert_eq!(
+            node(Duration::from_millis(1500)).stop_timeout(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(node(Duration::MAX).stop_timeout(), Duration::MAX);
+        assert_eq!(
+            node(Duration::from_secs(86_400 * 60)).stop_timeout(),
+            Duration::MAX,
+            "past 49 days means no limit"
+        );
+    }
+
+    #[test]
+    fn a_late_registration_is_kept_on_tokio_time_from_the_stop_signal() {
+        let stop_started = Instant::now();
+        let late = node(Duration::from_secs(1));
+        late.set_registered(Some(Duration::from_millis(250)), 0);
+        assert_eq!(
+            late.registered_late(stop_started),
+            Some(stop_started + Duration::from_millis(250))
+        );
+        let early = node(Duration::from_secs(1));
+        early.set_registered(None, coarse_now());
+        assert_eq!(early.registered_late(stop_started), None);
+        assert!(early.age(Some(stop_started)) < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_verdict_keeps_whether_the_budget_cut_it_off() {
+        let node = node(Duration::from_secs(1));
+        assert_eq!(node.verdict(), Verdict::None);
+        node.set_verdict(Verdict::Aborted, true);
+        assert_eq!(node.verdict(), Verdict::Aborted);
+        assert!(node.cut_by_budget());
+        node.set_verdict(Verdict::Leaked, false);
+        assert_eq!(node.verdict(), Verdict::Leaked);
+        assert!(!node.cut_by_budget());
+    }
 }

@@ -236,6 +236,11 @@ impl WorkerGuard {
         self.workers.get()
     }
 
+    /// Its node's address, to recognize it among linked nodes later.
+    pub(crate) fn node(&self) -> *const Node {
+        &self.node
+    }
+
     fn is_registered(&self) -> bool {
         self.node.has_flag(flags::REGISTERED)
     }
@@ -250,9 +255,8 @@ impl WorkerGuard {
         if node.has_flag(flags::REGISTERED | flags::FINISHED) {
             return;
         }
-        node.set_flag(flags::REGISTERED, true);
         // SAFETY: the node is pinned inside the task's future, and this guard unlinks it when it
-        // finishes or is dropped.
+        // finishes or is dropped (the link sets `REGISTERED`).
         unsafe { this.workers.get().register(node, Some(waker)) };
     }
 

@@ -146,3 +146,34 @@ impl Drop for ThreadGuard {
         self.finish(Ended::Cancelled);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::workers::{WorkerKind, Workers};
+
+    #[test]
+    fn a_thread_that_never_ran_leaves_the_registry_when_its_guard_goes() {
+        // What happens when the OS refuses the thread: the closure, and the guard in it, is
+        // dropped without `finish`.
+        let workers = Arc::new(Workers::new());
+        let meta = WorkerMeta::new(
+            "never-ran".into(),
+            WorkerKind::Thread,
+            Duration::from_secs(1),
+            None,
+        );
+        let guard = ThreadGuard::register(WorkersRef::shared(&workers), meta);
+        assert!(!workers.settled(), "registered while the guard lives");
+        let mut names = Vec::new();
+        workers.for_each(|worker| names.push(worker.name().to_string()));
+        assert_eq!(names, ["never-ran"]);
+        drop(guard);
+        assert!(workers.settled());
+        let totals = workers.totals();
+        assert_eq!((totals.spawned, totals.cancelled), (1, 1));
+    }
+}

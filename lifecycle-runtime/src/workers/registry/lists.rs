@@ -98,6 +98,8 @@ impl Lists {
         // SAFETY: the lock is held; `node` and its neighbours are linked, live nodes.
         unsafe {
             let links = std::mem::take(&mut *node.links.get());
+            debug_assert!(links.prev.is_some() || list.head == Some(NonNull::from(node)));
+            debug_assert!(links.next.is_some() || list.tail == Some(NonNull::from(node)));
             match links.prev {
                 Some(prev) => (*prev.as_ref().links.get()).next = links.next,
                 None => list.head = links.next,

@@ -57,6 +57,17 @@ struct Shard {
     cancelled: AtomicU64,
 }
 
+impl Shard {
+    fn count_end(&self, cancelled: bool) {
+        let counter = if cancelled {
+            &self.cancelled
+        } else {
+            &self.completed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Totals over every shard.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Totals {
@@ -83,6 +94,7 @@ pub(crate) struct Registry {
 /// distinct small indexes (and so distinct shards) however many threads came and went: a
 /// program that builds a runtime per test, or a blocking pool whose threads come and go, does
 /// not end up with two busy workers on one shard.
+#[inline]
 fn thread_index() -> usize {
     thread_local! {
         /// The index, once assigned: a plain read on the hot path.
@@ -140,16 +152,19 @@ impl Registry {
         lock(&self.shards[index].lists)
     }
 
+    #[inline]
     fn local_index(&self) -> usize {
         thread_index() & self.mask
     }
 
+    #[inline]
     fn local(&self) -> &Shard {
         &self.shards[self.local_index()]
     }
 
     /// A task was spawned (or a thread started: it registers at once, which ends its "first
     /// poll").
+    #[inline]
     pub(crate) fn task_spawned(&self) {
         self.local().spawned.fetch_add(1, Ordering::Release);
     }
@@ -157,11 +172,7 @@ impl Registry {
     /// A task ended in its first poll (it never registered): both counts on one shard.
     pub(crate) fn ended_in_first_poll(&self, cancelled: bool) {
         let shard = self.local();
-        if cancelled {
-            shard.cancelled.fetch_add(1, Ordering::Relaxed);
-        } else {
-            shard.completed.fetch_add(1, Ordering::Relaxed);
-        }
+        shard.count_end(cancelled);
         shard.first_polls.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -191,17 +202,16 @@ impl Registry {
     }
 
     /// Links `node` into the calling thread's shard, with `waker` to wake it through, and counts
-    /// the end of its first poll with it, under the same lock. `registered` is when, as
-    /// [`Node::registered`] reads it.
+    /// the end of its first poll with it, under the same lock. The node's registration time is
+    /// set already.
     ///
     /// # Safety
     ///
     /// `node` is pinned and not linked, and its owner unlinks it (with [`Registry::unlink`])
     /// before it is dropped or moved.
-    pub(crate) unsafe fn link(&self, node: Pin<&Node>, waker: Option<Waker>, registered: u64) {
+    pub(crate) unsafe fn link(&self, node: Pin<&Node>, waker: Option<Waker>) {
         let node = node.get_ref();
         let index = self.local_index();
-        node.registered.set(registered);
         // At most 64 shards.
         node.shard.set(index as u8);
         if node.has_flag(flags::AWAITS_REPORT) {
@@ -214,6 +224,7 @@ impl Registry {
             *node.waker.get() = waker;
             lists.push(node);
         }
+        node.set_flag(flags::REGISTERED, true);
         lists.registered += 1;
     }
 
@@ -332,6 +343,28 @@ impl Registry {
         }
     }
 
+    /// Takes back the "awaits the report" mark of the node at `node`, if that node is still
+    /// linked (otherwise it may be gone: the address is only compared, never followed).
+    pub(crate) fn unmark_awaiting_if_linked(&self, node: *const Node) {
+        for index in 0..self.shards.len() {
+            let mut lists = self.lists(index);
+            let mut found = None;
+            lists.for_each(|linked| {
+                if std::ptr::eq(linked, node) {
+                    found = Some(NonNull::from(linked));
+                }
+            });
+            if let Some(linked) = found {
+                // SAFETY: linked, and the lock is held.
+                let linked = unsafe { linked.as_ref() };
+                if linked.verdict() == Verdict::AwaitsReport {
+                    Registry::set_verdict(&mut lists, linked, Verdict::None, false);
+                }
+                return;
+            }
+        }
+    }
+
     /// The least stop timeout of anything ever registered (a lower bound for the live ones).
     pub(crate) fn min_stop_timeout(&self) -> Option<Duration> {
         (0..self.shards.len())
@@ -362,12 +395,7 @@ impl Registry {
 
     /// Counts a registered worker's end on the calling thread's shard.
     pub(crate) fn count_end(&self, cancelled: bool) {
-        let shard = self.local();
-        if cancelled {
-            shard.cancelled.fetch_add(1, Ordering::Relaxed);
-        } else {
-            shard.completed.fetch_add(1, Ordering::Relaxed);
-        }
+        self.local().count_end(cancelled);
     }
 }
 

@@ -18,7 +18,7 @@ fn node(name: &'static str, stop_timeout: u64) -> Pin<Box<Node>> {
 fn link(registry: &Registry, node: &Pin<Box<Node>>) {
     // SAFETY: pinned in a box the test unlinks before dropping.
     registry.task_spawned();
-    unsafe { registry.link(node.as_ref(), None, 0) };
+    unsafe { registry.link(node.as_ref(), None) };
 }
 
 fn unlink(registry: &Registry, node: &Pin<Box<Node>>) -> bool {
