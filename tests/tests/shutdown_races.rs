@@ -515,6 +515,36 @@ async fn a_report_wait_dropped_by_another_task_makes_its_task_waited_for_again()
     .await;
 }
 
+// ----- an aborted task's destructor runs while it is still tracked -----------------------------
+
+#[tokio::test(start_paused = true)]
+async fn an_aborted_task_whose_destructor_panics_is_reported_panicked() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("rollback failed");
+        }
+    }
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let _stubborn = lifecycle_runtime::spawn("stubborn", async {
+            let _rollback = PanicsOnDrop;
+            std::future::pending::<()>().await;
+        });
+        settle().await;
+        let report = lifecycle_runtime::shutdown().await;
+        let entry = report.entry("stubborn").expect("named");
+        assert_eq!(entry.outcome(), &Outcome::Panicked, "{report}");
+        assert!(
+            entry
+                .detail()
+                .is_some_and(|detail| detail.contains("rollback failed")),
+            "{report}"
+        );
+    })
+    .await;
+}
+
 // ----- tasks started while resources close are reported, not dropped silently -------------------
 
 struct SpawnsOnClose;

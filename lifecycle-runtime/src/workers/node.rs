@@ -102,6 +102,8 @@ pub(super) mod flags {
     pub(crate) const REGISTERED: u8 = 1 << 2;
     /// The owner's guard: gone from the registry (or never to enter it).
     pub(crate) const FINISHED: u8 = 1 << 3;
+    /// The owner's future has been dropped (before the guard leaves the registry).
+    pub(crate) const INNER_DROPPED: u8 = 1 << 4;
 }
 
 /// One worker's place in the registry, carried by the worker itself. Fields are laid out flat,

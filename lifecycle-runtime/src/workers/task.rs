@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -303,24 +304,73 @@ impl WorkerGuard {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A tracked task: the user's future, panics caught, registered while it waits, removed at
-    /// the end, and stopped at its next poll once shutdown aborts it. Written by hand rather than
-    /// as an `async fn` so it adds only the guard to the task, not a second copy of the future.
-    pub(crate) struct Worker<F> {
-        #[pin]
-        inner: CatchUnwind<F>,
-        #[pin]
-        guard: WorkerGuard,
-    }
+/// A tracked task: the user's future, panics caught, registered while it waits, removed at the
+/// end, and stopped at its next poll once shutdown aborts it. Written by hand rather than as an
+/// `async fn` so it adds only the guard to the task, not a second copy of the future.
+///
+/// The user's future is dropped before the worker leaves the registry, however it ends (done,
+/// panicked, aborted by shutdown, or dropped by the runtime): what its destructor does (a
+/// rollback, a connection returned, a thread joined) still counts as the task's, and shutdown
+/// does not close resources under it.
+pub(crate) struct Worker<F> {
+    /// Structurally pinned; dropped by hand, once (the guard's `INNER_DROPPED` flag says so).
+    inner: ManuallyDrop<CatchUnwind<F>>,
+    /// Structurally pinned.
+    guard: WorkerGuard,
 }
 
 impl<F> Worker<F> {
     #[inline]
     pub(crate) fn new(workers: WorkersRef, meta: WorkerMeta, fut: F) -> Worker<F> {
         Worker {
-            inner: CatchUnwind::new(fut),
+            inner: ManuallyDrop::new(CatchUnwind::new(fut)),
             guard: WorkerGuard::new(workers, meta),
+        }
+    }
+
+    fn project(self: Pin<&mut Self>) -> (Pin<&mut CatchUnwind<F>>, Pin<&mut WorkerGuard>) {
+        // SAFETY: both fields are structurally pinned: never moved out, and `inner` is dropped in
+        // place; `Worker` has no `Unpin` impl of its own.
+        unsafe {
+            let this = self.get_unchecked_mut();
+            (
+                Pin::new_unchecked(&mut *this.inner),
+                Pin::new_unchecked(&mut this.guard),
+            )
+        }
+    }
+
+    /// Drops the user's future in place, unless that was done already. A panic in its destructor
+    /// comes back as the message.
+    fn drop_inner(self: Pin<&mut Self>) -> Result<(), String> {
+        // SAFETY: `inner` is dropped in place and never used again (the flag says so); nothing is
+        // moved.
+        let this = unsafe { self.get_unchecked_mut() };
+        drop_inner_once(&mut this.inner, &this.guard)
+    }
+}
+
+/// Drops `inner` unless `guard` says it was, marking it dropped first (so a destructor that
+/// panics is never run twice).
+fn drop_inner_once<F>(
+    inner: &mut ManuallyDrop<CatchUnwind<F>>,
+    guard: &WorkerGuard,
+) -> Result<(), String> {
+    if guard.node.has_flag(flags::INNER_DROPPED) {
+        return Ok(());
+    }
+    guard.node.set_flag(flags::INNER_DROPPED, true);
+    // SAFETY: dropped once, here, in place; the flag keeps it from being dropped or used again.
+    crate::util::catch(|| unsafe { ManuallyDrop::drop(inner) })
+}
+
+impl<F> Drop for Worker<F> {
+    fn drop(&mut self) {
+        // Dropped by the runtime (shutdown of the runtime, an abort through the handle): the
+        // future goes while the worker is still registered; then the guard (a field) records
+        // the end. A destructor that panics here unwinds as it would without lifecycle.
+        if let Err(panic) = drop_inner_once(&mut self.inner, &self.guard) {
+            std::panic::resume_unwind(Box::new(panic));
         }
     }
 }
@@ -331,18 +381,22 @@ where
 {
     type Output = Result<T, TaskError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let guard = this.guard;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (inner, guard) = self.as_mut().project();
         if guard.aborted() {
-            // The inner future is dropped with the task, right after this returns.
             let task = guard.name().clone();
-            guard.finish(Ended::Cancelled);
+            let ended = match self.as_mut().drop_inner() {
+                Ok(()) => Ended::Cancelled,
+                Err(panic) => {
+                    Ended::Panicked(format!("its drop panicked after it was aborted: {panic}"))
+                }
+            };
+            self.project().1.finish(ended);
             return Poll::Ready(Err(TaskError::Cancelled { task }));
         }
         let polled = {
             let _polling = Polling::enter(&guard);
-            this.inner.poll(cx)
+            inner.poll(cx)
         };
         let result = match polled {
             Poll::Pending => {
@@ -351,12 +405,20 @@ where
             }
             Poll::Ready(result) => result,
         };
-        Poll::Ready(match result {
-            Ok(result) => {
+        let dropped = self.as_mut().drop_inner();
+        let guard = self.project().1;
+        Poll::Ready(match (result, dropped) {
+            (Ok(result), Ok(())) => {
                 guard.finish(ended_from(&result));
                 result
             }
-            Err(message) => {
+            (Ok(_), Err(panic)) => {
+                let task = guard.name().clone();
+                let message = format!("its drop panicked: {panic}");
+                guard.finish(Ended::Panicked(message.clone()));
+                Err(TaskError::Panicked { task, message })
+            }
+            (Err(message), _) => {
                 let task = guard.name().clone();
                 guard.finish(Ended::Panicked(message.clone()));
                 Err(TaskError::Panicked { task, message })
