@@ -62,8 +62,9 @@ pub(super) fn scope<F: Future>(coordinator: Coordinator, fut: F) -> Scoped<F> {
     }
 }
 
-/// A future that runs (and is dropped) with its coordinator current: one word and one
-/// thread-local swap per poll.
+/// A future that runs (and is dropped) with its coordinator current: one word, and two
+/// thread-local swaps per poll (the coordinator, and its workers, through which a tracked task
+/// of this coordinator finds its registry).
 pub(crate) struct Scoped<F> {
     /// Dropped by hand, inside the scope, before `coordinator`.
     fut: ManuallyDrop<F>,
@@ -78,6 +79,7 @@ impl<F: Future> Future for Scoped<F> {
         // is dropped in place); `coordinator` is not pinned and only read.
         let this = unsafe { self.get_unchecked_mut() };
         let _current = Enter::new(&this.coordinator);
+        let _workers = crate::workers::enter_scope(&this.coordinator.state.workers);
         // SAFETY: as above.
         unsafe { Pin::new_unchecked(&mut *this.fut) }.poll(cx)
     }
@@ -88,6 +90,7 @@ impl<F> Drop for Scoped<F> {
         // What the inner future's drop does (a guard reporting to its coordinator, a task it
         // spawns on the way out) still sees its coordinator.
         let _current = Enter::new(&self.coordinator);
+        let _workers = crate::workers::enter_scope(&self.coordinator.state.workers);
         // SAFETY: dropped once, in place, here; never used again.
         unsafe { ManuallyDrop::drop(&mut self.fut) };
     }

@@ -20,10 +20,11 @@ impl Coordinator {
         let mut tasks = Vec::new();
         let mut threads = Vec::new();
         workers.for_each(|worker| {
-            let state = worker
-                .state()
+            let state_cell = worker.loop_key().and_then(|key| workers.loop_state(key));
+            let state = state_cell
+                .as_ref()
                 .map_or(TaskState::Running, |cell| cell.state());
-            let ticks = worker.state().map_or(0, |cell| cell.ticks());
+            let ticks = state_cell.as_ref().map_or(0, |cell| cell.ticks());
             let age = worker.age();
             let name = worker.name().to_string();
             match worker.kind() {

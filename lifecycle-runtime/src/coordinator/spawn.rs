@@ -10,7 +10,7 @@ use crate::defaults::DEFAULT_STOP_TIMEOUT;
 use crate::util::catch;
 use crate::workers::{
     OkFuture, TaskError, TaskHandle, TaskName, ThreadGuard, ThreadHandle, Worker, WorkerKind,
-    WorkerMeta, WorkersRef, ended_from,
+    WorkerMeta, ended_from,
 };
 
 /// Spawns a named, tracked task on the current coordinator.
@@ -82,19 +82,19 @@ impl Coordinator {
         let span = meta
             .is_loop()
             .then(|| tracing::info_span!("task", name = %name));
+        let node = self.state.workers.node(meta);
         let join = if self.is_global() {
-            // The global coordinator's tasks need no scope: it is current anyway.
-            let workers = WorkersRef::global(&Coordinator::global().state.workers);
-            let worker = Worker::new(workers, meta, fut);
+            // The global coordinator's tasks need no scope: it is current anyway, and its
+            // workers are a static.
+            let worker = Worker::new(node, true, fut);
             match span {
                 Some(span) => tokio::spawn(tracing::Instrument::instrument(worker, span)),
                 None => tokio::spawn(worker),
             }
         } else {
-            // SAFETY: the worker lives inside the `Scoped` future made here, which drops it
-            // before the coordinator it holds, whose state holds these workers.
-            let workers = unsafe { WorkersRef::uncounted(&self.state.workers) };
-            let worker = Worker::new(workers, meta, fut);
+            // Inside its scope, which names this coordinator (and its workers) while the task is
+            // polled or dropped: that is how the worker finds its registry.
+            let worker = Worker::new(node, false, fut);
             match span {
                 Some(span) => tokio::spawn(scope::scope(
                     self.clone(),

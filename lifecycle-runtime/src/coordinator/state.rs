@@ -62,7 +62,13 @@ impl State {
             config: Mutex::new(config),
             start: Start::default(),
             sequence: Sequence::default(),
-            workers: Arc::new(Workers::new()),
+            // The global coordinator's workers are a static the workers module keeps: its tasks
+            // find them without carrying a reference.
+            workers: if is_global {
+                crate::workers::global_workers().clone()
+            } else {
+                Arc::new(Workers::new())
+            },
             resources: Arc::new(Resources::default()),
             groups: Groups::default(),
             pools: Pools::default(),

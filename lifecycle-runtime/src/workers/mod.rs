@@ -19,20 +19,20 @@ mod task;
 mod thread;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub(crate) use group::{Group, Groups};
 pub(crate) use judge::{AwaitingReport, Wait};
 pub use name::TaskName;
-use node::Node;
-pub(crate) use node::{Entry as LiveWorker, Verdict, WorkerMeta};
+pub(crate) use node::{Entry as LiveWorker, Node, Verdict, WorkerMeta};
 use outcome::Record;
 pub(crate) use policy::{MAX_ROUNDS_PAST_BUDGET, StopPolicy, Unpolled};
-pub(crate) use reference::WorkersRef;
+pub(crate) use reference::{WorkersRef, enter_scope, global_workers};
 use registry::Registry;
 pub(crate) use registry::Totals;
 pub(crate) use stop::StopSignal;
@@ -44,7 +44,8 @@ pub(crate) use thread::ThreadGuard;
 pub use thread::ThreadHandle;
 
 use crate::report::EntryKind;
-use crate::util::coarse_now;
+use crate::snapshot::StateCell;
+use crate::util::{coarse_now, lock};
 
 /// What kind of worker a registry entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -131,6 +132,9 @@ pub(crate) struct Workers {
     ignored_unpolled: AtomicU64,
     records: Mutex<Vec<Record>>,
     failures: Failures,
+    /// `#[background]` loops' states, for snapshots (loops are few; keeping them here keeps a
+    /// word out of every task's node).
+    loops: Mutex<Slab<Arc<StateCell>>>,
 }
 
 impl std::fmt::Debug for Workers {
@@ -155,6 +159,7 @@ impl Workers {
             ignored_unpolled: AtomicU64::new(0),
             records: Mutex::new(Vec::new()),
             failures: Failures::default(),
+            loops: Mutex::new(Slab::new()),
         }
     }
 
@@ -232,6 +237,27 @@ impl Workers {
 
     // ----- registering and leaving (the guards) ------------------------------------------------
 
+    /// The registry node of the worker `meta` describes (a loop's state goes in the loop table).
+    pub(crate) fn node(&self, meta: WorkerMeta) -> Node {
+        let loop_key = meta.state.map_or(0, |state| {
+            let key = lock(&self.loops).insert(state);
+            u32::try_from(key + 1).expect("fewer than 4 billion loops at once")
+        });
+        Node::new(meta.name, meta.kind, meta.stop_timeout, loop_key)
+    }
+
+    /// A loop's state, by the key its node holds.
+    pub(crate) fn loop_state(&self, key: usize) -> Option<Arc<StateCell>> {
+        lock(&self.loops).get(key).cloned()
+    }
+
+    /// Takes a finished loop's state out of the loop table.
+    fn forget_loop(&self, node: &Node) {
+        if let Some(key) = node.loop_key() {
+            lock(&self.loops).try_remove(key);
+        }
+    }
+
     /// Registers a worker at its first wait (a task) or its start (a thread).
     ///
     /// # Safety
@@ -286,6 +312,7 @@ impl Workers {
             })
         };
         self.registry.count_end(ended.is_cancelled());
+        self.forget_loop(node);
         self.log_end(node.name(), &ended, node.verdict());
         if left.shard_settled {
             self.notify_if_settled();
@@ -296,6 +323,7 @@ impl Workers {
     /// under way) takes no lock.
     fn leave_unregistered(&self, node: &Node, ended: Ended) {
         self.registry.ended_in_first_poll(ended.is_cancelled());
+        self.forget_loop(node);
         if matches!(ended, Ended::Completed) && self.phase() == Phase::Running {
             return;
         }

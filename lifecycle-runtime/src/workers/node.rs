@@ -88,10 +88,14 @@ pub(super) struct Links {
     pub(super) next: Option<NonNull<Node>>,
 }
 
-/// In `registered`: registered after the stop signal; the rest of the word is then nanoseconds
-/// after it, on tokio's clock (its stop timeout runs from then). Set before linking, with the
-/// rest, so others may read it under the lock.
-const LATE: u64 = 1 << 63;
+/// In `registered`: registered after the stop signal; the rest of the word is then milliseconds
+/// after it (rounded up), on tokio's clock: its stop timeout runs from then. Otherwise the rest is
+/// the coarse clock in hundredths of a second, only for snapshots' `age` (exact for workers
+/// younger than 248 days). Set before linking, so others may read it under the lock.
+const LATE: u32 = 1 << 31;
+
+/// A hundredth of a second, the unit of the coarse registration time.
+const CENTISECOND: u64 = 10_000_000;
 
 /// Bits of a node's owner-only flags: read and written by the owner alone, never by others.
 pub(super) mod flags {
@@ -104,10 +108,13 @@ pub(super) mod flags {
     pub(crate) const FINISHED: u8 = 1 << 3;
     /// The owner's future has been dropped (before the guard leaves the registry).
     pub(crate) const INNER_DROPPED: u8 = 1 << 4;
+    /// The owner belongs to the global coordinator (otherwise to the coordinator of the scope
+    /// its task runs in).
+    pub(crate) const GLOBAL: u8 = 1 << 5;
 }
 
-/// One worker's place in the registry, carried by the worker itself. Fields are laid out flat,
-/// the small ones together, so the node is nine words.
+/// One worker's place in the registry, carried by the worker itself: eight words, the small
+/// fields packed together.
 pub(crate) struct Node {
     /// Guarded by the shard's lock.
     pub(super) links: UnsafeCell<Links>,
@@ -115,12 +122,13 @@ pub(crate) struct Node {
     /// by the owner without it, by others with it.
     pub(super) waker: UnsafeCell<Option<Waker>>,
     name: TaskName,
-    state: Option<Arc<StateCell>>,
-    /// When it registered: see [`LATE`]; otherwise on the coarse clock, for snapshots. Set before
-    /// linking.
-    pub(super) registered: Cell<u64>,
+    /// When it registered; see [`LATE`]. Set before linking.
+    registered: Cell<u32>,
     /// Milliseconds, rounded up, saturating: 49 days means "no limit", as `Duration::MAX` does.
     stop_timeout_ms: u32,
+    /// For a `#[background]` loop, one more than the key of its state in its registry's loop
+    /// table (`Workers::loop_state`); 0 for anything else.
+    loop_key: u32,
     kind: WorkerKind,
     /// Set before linking.
     pub(super) shard: Cell<u8>,
@@ -139,16 +147,23 @@ unsafe impl Send for Node {}
 unsafe impl Sync for Node {}
 
 impl Node {
+    /// A node for the worker `meta` describes; a loop's state was put in its registry's loop
+    /// table under `loop_key` (see `Workers::node`).
     #[inline]
-    pub(crate) fn new(meta: WorkerMeta) -> Node {
-        let ms = meta.stop_timeout.as_nanos().div_ceil(1_000_000);
+    pub(super) fn new(
+        name: TaskName,
+        kind: WorkerKind,
+        stop_timeout: Duration,
+        loop_key: u32,
+    ) -> Node {
+        let ms = stop_timeout.as_nanos().div_ceil(1_000_000);
         Node {
             links: UnsafeCell::new(Links::default()),
             waker: UnsafeCell::new(None),
-            name: meta.name,
-            state: meta.state,
+            name,
             stop_timeout_ms: u32::try_from(ms).unwrap_or(u32::MAX),
-            kind: meta.kind,
+            loop_key,
+            kind,
             registered: Cell::new(0),
             shard: Cell::new(0),
             flags: Cell::new(0),
@@ -173,13 +188,13 @@ impl Node {
         }
     }
 
-    /// A `#[background]` loop's state.
-    pub(crate) fn state(&self) -> Option<&StateCell> {
-        self.state.as_deref()
+    /// For a `#[background]` loop, the key of its state in its registry's loop table.
+    pub(crate) fn loop_key(&self) -> Option<usize> {
+        (self.loop_key != 0).then(|| self.loop_key as usize - 1)
     }
 
     pub(crate) fn is_loop(&self) -> bool {
-        self.state.is_some()
+        self.loop_key != 0
     }
 
     #[inline]
@@ -214,17 +229,21 @@ impl Node {
     /// one registered before it, `coarse` nanoseconds on the coarse clock.
     pub(super) fn set_registered(&self, late_by: Option<Duration>, coarse: u64) {
         let word = match late_by {
-            Some(late_by) => u64::try_from(late_by.as_nanos()).unwrap_or(u64::MAX) | LATE,
-            None => coarse & !LATE,
+            Some(late_by) => {
+                let ms = late_by.as_nanos().div_ceil(1_000_000);
+                u32::try_from(ms).unwrap_or(u32::MAX) | LATE
+            }
+            // Wraps every 248 days; ages are taken modulo that.
+            None => ((coarse / CENTISECOND) as u32) & !LATE,
         };
         self.registered.set(word);
     }
 
-    /// When a late worker registered, on tokio's clock; `None` for one registered before the stop
-    /// signal (its stop timeout runs from the signal).
+    /// When a late worker registered, on tokio's clock (to the millisecond, rounded up); `None`
+    /// for one registered before the stop signal (its stop timeout runs from the signal).
     pub(crate) fn registered_late(&self, stop_started: Instant) -> Option<Instant> {
         let word = self.registered.get();
-        (word & LATE != 0).then(|| stop_started + Duration::from_nanos(word & !LATE))
+        (word & LATE != 0).then(|| stop_started + Duration::from_millis(u64::from(word & !LATE)))
     }
 
     /// How long it has been registered.
@@ -232,7 +251,9 @@ impl Node {
         match stop_started.and_then(|at| self.registered_late(at)) {
             Some(at) => at.elapsed(),
             None => {
-                Duration::from_nanos(coarse_now().saturating_sub(self.registered.get() & !LATE))
+                let now = ((coarse_now() / CENTISECOND) as u32) & !LATE;
+                let centiseconds = now.wrapping_sub(self.registered.get() & !LATE) & !LATE;
+                Duration::from_millis(u64::from(centiseconds) * 10)
             }
         }
     }
@@ -272,8 +293,9 @@ impl Entry<'_> {
         self.node.stop_timeout()
     }
 
-    pub(crate) fn state(&self) -> Option<&StateCell> {
-        self.node.state()
+    /// For a `#[background]` loop, the key of its state in its registry's loop table.
+    pub(crate) fn loop_key(&self) -> Option<usize> {
+        self.node.loop_key()
     }
 
     /// When a late worker registered; `None` for one registered before the stop signal.
@@ -308,12 +330,12 @@ mod tests {
     use super::*;
 
     fn node(stop_timeout: Duration) -> Node {
-        Node::new(WorkerMeta::new(
-            "n".into(),
-            WorkerKind::Task,
-            stop_timeout,
-            None,
-        ))
+        Node::new("n".into(), WorkerKind::Task, stop_timeout, 0)
+    }
+
+    #[test]
+    fn eight_words() {
+        assert_eq!(size_of::<Node>(), size_of::<[usize; 8]>());
     }
 
     #[test]

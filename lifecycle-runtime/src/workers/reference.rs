@@ -1,20 +1,69 @@
-//! How a worker reaches the [`Workers`] it belongs to: one word in every task.
+//! How a worker reaches the [`Workers`] it belongs to. A task carries no reference: one of the
+//! global coordinator finds the global workers (a static), one of another coordinator finds them
+//! through the scope its task runs in (its coordinator's `Scoped` wrapper names them in a
+//! thread-local while it polls or drops the task). A thread carries a [`WorkersRef`].
 
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::{Arc, OnceLock};
 
 use super::Workers;
 
-/// How a worker reaches the [`Workers`] it belongs to: by a plain reference when something
-/// else keeps them alive (the global coordinator's live as long as the process; a scoped task's
-/// scope holds its coordinator), so no reference count on a line every task would share; else
-/// by `Arc`. One word in every task.
+static GLOBAL: OnceLock<Arc<Workers>> = OnceLock::new();
+
+thread_local! {
+    /// The workers of the innermost coordinator scope being polled or dropped on this thread.
+    static SCOPED: Cell<*const Workers> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The global coordinator's workers, made on first use; they live as long as the process.
+#[inline]
+pub(crate) fn global_workers() -> &'static Arc<Workers> {
+    GLOBAL.get_or_init(|| Arc::new(Workers::new()))
+}
+
+/// The workers of the scope being polled or dropped on this thread, if any.
+///
+/// # Safety
+///
+/// The reference is valid while that scope's poll (or drop) runs: the caller must not keep it
+/// past the poll or drop it was taken in.
+#[inline]
+pub(crate) unsafe fn scoped_workers<'a>() -> Option<&'a Workers> {
+    // SAFETY: set by `enter_scope` to workers its caller keeps alive until the guard is dropped,
+    // which is after this poll (see the caller's promise).
+    unsafe { SCOPED.with(Cell::get).as_ref() }
+}
+
+/// Names `workers` as the current scope's until the guard is dropped. For a coordinator's scope
+/// wrapper, around the poll and the drop of what it wraps.
+#[inline]
+pub(crate) fn enter_scope(workers: &Workers) -> InScope {
+    InScope {
+        previous: SCOPED.with(|scoped| scoped.replace(workers)),
+    }
+}
+
+/// Restores the scope before; see [`enter_scope`].
+pub(crate) struct InScope {
+    previous: *const Workers,
+}
+
+impl Drop for InScope {
+    #[inline]
+    fn drop(&mut self) {
+        SCOPED.with(|scoped| scoped.set(self.previous));
+    }
+}
+
+/// How a thread reaches the [`Workers`] it belongs to: the global coordinator's by a plain
+/// reference (they live as long as the process), any other's by `Arc`. One word.
 pub(crate) struct WorkersRef {
     /// Tagged: the low bit set means an uncounted reference.
     ptr: std::ptr::NonNull<Workers>,
 }
 
-// SAFETY: points to a `Workers` (which is `Send + Sync`), kept alive by the count it holds or, for
-// an uncounted reference, by its owner (see the constructors).
+// SAFETY: points to a `Workers` (which is `Send + Sync`), kept alive by the count it holds or by
+// being the global coordinator's.
 unsafe impl Send for WorkersRef {}
 // SAFETY: as above.
 unsafe impl Sync for WorkersRef {}
@@ -22,17 +71,6 @@ unsafe impl Sync for WorkersRef {}
 impl WorkersRef {
     /// The global coordinator's workers, which live as long as the process.
     pub(crate) fn global(workers: &'static Workers) -> WorkersRef {
-        // SAFETY: `'static`.
-        unsafe { WorkersRef::uncounted(workers) }
-    }
-
-    /// Workers that something else keeps alive.
-    ///
-    /// # Safety
-    ///
-    /// `workers` outlives the reference: the caller drops the reference (and what holds it)
-    /// before whatever keeps `workers` alive.
-    pub(crate) unsafe fn uncounted(workers: &Workers) -> WorkersRef {
         let ptr = std::ptr::NonNull::from(workers);
         WorkersRef {
             ptr: ptr.map_addr(|addr| addr | 1),

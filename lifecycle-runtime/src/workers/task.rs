@@ -11,8 +11,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use super::node::{Node, WorkerMeta, flags};
-use super::{Ended, TaskName, WorkersRef};
+use super::node::{Node, flags};
+use super::reference::{global_workers, scoped_workers};
+use super::{Ended, TaskName};
 use crate::util::CatchUnwind;
 
 /// Why a task did not produce its value.
@@ -206,7 +207,6 @@ pin_project_lite::pin_project! {
     /// ends, however it ends ([`finish`](Self::finish) with how, or dropped: aborted, cancelled,
     /// runtime gone). Carries the worker's registry node, so tracking a task allocates nothing.
     pub(crate) struct WorkerGuard {
-        workers: WorkersRef,
         #[pin]
         node: Node,
     }
@@ -220,21 +220,32 @@ pin_project_lite::pin_project! {
 }
 
 impl WorkerGuard {
+    /// The guard of a worker of the global coordinator (`global`), or of the coordinator whose
+    /// scope its task runs in.
     #[inline]
-    pub(crate) fn new(workers: WorkersRef, meta: WorkerMeta) -> WorkerGuard {
-        WorkerGuard {
-            workers,
-            node: Node::new(meta),
-        }
+    pub(crate) fn new(node: Node, global: bool) -> WorkerGuard {
+        node.set_flag(flags::GLOBAL, global);
+        WorkerGuard { node }
     }
 
     pub(crate) fn name(&self) -> &TaskName {
         self.node.name()
     }
 
-    /// The registry this worker belongs to.
+    /// The registry this worker belongs to. Only during its poll or its drop: a worker of a
+    /// scoped coordinator finds its registry through the scope its task runs in, which names it
+    /// only then (see `reference.rs`).
+    #[inline]
     pub(crate) fn workers(&self) -> &super::Workers {
-        self.workers.get()
+        if self.node.has_flag(flags::GLOBAL) {
+            global_workers()
+        } else {
+            // SAFETY: called during this worker's poll or drop (every caller is), which its
+            // coordinator's scope wrapper encloses; the reference does not outlive `&self`'s use
+            // there.
+            unsafe { scoped_workers() }
+                .expect("a worker of a scoped coordinator runs inside that coordinator's scope")
+        }
     }
 
     /// Its node's address, to recognize it among linked nodes later.
@@ -251,31 +262,29 @@ impl WorkerGuard {
     /// context on), and tokio hands a task's root future that task's own waker on every poll.
     #[inline]
     fn waiting(self: Pin<&mut Self>, waker: &Waker) {
-        let this = self.into_ref().project_ref();
-        let node = this.node;
+        let this = self.into_ref();
+        let workers = this.get_ref().workers();
+        let node = this.project_ref().node;
         if node.has_flag(flags::REGISTERED | flags::FINISHED) {
             return;
         }
         // SAFETY: the node is pinned inside the task's future, and this guard unlinks it when it
         // finishes or is dropped (the link sets `REGISTERED`).
-        unsafe { this.workers.get().register(node, Some(waker)) };
+        unsafe { workers.register(node, Some(waker)) };
     }
 
     /// Whether shutdown aborted this worker (only registered workers can be). Asks the registry
     /// first, so the task's own node is not touched until shutdown aborted something.
     #[inline]
     fn aborted(&self) -> bool {
-        let workers = self.workers.get();
+        let workers = self.workers();
         workers.aborts_issued() && self.is_registered() && workers.is_aborted(&self.node)
     }
 
     /// Says whether the worker awaits the shutdown report. By the worker, during its poll.
     pub(crate) fn set_awaiting(&self, awaiting: bool) {
         if self.is_registered() {
-            self.workers
-                .get()
-                .registry
-                .set_awaiting(&self.node, awaiting);
+            self.workers().registry.set_awaiting(&self.node, awaiting);
         } else {
             // Registers as such at its first wait.
             self.node.set_flag(flags::AWAITS_REPORT, awaiting);
@@ -285,15 +294,15 @@ impl WorkerGuard {
     /// Records how the worker ended. Only the first call counts.
     #[inline]
     pub(crate) fn finish(self: Pin<&mut Self>, ended: Ended) {
-        let this = self.into_ref().project_ref();
-        let node = this.node;
+        let this = self.into_ref();
+        let workers = this.get_ref().workers();
+        let node = this.project_ref().node;
         if node.has_flag(flags::FINISHED) {
             return;
         }
         let registered = node.has_flag(flags::REGISTERED);
         node.set_flag(flags::REGISTERED, false);
         node.set_flag(flags::FINISHED, true);
-        let workers = this.workers.get();
         if registered {
             // SAFETY: registered, so linked; this guard owns the node.
             unsafe { workers.leave(&node, ended) };
@@ -320,11 +329,13 @@ pub(crate) struct Worker<F> {
 }
 
 impl<F> Worker<F> {
+    /// A worker of the global coordinator (`global`), or of the coordinator whose scope its task
+    /// will run in: it must be spawned inside that coordinator's `Scoped` wrapper.
     #[inline]
-    pub(crate) fn new(workers: WorkersRef, meta: WorkerMeta, fut: F) -> Worker<F> {
+    pub(crate) fn new(node: Node, global: bool, fut: F) -> Worker<F> {
         Worker {
             inner: ManuallyDrop::new(CatchUnwind::new(fut)),
-            guard: WorkerGuard::new(workers, meta),
+            guard: WorkerGuard::new(node, global),
         }
     }
 
@@ -454,12 +465,13 @@ impl<F: Future> Future for OkFuture<F> {
 mod tests {
     use super::*;
 
-    /// Every task carries a guard, and tokio sizes a task's memory in 128-byte steps: at ten words
-    /// the guard adds at most one step to any task, and nothing is allocated elsewhere.
+    /// Every task carries a guard, and tokio sizes a task's memory in 128-byte steps: at eight
+    /// words the guard adds at most one step to any task (and none to half of them), and nothing is
+    /// allocated elsewhere.
     #[test]
-    fn the_guard_stays_within_ten_words() {
+    fn the_guard_stays_within_eight_words() {
         assert!(
-            size_of::<WorkerGuard>() <= 10 * size_of::<usize>(),
+            size_of::<WorkerGuard>() <= size_of::<[usize; 8]>(),
             "WorkerGuard grew to {} bytes",
             size_of::<WorkerGuard>()
         );

@@ -119,8 +119,8 @@ pub(crate) struct ThreadGuard {
 impl ThreadGuard {
     /// Registers a thread about to start.
     pub(crate) fn register(workers: WorkersRef, meta: WorkerMeta) -> ThreadGuard {
-        let node = Box::pin(Node::new(meta));
         let registry_owner = workers.get();
+        let node = Box::pin(registry_owner.node(meta));
         registry_owner.registry.task_spawned();
         // SAFETY: pinned in its box, and unlinked by `finish` (or `drop`) before the box goes.
         unsafe { registry_owner.register(node.as_ref(), None) };

@@ -3,16 +3,15 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::snapshot::StateCell;
-use crate::workers::{WorkerKind, WorkerMeta};
+use crate::workers::WorkerKind;
 
 fn node(name: &'static str, stop_timeout: u64) -> Pin<Box<Node>> {
-    Box::pin(Node::new(WorkerMeta::new(
+    Box::pin(Node::new(
         name.into(),
         WorkerKind::Thread,
         Duration::from_secs(stop_timeout),
-        None,
-    )))
+        0,
+    ))
 }
 
 fn link(registry: &Registry, node: &Pin<Box<Node>>) {
@@ -62,12 +61,13 @@ fn nodes_link_and_unlink_from_any_thread_in_any_order() {
 fn loops_have_their_own_list() {
     let registry = Registry::new();
     let plain = node("plain", 1);
-    let looping = Box::pin(Node::new(WorkerMeta::new(
+    // A loop's node holds the key of its state in the loop table (here the first, key 0).
+    let looping = Box::pin(Node::new(
         "loop".into(),
         WorkerKind::Task,
         Duration::from_secs(1),
-        Some(Arc::new(StateCell::default())),
-    )));
+        1,
+    ));
     link(&registry, &plain);
     link(&registry, &looping);
     let mut loops = Vec::new();
