@@ -2,8 +2,8 @@
 //! one-thread runtime (no second thread to hide or add work), three ways:
 //!
 //! - raw `tokio::spawn`, each task waiting on a shared `Notify`;
-//! - the same tasks holding 80 more bytes across their wait: the size of the guard lifecycle puts
-//!   in every task (`workers/task.rs` checks it stays within ten words), so this is what the task's
+//! - the same tasks holding 64 more bytes across their wait: the size of the guard lifecycle puts
+//!   in every task (`workers/task.rs` checks it stays within eight words), so this is what the task's
 //!   size alone costs;
 //! - `lifecycle_runtime::spawn` on the global coordinator, the same tasks.
 //!
@@ -22,8 +22,8 @@ use common::rounds;
 /// Tasks per measurement.
 const TASKS: usize = 100_000;
 
-/// The size of the guard each lifecycle task carries: ten words.
-const GUARD: usize = 80;
+/// The size of the guard each lifecycle task carries: eight words.
+const GUARD: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Case {
@@ -67,7 +67,7 @@ fn main() {
         (Case::Raw, "tokio::spawn + Notify"),
         (
             Case::RawHoldingGuardSize,
-            "tokio::spawn + Notify, holding 80 more bytes",
+            "tokio::spawn + Notify, holding 64 more bytes",
         ),
         (Case::Lifecycle, "lifecycle_runtime::spawn + Notify"),
     ] {
@@ -85,7 +85,7 @@ fn main() {
         &["part", "per task"],
     );
     split.row(vec![
-        "the task's bigger size (80 bytes)".to_owned(),
+        "the task's bigger size (64 bytes)".to_owned(),
         print::ns(per_task(size.median)),
     ]);
     split.row(vec![

@@ -3,8 +3,9 @@
 //! decided about it ([`Verdict`]). The registry's safety rules (`registry/mod.rs`) say who may
 //! touch which field when.
 //!
-//! Every task carries a node, and a task's memory grows in 128-byte steps, so the node is packed:
-//! ten words with the guard's reference to its registry.
+//! Every task carries a node, and a task's memory grows in 128-byte steps, so the node is packed
+//! into eight words, and a task's guard is its node alone (it finds its registry without a
+//! pointer: see `reference.rs`).
 
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomPinned;

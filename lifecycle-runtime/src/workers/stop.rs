@@ -42,14 +42,25 @@ impl StopSignal {
     }
 
     /// Completes when the signal fires (at once if it has).
-    pub(crate) async fn fired(&self) {
-        fired(&self.inner).await;
+    pub(crate) fn fired(&self) -> impl Future<Output = ()> + Send + '_ {
+        fired(&self.inner)
     }
 
     /// Like [`fired`](Self::fired), owning what it needs.
     pub(crate) fn fired_owned(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
         let inner = self.inner.clone();
-        async move { fired(&inner).await }
+        // `fired`'s body, not a call to it: a nested future would keep its own state and a
+        // reference beside `inner`, and every waiting task carries this future.
+        async move {
+            if inner.fired.load(Ordering::Acquire) {
+                return;
+            }
+            let notified = inner.notify.notified();
+            if inner.fired.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Blocks the calling OS thread until the signal fires or `timeout` passes. True when fired.
