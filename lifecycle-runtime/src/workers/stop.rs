@@ -43,14 +43,17 @@ impl StopSignal {
 
     /// Completes when the signal fires (at once if it has).
     pub(crate) fn fired(&self) -> impl Future<Output = ()> + Send + '_ {
-        fired(&self.inner)
+        self.fired_owned()
     }
 
     /// Like [`fired`](Self::fired), owning what it needs.
+    ///
+    /// One future holding the `Arc`, not one around a call taking `&Inner`: that would keep a
+    /// second state and a reference beside the `Arc`, and every waiting task carries this.
+    /// A `Notified` receives `notify_waiters` from the moment it is created, so checking the flag
+    /// after creating it cannot miss the signal.
     pub(crate) fn fired_owned(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
-        let inner = self.inner.clone();
-        // `fired`'s body, not a call to it: a nested future would keep its own state and a
-        // reference beside `inner`, and every waiting task carries this future.
+        let inner = Arc::clone(&self.inner);
         async move {
             if inner.fired.load(Ordering::Acquire) {
                 return;
@@ -80,19 +83,6 @@ impl StopSignal {
         };
         *guard
     }
-}
-
-/// Waits for `inner` to fire. A `Notified` receives `notify_waiters` from the moment it is
-/// created, so checking the flag after creating it cannot miss the signal.
-async fn fired(inner: &Inner) {
-    if inner.fired.load(Ordering::Acquire) {
-        return;
-    }
-    let notified = inner.notify.notified();
-    if inner.fired.load(Ordering::SeqCst) {
-        return;
-    }
-    notified.await;
 }
 
 #[cfg(test)]
