@@ -66,7 +66,6 @@ mod macro_support;
 mod os_threads;
 mod report;
 mod resources;
-mod signal;
 mod snapshot;
 mod timeout;
 mod util;

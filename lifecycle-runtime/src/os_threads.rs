@@ -17,10 +17,11 @@ pub(crate) struct OsThread {
 /// 15 bytes). Runtimes built by `#[lifecycle_runtime::main]` are known by thread id instead.
 const RUNTIME_THREADS: &[&str] = &["tokio-runtime-w", "tokio-rt-worker"];
 
-/// Thread ids of runtime threads started by `#[lifecycle_runtime::main]`.
+/// Thread ids of runtime threads started by `#[lifecycle_runtime::main]`, and of the watchdog.
 static RUNTIME_TIDS: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
 
-/// Records the calling thread as one of the runtime's own (called from `on_thread_start`).
+/// Records the calling thread as one of lifecycle's own: a runtime thread (called from
+/// `on_thread_start`) or the watchdog.
 pub(crate) fn mark_runtime_thread() {
     if let Some(tid) = current_tid() {
         crate::util::lock(&RUNTIME_TIDS).push(tid);

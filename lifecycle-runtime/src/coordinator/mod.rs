@@ -12,6 +12,8 @@ mod shutdown;
 mod snapshot;
 mod spawn;
 mod state;
+#[cfg(unix)]
+mod watchdog;
 
 use std::fmt;
 use std::future::Future;
@@ -26,6 +28,8 @@ pub use shutdown::{Shutdown, shutdown, shutdown_signal, trigger_shutdown};
 pub use snapshot::snapshot;
 pub use spawn::{spawn, spawn_thread};
 pub(crate) use state::Config;
+#[cfg(unix)]
+pub(crate) use watchdog::{Watch, claim_exit};
 
 use crate::report::{Location, ShutdownReason, ShutdownReport};
 use crate::util::lock;
@@ -305,6 +309,8 @@ impl Coordinator {
             tracing::info!(%reason, "shutdown started");
         }
         start.announce();
+        #[cfg(unix)]
+        self.wake_watchdog();
         if self.sequence_config().drain.is_zero() {
             self.state.workers.tell_to_stop();
         }

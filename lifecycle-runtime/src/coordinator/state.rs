@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::defaults::DEFAULT_SHUTDOWN_TIMEOUT;
 use crate::os_threads::OsThread;
-use crate::report::{ShutdownReason, ShutdownReport};
+use crate::report::{Entry, ShutdownReason, ShutdownReport};
 use crate::resources::Resources;
 use crate::snapshot::{PoolSnapshot, PoolStats};
 use crate::util::lock;
@@ -53,6 +53,9 @@ pub(super) struct State {
     pub(super) runtime: OnceLock<tokio::runtime::Handle>,
     /// Threads alive when the coordinator was made: not this program's leftovers.
     pub(super) baseline_threads: Vec<OsThread>,
+    /// The hard deadline's thread, once started (`watchdog.rs`).
+    #[cfg(unix)]
+    pub(super) watchdog: OnceLock<super::watchdog::Wake>,
 }
 
 impl State {
@@ -74,6 +77,8 @@ impl State {
             pools: Pools::default(),
             runtime: OnceLock::new(),
             baseline_threads,
+            #[cfg(unix)]
+            watchdog: OnceLock::new(),
         }
     }
 }
@@ -154,6 +159,9 @@ pub(super) struct Sequence {
     /// Woken when the task running the sequence was dropped before it reported.
     lost: Notify,
     report: watch::Sender<Option<Arc<ShutdownReport>>>,
+    /// The entries of the steps done so far, in order: what a report written before the sequence
+    /// finished (at the hard deadline) can say. Kept across a restarted run.
+    recorded: Mutex<Vec<Entry>>,
 }
 
 impl Default for Sequence {
@@ -162,6 +170,7 @@ impl Default for Sequence {
             running: AtomicBool::new(false),
             lost: Notify::new(),
             report: watch::Sender::new(None),
+            recorded: Mutex::new(Vec::new()),
         }
     }
 }
@@ -188,6 +197,21 @@ impl Sequence {
 
     pub(super) fn has_report(&self) -> bool {
         self.report.borrow().is_some()
+    }
+
+    /// Adds the entries of a step (or of one resource) as soon as it is done.
+    pub(super) fn record(&self, entries: Vec<Entry>) {
+        lock(&self.recorded).extend(entries);
+    }
+
+    /// The entries recorded so far.
+    pub(super) fn recorded(&self) -> Vec<Entry> {
+        lock(&self.recorded).clone()
+    }
+
+    /// The entries recorded, for the report at the end of the sequence.
+    pub(super) fn take_recorded(&self) -> Vec<Entry> {
+        std::mem::take(&mut *lock(&self.recorded))
     }
 
     pub(super) fn publish(&self, report: ShutdownReport) {

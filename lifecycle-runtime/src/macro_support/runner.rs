@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use crate::config::{DRAIN_VAR, SHUTDOWN_TIMEOUT_VAR, env_duration};
 use crate::coordinator::Coordinator;
+#[cfg(unix)]
+use crate::coordinator::{Watch, claim_exit};
 use crate::defaults::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TEST_SHUTDOWN_TIMEOUT};
 use crate::report::{Entry, Outcome, ShutdownReason};
-use crate::signal::Signals;
+#[cfg(unix)]
+use crate::util::write_stderr;
 use crate::workers::{TaskError, TaskName, WorkerKind, WorkerMeta};
 
 /// Exit code when a second signal arrives during shutdown (128 + SIGINT, as shells report it).
@@ -20,6 +23,10 @@ pub const EXIT_SECOND_SIGNAL: u8 = 130;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code when the program could not start (bad configuration, no runtime).
 pub const EXIT_BAD_CONFIG: u8 = 2;
+
+/// How long printing the finished report may take: a stderr nobody reads loses the rest.
+#[cfg(unix)]
+const REPORT_WRITE_LIMIT: Duration = Duration::from_secs(1);
 
 /// Which tokio scheduler `main` runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,26 +107,24 @@ where
     coordinator.set_shutdown_timeout(budget);
     coordinator.set_drain(drain);
 
+    // Before the runtime: signals are heard, and the deadline held, by a thread that needs none.
+    #[cfg(unix)]
+    coordinator
+        .start_watchdog(Watch {
+            signals: true,
+            timed_out_code: EXIT_FAILURE,
+            second_signal_code: EXIT_SECOND_SIGNAL,
+        })
+        .map_err(|error| format!("cannot start the shutdown watchdog: {error}"))?;
+
     let runtime = runtime_builder(spec.flavor, spec.worker_threads)
         .on_thread_start(crate::os_threads::mark_runtime_thread)
         .build()
         .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
-    let code = runtime.block_on(async {
+    let (code, text) = runtime.block_on(async {
         coordinator.remember_runtime();
-        let mut signals = Signals::install()
-            .map_err(|error| format!("cannot install signal handlers: {error}"))?;
-        // The signal listener belongs to the machinery, not to the program: it is not tracked, so it
-        // neither shows in the report nor holds shutdown up.
-        let listener = coordinator.clone();
-        tokio::spawn(async move {
-            loop {
-                let signal = signals.recv().await;
-                if listener.is_shutting_down() {
-                    second_signal(&listener, signal);
-                }
-                listener.start_shutdown(ShutdownReason::Signal { name: signal });
-            }
-        });
+        #[cfg(not(unix))]
+        listen_for_signals(coordinator.clone())?;
 
         let meta = WorkerMeta::new(
             TaskName::from("main"),
@@ -149,7 +154,7 @@ where
         });
 
         let report = coordinator.report().await;
-        eprint!("{report}");
+        let mut text = report.to_string();
         // By now the body has returned or was aborted, unless it is stuck in synchronous code, which
         // the report already names.
         let body_result = if main_ended.is_finished() {
@@ -160,11 +165,11 @@ where
         let body_ok = match body_result {
             Some(Ok(Ok(()))) => true,
             Some(Ok(Err(error))) => {
-                eprintln!("Error: {error}");
+                text.push_str(&format!("Error: {error}\n"));
                 false
             }
             Some(Err(TaskError::Panicked { message, .. })) => {
-                eprintln!("Error: main panicked: {message}");
+                text.push_str(&format!("Error: main panicked: {message}\n"));
                 false
             }
             // Aborted or stuck: the report says so and is not clean.
@@ -172,15 +177,56 @@ where
         };
         // A critical task failing is a failure of the program, however cleanly it then stopped.
         let critical_failed = matches!(report.reason(), ShutdownReason::CriticalTaskFailed { .. });
-        Ok::<u8, String>(if body_ok && report.is_clean() && !critical_failed {
+        let code = if body_ok && report.is_clean() && !critical_failed {
             0
         } else {
             EXIT_FAILURE
-        })
-    });
+        };
+        Ok::<(u8, String), String>((code, text))
+    })?;
+    print_report(code, &text);
     // Leaked threads and blocking tasks are not waited for: the report named them.
     runtime.shutdown_background();
-    code
+    // No managed child outlives the program, whatever became of its close.
+    crate::resources::kill_all_now();
+    Ok(code)
+}
+
+/// Prints the finished report. A closed or full stderr loses the text, never the exit code.
+#[cfg(unix)]
+fn print_report(code: u8, text: &str) {
+    if !claim_exit(code) {
+        // The watchdog is ending the process (a second signal, or the deadline) with its own
+        // report: let it.
+        loop {
+            std::thread::park();
+        }
+    }
+    write_stderr(text, REPORT_WRITE_LIMIT);
+}
+
+#[cfg(not(unix))]
+fn print_report(_code: u8, text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// Where there are no Unix signals: ctrl-c starts shutdown, a second one exits at once.
+#[cfg(not(unix))]
+fn listen_for_signals(coordinator: Coordinator) -> Result<(), String> {
+    tokio::spawn(async move {
+        loop {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            if coordinator.is_shutting_down() {
+                crate::resources::kill_all_now();
+                std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
+            }
+            coordinator.start_shutdown(ShutdownReason::Signal { name: "ctrl-c" });
+        }
+    });
+    Ok(())
 }
 
 /// A tokio runtime builder of the flavor asked for, with every driver enabled.
@@ -197,27 +243,6 @@ fn runtime_builder(flavor: Flavor, worker_threads: Option<usize>) -> tokio::runt
     };
     builder.enable_all();
     builder
-}
-
-/// A signal while shutdown is under way: say what is still pending and exit at once.
-fn second_signal(coordinator: &Coordinator, signal: &str) -> ! {
-    let pending = coordinator.pending();
-    let mut message =
-        format!("\n{signal} during shutdown: exiting now with code {EXIT_SECOND_SIGNAL}.");
-    if pending.is_empty() {
-        message.push_str(" Nothing was pending.\n");
-    } else {
-        message.push_str(" Still pending:\n");
-        for item in pending {
-            message.push_str("  - ");
-            message.push_str(&item);
-            message.push('\n');
-        }
-    }
-    eprint!("{message}");
-    // Exiting at once must not leave child processes behind.
-    crate::resources::kill_all_now();
-    std::process::exit(i32::from(EXIT_SECOND_SIGNAL));
 }
 
 /// Everything `#[lifecycle_runtime::test(...)]` said.

@@ -17,4 +17,4 @@ pub use managed::Managed;
 pub(crate) use managed::close_outcome;
 pub(crate) use process::kill_all_now;
 pub use process::{ManagedChild, ManagedChildBuilder};
-pub(crate) use registry::Resources;
+pub(crate) use registry::{ClosingTask, Resources};

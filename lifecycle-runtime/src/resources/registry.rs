@@ -3,14 +3,17 @@
 //! is under way, with its fields' entries under it.
 
 use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slab::Slab;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::fields::{FIELDS, FieldSink};
-use super::managed::{DynClose, close_outcome};
+use super::managed::{Closed, DynClose, close_outcome};
 use crate::report::{Entry, EntryKind, Outcome};
 use crate::util::{CatchUnwind, after, format_duration, lock};
 
@@ -36,6 +39,9 @@ pub(crate) struct Resources {
     /// The one being closed by shutdown right now, for the "still pending" list of a second
     /// signal.
     closing_now: Mutex<Option<String>>,
+    /// Taken by shutdown and not reached yet, in closing order, for a report written before the
+    /// sequence finished.
+    queued: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Resources {
@@ -98,7 +104,21 @@ impl Resources {
     pub(crate) fn take_for_shutdown(&self) -> Vec<ResourceEntry> {
         let mut entries: Vec<ResourceEntry> = lock(&self.slots).slab.drain().collect();
         entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
+        lock(&self.queued).extend(entries.iter().map(|entry| entry.name.to_string()));
         entries
+    }
+
+    /// Resources shutdown took but has not reached yet, in closing order.
+    pub(crate) fn queued_names(&self) -> Vec<String> {
+        lock(&self.queued).clone()
+    }
+
+    /// Shutdown reached `entry` (to close or to skip it).
+    pub(crate) fn reached(&self, entry: &ResourceEntry) {
+        let mut queued = lock(&self.queued);
+        if let Some(at) = queued.iter().position(|name| *name == *entry.name) {
+            queued.remove(at);
+        }
     }
 
     /// Closes `entry` for shutdown (see [`ResourceEntry::close_for_shutdown`]), marking it as the
@@ -108,13 +128,22 @@ impl Resources {
         entry: &ResourceEntry,
         deadline: Instant,
         sequence_start: Instant,
+        spawn: impl FnOnce(ClosingTask) -> JoinHandle<Result<Closed, String>>,
     ) -> Vec<Entry> {
         *lock(&self.closing_now) = Some(entry.name.to_string());
-        let entries = entry.close_for_shutdown(deadline, sequence_start).await;
+        self.reached(entry);
+        let entries = entry
+            .close_for_shutdown(deadline, sequence_start, spawn)
+            .await;
         *lock(&self.closing_now) = None;
         entries
     }
 }
+
+/// A resource's close as shutdown runs it: in a task of its own, so that a close blocking its
+/// thread cannot hold the sequence past the close's limit (on a runtime with another thread).
+/// Panics are caught inside it; the close's fields report through the sink it carries.
+pub(crate) type ClosingTask = Pin<Box<dyn Future<Output = Result<Closed, String>> + Send>>;
 
 impl ResourceEntry {
     pub(crate) fn name(&self) -> &str {
@@ -135,7 +164,12 @@ impl ResourceEntry {
     /// Closes under `min(own timeout, what is left of the budget)`; returns the resource's entry
     /// followed by its fields' entries. A close through the handle that is under way is waited
     /// for (within the same limit) and reported; if it gives up, shutdown closes it itself.
-    async fn close_for_shutdown(&self, deadline: Instant, sequence_start: Instant) -> Vec<Entry> {
+    async fn close_for_shutdown(
+        &self,
+        deadline: Instant,
+        sequence_start: Instant,
+        spawn: impl FnOnce(ClosingTask) -> JoinHandle<Result<Closed, String>>,
+    ) -> Vec<Entry> {
         let start = Instant::now();
         let limit = self.timeout.min(deadline.saturating_duration_since(start));
         let until = after(start, limit);
@@ -181,10 +215,25 @@ impl ResourceEntry {
             }
         };
         let sink = FieldSink::default();
-        let closing = CatchUnwind::new(self.resource.close_boxed());
-        let ended = FIELDS
-            .scope(sink.clone(), tokio::time::timeout_at(until, closing))
-            .await;
+        let resource = Arc::clone(&self.resource);
+        let closing = FIELDS.scope(
+            sink.clone(),
+            CatchUnwind::new(async move { resource.close_boxed().await }),
+        );
+        let mut task = spawn(Box::pin(closing));
+        let ended = match tokio::time::timeout_at(until, &mut task).await {
+            Ok(Ok(ended)) => Ok(ended),
+            // Panics are caught inside the task: it was cancelled, its runtime shutting down.
+            Ok(Err(_)) => Ok(Ok(Err(
+                "its close was cancelled: the runtime running it shut down".to_owned(),
+            ))),
+            Err(elapsed) => {
+                // Dropped at its next poll, if it ever yields; a close blocking its thread is
+                // left to it, and the sequence moves on.
+                task.abort();
+                Err(elapsed)
+            }
+        };
         let (outcome, detail) = close_outcome(ended, limit, self.timeout);
         claim.finish((outcome.clone(), detail.clone()));
         match &outcome {

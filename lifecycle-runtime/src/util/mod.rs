@@ -3,6 +3,8 @@
 //! anything from the rest of the crate, so these helpers never tie two modules together.
 
 mod format;
+#[cfg(unix)]
+mod output;
 mod panic;
 
 use std::sync::{Mutex, MutexGuard};
@@ -11,6 +13,8 @@ use std::time::Duration;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use format::opt_secs;
 pub(crate) use format::{format_duration, format_offset, secs};
+#[cfg(unix)]
+pub(crate) use output::write_stderr;
 pub(crate) use panic::{CatchUnwind, catch};
 
 /// Locks a mutex, recovering from poisoning: every critical section in this crate leaves its data

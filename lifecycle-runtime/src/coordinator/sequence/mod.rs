@@ -84,22 +84,24 @@ impl Coordinator {
         let deadline = after(started, config.shutdown_timeout);
         let workers = &self.state.workers;
 
-        let mut entries = drain::run(config.drain, deadline).await;
+        let sequence = &self.state.sequence;
+
+        sequence.record(drain::run(config.drain, deadline).await);
         workers.tell_to_stop();
         stop::run(workers, deadline).await;
-        entries.extend(workers.take_entries(started));
+        sequence.record(workers.take_entries(started));
         workers.set_phase(Phase::Closing);
-        entries.extend(close::run(&self.state.resources, started, deadline).await);
+        close::run(self, started, deadline).await;
         // Workers that ended while resources closed, and those started then (nothing waits for
         // them any more), are reported too rather than dropped silently.
         workers.leak_unjudged();
-        entries.extend(workers.take_entries(started));
+        sequence.record(workers.take_entries(started));
         let lingering = if config.scan_os_threads {
             lingering::run(workers, &self.state.baseline_threads, started, deadline).await
         } else {
             lingering::Lingering::default()
         };
-        entries.extend(lingering.entries);
+        sequence.record(lingering.entries);
         workers.set_phase(Phase::Done);
 
         // The sequence only starts after a start recorded its reason.
@@ -111,7 +113,7 @@ impl Coordinator {
             reason,
             config.shutdown_timeout,
             started.elapsed(),
-            entries,
+            sequence.take_recorded(),
             lingering.names,
         );
         if report.is_clean() {
