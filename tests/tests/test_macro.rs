@@ -91,6 +91,26 @@ async fn culprit_returns_an_error() -> Result<(), String> {
     Err("the fixture could not be loaded".into())
 }
 
+/// Blocks its thread (the test's only one) for 20 s before its first `.await`.
+struct BlockingClose;
+
+impl Close for BlockingClose {
+    async fn close(&self) -> Result<(), CloseError> {
+        std::thread::sleep(Duration::from_secs(20));
+        Ok(())
+    }
+
+    fn close_name(&self) -> std::borrow::Cow<'static, str> {
+        "blocking-close".into()
+    }
+}
+
+#[lifecycle_runtime::test(shutdown_timeout = "500ms")]
+#[ignore = "ends its process on purpose: run by a_wedged_shutdown_ends_the_test_process_in_time"]
+async fn culprit_close_blocks_the_only_thread() {
+    let _resource = lifecycle_runtime::manage(BlockingClose);
+}
+
 // ----- #[test]: what must pass ------------------------------------------------------------------
 
 /// Runs one of the ignored tests above in a child process; returns (passed, output).
@@ -152,6 +172,42 @@ fn culprits_fail_their_test_naming_the_culprit() {
             );
         }
     }
+}
+
+#[test]
+fn a_wedged_shutdown_ends_the_test_process_in_time() {
+    let started = std::time::Instant::now();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "culprit_close_blocks_the_only_thread",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run the test binary");
+    let took = started.elapsed();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(101), "{text}");
+    // Budget 500 ms, grace 1 s; the rest is the child's start (the close alone would take 20 s).
+    assert!(
+        took < Duration::from_millis(2_500),
+        "took {took:?}:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "test `culprit_close_blocks_the_only_thread` did not shut down within its budget of 500ms (+1s): ending the test process with code 101."
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "TIMED OUT resource blocking-close — did not finish closing: still closing when the process exited"
+        ),
+        "{text}"
+    );
 }
 
 static SIBLING_TASK_RUNNING: AtomicBool = AtomicBool::new(false);

@@ -29,7 +29,7 @@ pub use snapshot::snapshot;
 pub use spawn::{spawn, spawn_thread};
 pub(crate) use state::Config;
 #[cfg(unix)]
-pub(crate) use watchdog::{Watch, claim_exit};
+pub(crate) use watchdog::{HARD_GRACE, TEST_HARD_GRACE, Watch, claim_exit};
 
 use crate::report::{Location, ShutdownReason, ShutdownReport};
 use crate::util::lock;

@@ -23,8 +23,11 @@ use crate::report::{Entry, EntryKind, Outcome, ShutdownReason, ShutdownReport};
 use crate::util::{after_std, format_duration, write_stderr};
 use crate::workers::Phase;
 
-/// How long after the budget the watchdog ends a shutdown that has not reported.
+/// How long after the budget the watchdog ends a program whose shutdown has not reported.
 pub(crate) const HARD_GRACE: Duration = Duration::from_millis(50);
+
+/// The same for a test's coordinator: more, since ending a test ends every test of its process.
+pub(crate) const TEST_HARD_GRACE: Duration = Duration::from_secs(1);
 
 /// How long the main thread may take to print a finished report once the deadline has passed.
 const PRINT_GRACE: Duration = Duration::from_secs(2);
@@ -80,8 +83,13 @@ impl Wake {
 /// What a watchdog does besides the deadline, and the exit codes it uses.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Watch {
-    /// Receive SIGINT and SIGTERM (only one watchdog per process may).
+    /// Receive SIGINT and SIGTERM (only one watchdog per process may). A watchdog that does not
+    /// ends with its coordinator's report; one that does lives as long as the process.
     pub(crate) signals: bool,
+    /// How long after the budget the process is ended.
+    pub(crate) grace: Duration,
+    /// The test whose coordinator this is, for the message; `None` for the program's.
+    pub(crate) test: Option<&'static str>,
     /// The code when the deadline passes without a report.
     pub(crate) timed_out_code: u8,
     /// The code at a second signal.
@@ -139,7 +147,11 @@ impl Coordinator {
             // While shutdown is under way, wake up often enough to nudge the runtime.
             let wake_at = deadline.map(|at| at.min(after_std(Instant::now(), NUDGE_EVERY)));
             wait_readable(pipe.as_raw_fd(), wake_at);
-            if deadline.is_some() && !self.state.sequence.has_report() {
+            if self.state.sequence.has_report() {
+                if !watch.signals {
+                    return;
+                }
+            } else if deadline.is_some() {
                 self.nudge();
             }
             for signal in read_signals(pipe.as_raw_fd()) {
@@ -157,19 +169,27 @@ impl Coordinator {
             }
             if deadline.is_none() && self.is_shutting_down() {
                 let budget = self.sequence_config().shutdown_timeout;
-                deadline = Some(after_std(Instant::now(), budget.saturating_add(HARD_GRACE)));
+                deadline = Some(after_std(
+                    Instant::now(),
+                    budget.saturating_add(watch.grace),
+                ));
             }
             if deadline.is_some_and(|at| Instant::now() >= at) {
-                let budget = self.sequence_config().shutdown_timeout;
-                self.exit_now(
-                    &format!(
-                        "shutdown did not finish within its budget of {} (+{}): exiting now with code {}.",
-                        format_duration(budget),
-                        format_duration(HARD_GRACE),
-                        watch.timed_out_code
-                    ),
-                    watch.timed_out_code,
+                let budget = format!(
+                    "its budget of {} (+{})",
+                    format_duration(self.sequence_config().shutdown_timeout),
+                    format_duration(watch.grace)
                 );
+                let code = watch.timed_out_code;
+                let headline = match watch.test {
+                    None => format!(
+                        "shutdown did not finish within {budget}: exiting now with code {code}."
+                    ),
+                    Some(test) => format!(
+                        "test `{test}` did not shut down within {budget}: ending the test process with code {code}."
+                    ),
+                };
+                self.exit_now(&headline, code);
             }
         }
     }

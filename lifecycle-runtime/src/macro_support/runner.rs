@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::config::{DRAIN_VAR, SHUTDOWN_TIMEOUT_VAR, env_duration};
 use crate::coordinator::Coordinator;
 #[cfg(unix)]
-use crate::coordinator::{Watch, claim_exit};
+use crate::coordinator::{HARD_GRACE, TEST_HARD_GRACE, Watch, claim_exit};
 use crate::defaults::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TEST_SHUTDOWN_TIMEOUT};
 use crate::report::{Entry, Outcome, ShutdownReason};
 #[cfg(unix)]
@@ -23,6 +23,10 @@ pub const EXIT_SECOND_SIGNAL: u8 = 130;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code when the program could not start (bad configuration, no runtime).
 pub const EXIT_BAD_CONFIG: u8 = 2;
+
+/// Exit code of a test process whose test's shutdown wedged (what a failed test run exits with).
+#[cfg(unix)]
+const EXIT_TEST_WEDGED: u8 = 101;
 
 /// How long printing the finished report may take: a stderr nobody reads loses the rest.
 #[cfg(unix)]
@@ -112,6 +116,8 @@ where
     coordinator
         .start_watchdog(Watch {
             signals: true,
+            grace: HARD_GRACE,
+            test: None,
             timed_out_code: EXIT_FAILURE,
             second_signal_code: EXIT_SECOND_SIGNAL,
         })
@@ -276,6 +282,22 @@ where
                 .unwrap_or(DEFAULT_TEST_SHUTDOWN_TIMEOUT),
         )
         .build();
+    // A shutdown that wedges the test's runtime (a close or a destructor blocking its only
+    // thread) ends the test process at the test's budget plus a grace, with what is known,
+    // instead of hanging the run.
+    #[cfg(unix)]
+    if let Err(error) = coordinator.start_watchdog(Watch {
+        signals: false,
+        grace: TEST_HARD_GRACE,
+        test: Some(spec.name),
+        timed_out_code: EXIT_TEST_WEDGED,
+        second_signal_code: EXIT_TEST_WEDGED,
+    }) {
+        panic!(
+            "test `{}`: cannot start its shutdown watchdog: {error}",
+            spec.name
+        );
+    }
     let mut builder = runtime_builder(spec.flavor, spec.worker_threads);
     if spec.start_paused {
         pause_clock(&mut builder, spec.name);

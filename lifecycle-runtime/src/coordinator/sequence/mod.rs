@@ -61,6 +61,8 @@ impl Coordinator {
         };
         self.state.sequence.publish(report);
         running.reported();
+        #[cfg(unix)]
+        self.wake_watchdog();
     }
 
     /// The one report of a sequence that could not finish.
