@@ -445,6 +445,29 @@ async fn a_critical_failure_starts_shutdown_naming_the_task() {
     .await;
 }
 
+#[background(interval = "1s", shutdown, critical, name = "critical-hostile")]
+async fn critical_fails_with_a_hostile_error() -> Result<(), common::HostileError> {
+    Err(common::HostileError)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tick_error_whose_display_panics_is_still_named_and_still_critical() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let _task = critical_fails_with_a_hostile_error();
+        let report = coordinator.report().await;
+        assert_eq!(
+            report.reason(),
+            &ShutdownReason::CriticalTaskFailed {
+                task: "critical-hostile".to_owned(),
+                error: "<error display panicked: display of the error exploded>".to_owned(),
+            },
+            "{report}"
+        );
+    })
+    .await;
+}
+
 #[background(interval = "1s", shutdown, critical, name = "critical-panic")]
 async fn critical_panics() {
     panic!("invariant broken");

@@ -62,6 +62,48 @@ async fn resources_close_newest_first_after_every_task_stopped() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_close_error_whose_display_panics_is_reported_and_the_rest_still_close() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _pool = lifecycle_runtime::manage(Part::new("pool", &log, Behaviour::Ok));
+        let _hostile =
+            lifecycle_runtime::manage(Part::new("hostile", &log, Behaviour::FailHostile));
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(*log.lock().unwrap(), ["close hostile", "close pool"]);
+        assert_eq!(
+            entry(&report, "hostile").outcome(),
+            &Outcome::Error("<error display panicked: display of the error exploded>".into())
+        );
+        assert_eq!(entry(&report, "pool").outcome(), &Outcome::Closed);
+        // The report prints, though one of its errors could not be displayed.
+        assert!(
+            report
+                .to_string()
+                .contains("ERROR     resource hostile — <error display panicked")
+        );
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_early_close_whose_error_display_panics_returns_an_error_to_its_caller() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let hostile = lifecycle_runtime::manage(Part::new("hostile", &log, Behaviour::FailHostile));
+        let error = hostile.close().await.expect_err("the close failed");
+        assert_eq!(
+            error.to_string(),
+            "<error display panicked: display of the error exploded>"
+        );
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.entry("hostile").is_none(), "closed early: {report}");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failing_panicking_or_hung_close_is_contained_and_the_rest_still_close() {
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {

@@ -27,7 +27,7 @@ use tokio::time::{Interval, MissedTickBehavior};
 use crate::coordinator::{Coordinator, Shutdown, with_current};
 use crate::report::ShutdownReason;
 use crate::snapshot::{StateCell, TaskState};
-use crate::util::{CatchUnwind, after_std, catch, format_duration};
+use crate::util::{CatchUnwind, after_std, catch, display_guarded, format_duration};
 use crate::workers::{
     Group, TaskError, TaskHandle, TaskName, ThreadHandle, WorkerKind, WorkerMeta,
 };
@@ -94,7 +94,7 @@ impl TickResult for () {
 
 impl<E: Display> TickResult for Result<(), E> {
     fn into_tick_result(self) -> Result<(), String> {
-        self.map_err(|error| error.to_string())
+        self.map_err(|error| display_guarded(&error))
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::report::Outcome;
 use crate::resources::fields::{self, FieldRecord};
 use crate::resources::{Close, CloseError, close_outcome};
+use crate::util::display_guarded;
 use crate::util::{CatchUnwind, format_duration};
 
 /// What a field's close (or a `before_close` hook) may return: `()` or `Result<(), E: Display>`.
@@ -30,7 +31,7 @@ impl IntoCloseResult for () {
 
 impl<E: Display> IntoCloseResult for Result<(), E> {
     fn into_close_result(self) -> Result<(), String> {
-        self.map_err(|error| error.to_string())
+        self.map_err(|error| display_guarded(&error))
     }
 }
 

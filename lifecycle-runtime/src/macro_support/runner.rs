@@ -13,6 +13,7 @@ use crate::coordinator::Coordinator;
 use crate::coordinator::{HARD_GRACE, TEST_HARD_GRACE, Watch, claim_exit};
 use crate::defaults::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TEST_SHUTDOWN_TIMEOUT};
 use crate::report::{Entry, Outcome, ShutdownReason};
+use crate::util::debug_guarded;
 #[cfg(unix)]
 use crate::util::write_stderr;
 use crate::workers::{TaskError, TaskName, WorkerKind, WorkerMeta};
@@ -74,7 +75,7 @@ impl MainOutput for () {
 
 impl<E: Debug> MainOutput for Result<(), E> {
     fn into_main_result(self) -> Result<(), String> {
-        self.map_err(|error| format!("{error:?}"))
+        self.map_err(|error| debug_guarded(&error))
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::defaults::DEFAULT_CLOSE_TIMEOUT;
+use crate::util::display_guarded;
 
 /// The error a [`Close`] implementation returns.
 pub type CloseError = Box<dyn std::error::Error + Send + Sync>;
@@ -153,7 +154,7 @@ impl<T: Close> Close for Vec<T> {
         let mut failures = Vec::new();
         for (index, value) in self.iter().enumerate() {
             if let Err(error) = value.close().await {
-                failures.push(format!("[{index}]: {error}"));
+                failures.push(format!("[{index}]: {}", display_guarded(&error)));
             }
         }
         if failures.is_empty() {

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::registry::Resources;
 use super::{Close, CloseError};
 use crate::report::{EntryKind, Outcome};
-use crate::util::{CatchUnwind, format_duration, lock};
+use crate::util::{CatchUnwind, display_guarded, format_duration, lock};
 
 /// A close's result with its error displayed, as the panic guard hands it over.
 pub(crate) type Closed = Result<(), String>;
@@ -148,7 +148,12 @@ struct ManagedInner<T> {
 
 impl<T: Close> DynClose for ManagedInner<T> {
     fn close_boxed(&self) -> Pin<Box<dyn Future<Output = Closed> + Send + '_>> {
-        Box::pin(async move { self.value.close().await.map_err(|error| error.to_string()) })
+        Box::pin(async move {
+            self.value
+                .close()
+                .await
+                .map_err(|error| display_guarded(&error))
+        })
     }
 
     fn state(&self) -> &CloseState {

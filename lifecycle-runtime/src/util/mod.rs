@@ -15,7 +15,7 @@ pub(crate) use format::opt_secs;
 pub(crate) use format::{format_duration, format_offset, secs};
 #[cfg(unix)]
 pub(crate) use output::write_stderr;
-pub(crate) use panic::{CatchUnwind, catch};
+pub(crate) use panic::{CatchUnwind, catch, debug_guarded, display_guarded};
 
 /// Locks a mutex, recovering from poisoning: every critical section in this crate leaves its data
 /// consistent (plain inserts, removals and counter updates), so a panic elsewhere while holding

@@ -99,8 +99,28 @@ pub enum Behaviour {
     Hang,
     Fail,
     Panic,
+    /// Fails with an error whose `Display` and `Debug` panic.
+    FailHostile,
     Slow(Duration),
 }
+
+/// An error whose `Display` and `Debug` panic: formatting it is user code too.
+#[derive(Clone, Copy)]
+pub struct HostileError;
+
+impl std::fmt::Display for HostileError {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("display of the error exploded")
+    }
+}
+
+impl std::fmt::Debug for HostileError {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("debug of the error exploded")
+    }
+}
+
+impl std::error::Error for HostileError {}
 
 /// A resource that logs `close NAME` and then behaves as told; counts its closes.
 pub struct Part {
@@ -132,6 +152,7 @@ impl Close for Part {
             Behaviour::Hang => std::future::pending().await,
             Behaviour::Fail => Err(format!("{} refused", self.name).into()),
             Behaviour::Panic => panic!("{} blew up", self.name),
+            Behaviour::FailHostile => Err(HostileError.into()),
             Behaviour::Slow(duration) => {
                 tokio::time::sleep(duration).await;
                 Ok(())
