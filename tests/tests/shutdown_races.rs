@@ -545,13 +545,16 @@ async fn an_aborted_task_whose_destructor_panics_is_reported_panicked() {
     .await;
 }
 
-// ----- tasks started while resources close are reported, not dropped silently -------------------
+// ----- work started while resources close is stopped and closed too, never dropped silently ----
 
 struct SpawnsOnClose;
 
 impl Close for SpawnsOnClose {
     async fn close(&self) -> Result<(), CloseError> {
-        lifecycle_runtime::spawn("spawned-by-close", std::future::pending::<()>());
+        lifecycle_runtime::spawn("deaf-cleanup", std::future::pending::<()>());
+        lifecycle_runtime::spawn("cleanup", async {
+            lifecycle_runtime::shutdown_signal().triggered().await;
+        });
         lifecycle_runtime::spawn("finishes-during-close", async {});
         tokio::time::sleep(Duration::from_millis(10)).await;
         Ok(())
@@ -559,19 +562,109 @@ impl Close for SpawnsOnClose {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_task_started_while_resources_close_is_reported() {
-    let coordinator = coordinator();
+async fn tasks_started_while_resources_close_are_stopped_and_reported() {
+    let coordinator = common::coordinator_with_budget(Duration::from_secs(30));
     within(&coordinator, LIMIT, async {
         let _resource = lifecycle_runtime::manage(SpawnsOnClose);
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
-        let late = common::entry(&report, "spawned-by-close");
-        assert_eq!(late.outcome(), &Outcome::Leaked, "{report}");
-        assert!(
-            late.detail()
-                .is_some_and(|detail| detail.contains("after tasks were stopped")),
+        // Heard the signal at once (it fired long before it started).
+        assert_eq!(
+            common::entry(&report, "cleanup").outcome(),
+            &Outcome::Stopped,
             "{report}"
         );
+        // Ignored it: cut off at its own stop timeout (2 s from when it started), not left running.
+        let deaf = common::entry(&report, "deaf-cleanup");
+        assert_eq!(deaf.outcome(), &Outcome::Aborted, "{report}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_millis(2_200),
+            "{took:?}: {report}"
+        );
         assert!(!report.is_clean());
+    })
+    .await;
+}
+
+/// A close that opens another resource (a spill file to flush into, say).
+struct ManagesOnClose {
+    log: Log,
+}
+
+impl Close for ManagesOnClose {
+    async fn close(&self) -> Result<(), CloseError> {
+        common::push(&self.log, "close first");
+        let _spill = lifecycle_runtime::manage(Logged {
+            name: "spill",
+            log: self.log.clone(),
+            takes: Duration::from_millis(5),
+        });
+        Ok(())
+    }
+
+    fn close_name(&self) -> std::borrow::Cow<'static, str> {
+        "first".into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resource_managed_while_resources_close_is_closed_and_reported() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log: Log = Arc::default();
+        let _first = lifecycle_runtime::manage(ManagesOnClose { log: log.clone() });
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            common::lines(&log),
+            ["close first", "close spill begins", "close spill ends"]
+        );
+        assert_eq!(common::entry(&report, "spill").outcome(), &Outcome::Closed);
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}
+
+/// Every close manages one more: the chain never ends by itself.
+struct EndlessChain {
+    depth: u32,
+}
+
+impl Close for EndlessChain {
+    async fn close(&self) -> Result<(), CloseError> {
+        lifecycle_runtime::manage(EndlessChain {
+            depth: self.depth + 1,
+        });
+        Ok(())
+    }
+
+    fn close_name(&self) -> std::borrow::Cow<'static, str> {
+        format!("link-{}", self.depth).into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endless_chain_of_late_resources_is_cut_and_reported() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let _chain = lifecycle_runtime::manage(EndlessChain { depth: 0 });
+        let report = lifecycle_runtime::shutdown().await;
+        // The first close, then three late rounds, each closing the link the round before made.
+        for depth in 0..4 {
+            assert_eq!(
+                common::entry(&report, &format!("link-{depth}")).outcome(),
+                &Outcome::Closed,
+                "{report}"
+            );
+        }
+        let cut = common::entry(&report, "link-4");
+        assert_eq!(cut.outcome(), &Outcome::Skipped, "{report}");
+        assert!(
+            cut.detail()
+                .is_some_and(|detail| detail.contains("not closed")),
+            "{report}"
+        );
+        assert!(report.entry("link-5").is_none(), "{report}");
     })
     .await;
 }

@@ -50,8 +50,14 @@ impl Coordinator {
     /// Registers `value`, listed in reports as `kind`.
     fn manage_as<T: Close + 'static>(&self, value: T, kind: EntryKind) -> Managed<T> {
         let managed = Managed::register(&self.state.resources, value, kind);
-        if self.phase() >= Phase::Closing {
-            tracing::warn!(resource = %managed.name(), "resource registered after shutdown closed resources; it will not be closed");
+        match self.phase() {
+            Phase::Closing => {
+                tracing::info!(resource = %managed.name(), "resource registered while shutdown closes resources: it closes after them");
+            }
+            Phase::Done => {
+                tracing::warn!(resource = %managed.name(), "resource registered after shutdown finished: it will not be closed");
+            }
+            _ => {}
         }
         managed
     }

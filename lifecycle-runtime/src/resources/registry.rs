@@ -95,6 +95,11 @@ impl Resources {
             .collect()
     }
 
+    /// Whether any resource is registered.
+    pub(crate) fn has_open(&self) -> bool {
+        !lock(&self.slots).slab.is_empty()
+    }
+
     /// The resource shutdown is closing right now.
     pub(crate) fn closing_now(&self) -> Option<String> {
         lock(&self.closing_now).clone()

@@ -7,11 +7,12 @@
 //! 1. start (`Coordinator::start_shutdown`): readiness false, phase `Draining`;
 //! 2. drain (`drain.rs`);
 //! 3. stop workers (`stop.rs`);
-//! 4. close resources (`close.rs`);
+//! 4. close resources (`close.rs`), then stop and close what the closes started (`late.rs`);
 //! 5. report, with the OS threads still lingering (`lingering.rs`).
 
 mod close;
 mod drain;
+mod late;
 mod lingering;
 mod stop;
 
@@ -94,8 +95,9 @@ impl Coordinator {
         sequence.record(workers.take_entries(started));
         workers.set_phase(Phase::Closing);
         close::run(self, started, deadline).await;
-        // Workers that ended while resources closed, and those started then (nothing waits for
-        // them any more), are reported too rather than dropped silently.
+        late::run(self, started, deadline).await;
+        // Workers still running after the late rounds (nothing waits for them any more) are
+        // reported rather than dropped silently.
         workers.leak_unjudged();
         sequence.record(workers.take_entries(started));
         let lingering = if config.scan_os_threads {
