@@ -249,3 +249,52 @@ fn a_full_stderr_nobody_reads_loses_the_report_not_the_exit() {
         "{took:?}"
     );
 }
+
+/// Whether any process of group `pgid` is running (zombies do not count).
+fn group_running(pgid: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|process| {
+            let Ok(stat) = std::fs::read_to_string(process.path().join("stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.get(2) == Some(&pgid.to_string().as_str()) && fields[0] != "Z"
+        })
+}
+
+#[test]
+fn a_child_ignoring_sigterm_past_the_budget_does_not_outlive_the_program() {
+    let _serial = SERIAL.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut command = Command::new(MULTI_THREAD);
+    command.arg("stubborn-child");
+    let mut program = Program::start(command, &[]);
+    program.wait_for("ready: stubborn-child");
+    let signalled = Instant::now();
+    program.signal(libc::SIGTERM);
+    let (code, exited, stderr) = program.finish_timed();
+    let group: u32 = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("child group: "))
+        .and_then(|group| group.trim().parse().ok())
+        .expect("the fixture printed its child's group");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        exited - signalled <= BUDGET + PROMISED + MEASURING,
+        "{:?}",
+        exited - signalled
+    );
+    // Its close was cut off by the budget before it could SIGKILL.
+    assert_line(
+        &stderr,
+        "TIMED OUT process stubborn-child — cut off after 2.00s by the shutdown budget",
+    );
+    assert!(
+        !group_running(group),
+        "the child's group outlived the program:\n{stderr}"
+    );
+}

@@ -112,6 +112,117 @@ async fn a_child_that_ignores_sigterm_is_killed_after_its_timeout_and_reported()
     let _ = std::fs::remove_file(ready);
 }
 
+/// Whether process `pid` is running (not gone, not a zombie).
+fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_descendant_that_left_the_process_group_is_killed_and_named() {
+    let _watchdog = Watchdog::new("descendant_left_group", HANG);
+    let coordinator = coordinator();
+    let ready = marker("escapes");
+    // `setsid` puts the sleeper in a session and group of its own: SIGTERM to the child's group
+    // does not reach it.
+    let script = format!(
+        "setsid sleep 100 & echo $! > {ready}.pid; touch {ready}; wait",
+        ready = ready.display()
+    );
+    let child = coordinator
+        .scope(async { ManagedChild::spawn("daemonizer", sh(&script)) })
+        .await
+        .unwrap();
+    wait_ready(&ready).await;
+    let pid_file = format!("{}.pid", ready.display());
+    let escaped: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(process_running(escaped));
+    assert_ne!(
+        std::fs::read_to_string(format!("/proc/{escaped}/stat"))
+            .unwrap()
+            .rsplit_once(") ")
+            .unwrap()
+            .1
+            .split_whitespace()
+            .nth(2)
+            .unwrap(),
+        child.id().unwrap().to_string(),
+        "the sleeper left the child's process group"
+    );
+    let report = coordinator.shutdown().await;
+    let closed = entry(&report, "daemonizer");
+    let Outcome::Error(message) = closed.outcome() else {
+        panic!("{report}")
+    };
+    assert!(
+        message.contains(&format!(
+            "1 descendant(s) of `daemonizer` had left its process group and were still running: pid {escaped} `sleep`; killed with SIGKILL"
+        )),
+        "{report}"
+    );
+    assert!(!process_running(escaped), "the escaped sleeper is gone");
+    let _ = std::fs::remove_file(ready);
+    let _ = std::fs::remove_file(pid_file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_subreaper_an_orphaned_descendant_comes_to_us_and_is_reaped() {
+    let _watchdog = Watchdog::new("subreaper", HANG);
+    let coordinator = coordinator();
+    let ready = marker("orphans");
+    // The inner shell exits at once: its `setsid` sleeper is orphaned.
+    let script = format!(
+        "sh -c 'setsid sleep 100 & echo $! > {ready}.pid'; touch {ready}; exec sleep 100",
+        ready = ready.display()
+    );
+    coordinator
+        .scope(async {
+            ManagedChild::builder("orphan-maker", sh(&script))
+                .subreaper(true)
+                .spawn()
+        })
+        .await
+        .unwrap();
+    wait_ready(&ready).await;
+    let pid_file = format!("{}.pid", ready.display());
+    let orphan: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let parent = std::fs::read_to_string(format!("/proc/{orphan}/stat"))
+        .unwrap()
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert_eq!(parent, std::process::id().to_string(), "re-parented to us");
+    let report = coordinator.shutdown().await;
+    let Outcome::Error(message) = entry(&report, "orphan-maker").outcome() else {
+        panic!("{report}")
+    };
+    assert!(
+        message.contains(&format!("pid {orphan} `sleep`")),
+        "{report}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/proc/{orphan}")).exists(),
+        "killed and reaped, not left a zombie"
+    );
+    let _ = std::fs::remove_file(ready);
+    let _ = std::fs::remove_file(pid_file);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_that_already_exited_closes_at_once() {
     let _watchdog = Watchdog::new("child_already_exited", HANG);

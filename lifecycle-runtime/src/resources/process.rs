@@ -1,5 +1,7 @@
 //! Subprocesses that stop with the program: each runs in its own process group, and closing it
-//! sends SIGTERM to the whole group, waits, then SIGKILL. Nothing it started outlives it.
+//! sends SIGTERM to the whole group, waits, then SIGKILL. Nothing it started outlives it: a
+//! descendant that left the group (`setsid`, a daemon's double fork) is found by a tag in its
+//! environment, killed, and named in the report.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -19,11 +21,19 @@ use crate::util::{Backoff, after, format_duration, lock};
 /// How long to wait for the group to be gone after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(1);
 
+/// The environment variable each managed child (and so, unless it clears its environment, each
+/// of its descendants) carries: `<our pid>.<child's number>`.
+const TAG_VAR: &str = "LIFECYCLE_MANAGED_CHILD";
+
+/// Numbers the children of this process, for their tags.
+static NEXT_CHILD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Process groups of managed children that may still run: the ones a program exiting at once
 /// (a second signal) must not leave behind.
 static LIVE_GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
-/// SIGKILLs every managed child's process group. For exits that cannot wait for a proper close.
+/// SIGKILLs every managed child's process group, and every descendant of a managed child that
+/// left its group. For exits that cannot wait for a proper close.
 pub(crate) fn kill_all_now() {
     let groups = std::mem::take(&mut *lock(&LIVE_GROUPS));
     for group in groups {
@@ -33,6 +43,9 @@ pub(crate) fn kill_all_now() {
                 libc::killpg(group, libc::SIGKILL);
             }
         }
+    }
+    for escaped in tagged_processes(&format!("{}.", std::process::id())) {
+        kill_process(escaped.pid);
     }
 }
 
@@ -70,6 +83,8 @@ pub struct ManagedChild {
     /// Set once the whole group is known to be gone: its id may then be reused by another
     /// process group, so it is never signalled again.
     gone: AtomicBool,
+    /// The value of [`TAG_VAR`] it and its descendants carry.
+    tag: String,
 }
 
 impl fmt::Debug for ManagedChild {
@@ -78,6 +93,7 @@ impl fmt::Debug for ManagedChild {
             .field("name", &self.name)
             .field("pid", &self.pid)
             .field("term_timeout", &self.term_timeout)
+            .field("tag", &self.tag)
             .finish_non_exhaustive()
     }
 }
@@ -98,11 +114,33 @@ impl ManagedChildBuilder {
         self
     }
 
+    /// Makes this process a child subreaper (Linux `PR_SET_CHILD_SUBREAPER`, for the whole
+    /// process, from now on): descendants whose parent exits (a daemon's double fork, `setsid`
+    /// and exit) are re-parented to this process instead of to init, and the ones shutdown kills
+    /// are reaped here. Useful in a container whose init does not reap. Off by default: a
+    /// subreaper inherits every orphan of every child, and the ones this crate does not kill are
+    /// left for the program to reap.
+    ///
+    /// Escaped descendants are found and killed either way, by the tag each managed child's
+    /// environment carries (`LIFECYCLE_MANAGED_CHILD`), unless they clear their environment.
+    pub fn subreaper(self, on: bool) -> Self {
+        if on {
+            become_subreaper();
+        }
+        self
+    }
+
     /// Starts the process in a new process group. (Registering it is `spawn`'s part, in
     /// `coordinator/manage.rs`, since it needs the current coordinator.)
     pub(crate) fn start(mut self) -> io::Result<ManagedChild> {
         #[cfg(unix)]
         self.command.process_group(0);
+        let tag = format!(
+            "{}.{}",
+            std::process::id(),
+            NEXT_CHILD.fetch_add(1, Ordering::Relaxed)
+        );
+        self.command.env(TAG_VAR, &tag);
         let child = self.command.spawn().map_err(|error| {
             io::Error::new(
                 error.kind(),
@@ -120,6 +158,7 @@ impl ManagedChildBuilder {
             term_timeout: self.term_timeout,
             child: Mutex::new(child),
             gone: AtomicBool::new(false),
+            tag,
         })
     }
 }
@@ -179,6 +218,43 @@ impl ManagedChild {
         }
     }
 
+    /// SIGTERM to the group, then SIGKILL after the term timeout; `Err` says what had to be done.
+    async fn close_group(&self) -> Result<(), String> {
+        let mut child = self.child.lock().await;
+        if matches!(child.try_wait(), Ok(Some(_))) && !self.group_alive() {
+            self.gone.store(true, Ordering::Release);
+            forget_group(self.pid);
+            return Ok(());
+        }
+        self.signal_group(libc::SIGTERM);
+        if self.wait_group_gone(&mut child, self.term_timeout).await {
+            tracing::info!(child = %self.name, "child process exited after SIGTERM");
+            return Ok(());
+        }
+        self.signal_group(libc::SIGKILL);
+        let gone = self.wait_group_gone(&mut child, KILL_WAIT).await;
+        tracing::warn!(child = %self.name, "child process ignored SIGTERM and was killed");
+        let mut message = format!(
+            "child process `{}` did not exit within {} of SIGTERM; killed its process group with SIGKILL",
+            self.name,
+            format_duration(self.term_timeout)
+        );
+        if !gone {
+            message.push_str(" (and it was still there a second later)");
+        }
+        Err(message)
+    }
+
+    /// Kills the descendants that left the child's process group and still run; returns them.
+    fn kill_escaped(&self) -> Vec<Tagged> {
+        let escaped = tagged_processes(&self.tag);
+        for process in &escaped {
+            tracing::warn!(child = %self.name, pid = process.pid, command = %process.command, "a descendant left the child's process group; killing it");
+            kill_process(process.pid);
+        }
+        escaped
+    }
+
     /// Waits until the leader exited and the group is empty, up to `limit`. True when all gone.
     async fn wait_group_gone(&self, child: &mut Child, limit: Duration) -> bool {
         let deadline = after(tokio::time::Instant::now(), limit);
@@ -204,29 +280,17 @@ impl ManagedChild {
 
 impl Close for ManagedChild {
     async fn close(&self) -> Result<(), CloseError> {
-        let mut child = self.child.lock().await;
-        if matches!(child.try_wait(), Ok(Some(_))) && !self.group_alive() {
-            self.gone.store(true, Ordering::Release);
-            forget_group(self.pid);
-            return Ok(());
+        let group = self.close_group().await;
+        // What left the group is found once the group is gone (a daemonizing parent has exited).
+        let escaped = self.kill_escaped();
+        match (group, escaped.is_empty()) {
+            (Ok(()), true) => Ok(()),
+            (Ok(()), false) => Err(escaped_message(&self.name, &escaped).into()),
+            (Err(message), true) => Err(message.into()),
+            (Err(message), false) => {
+                Err(format!("{message}; {}", escaped_message(&self.name, &escaped)).into())
+            }
         }
-        self.signal_group(libc::SIGTERM);
-        if self.wait_group_gone(&mut child, self.term_timeout).await {
-            tracing::info!(child = %self.name, "child process exited after SIGTERM");
-            return Ok(());
-        }
-        self.signal_group(libc::SIGKILL);
-        let gone = self.wait_group_gone(&mut child, KILL_WAIT).await;
-        tracing::warn!(child = %self.name, "child process ignored SIGTERM and was killed");
-        let mut message = format!(
-            "child process `{}` did not exit within {} of SIGTERM; killed its process group with SIGKILL",
-            self.name,
-            format_duration(self.term_timeout)
-        );
-        if !gone {
-            message.push_str(" (and it was still there a second later)");
-        }
-        Err(message.into())
     }
 
     fn close_timeout(&self) -> Duration {
@@ -251,6 +315,97 @@ impl Drop for ManagedChild {
         }
         forget_group(self.pid);
     }
+}
+
+/// `PR_SET_CHILD_SUBREAPER` for this process; a warning where the OS has no such thing.
+fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl(2) with PR_SET_CHILD_SUBREAPER takes an integer flag and touches no
+        // memory of ours.
+        let result = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        if result != 0 {
+            tracing::warn!(error = %io::Error::last_os_error(), "cannot become a child subreaper");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::warn!("child subreapers exist on Linux only; escaped descendants re-parent to init");
+}
+
+/// A running process carrying a managed child's tag.
+#[derive(Debug)]
+struct Tagged {
+    pid: i32,
+    command: String,
+}
+
+/// Running processes (not zombies) whose [`TAG_VAR`] is `tag`, or starts with it when `tag` ends
+/// with a dot (every child of this process). Reads `/proc`: empty where there is none, or for
+/// processes whose environment this user cannot read.
+fn tagged_processes(tag: &str) -> Vec<Tagged> {
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let wanted = format!("{TAG_VAR}={tag}");
+    let prefix = tag.ends_with('.');
+    processes
+        .filter_map(Result::ok)
+        .filter_map(|process| {
+            let pid: i32 = process.file_name().to_str()?.parse().ok()?;
+            let environ = std::fs::read(process.path().join("environ")).ok()?;
+            let tagged = environ.split(|byte| *byte == 0).any(|variable| {
+                if prefix {
+                    variable.starts_with(wanted.as_bytes())
+                } else {
+                    variable == wanted.as_bytes()
+                }
+            });
+            if !tagged {
+                return None;
+            }
+            let stat = std::fs::read_to_string(process.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let state = rest.split_whitespace().next()?;
+            if state == "Z" || state == "X" {
+                return None;
+            }
+            let command = head
+                .split_once(" (")
+                .map_or("", |(_, name)| name)
+                .to_owned();
+            Some(Tagged { pid, command })
+        })
+        .collect()
+}
+
+/// SIGKILLs one process, and reaps it if it is this process's child (re-parented to a
+/// subreaper), so it does not linger as a zombie.
+fn kill_process(pid: i32) {
+    // SAFETY: kill(2) and waitpid(2) on one pid, with no memory effects but the status we drop.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        let mut status = 0;
+        for _ in 0..100 {
+            match libc::waitpid(pid, &mut status, libc::WNOHANG) {
+                0 => std::thread::sleep(Duration::from_millis(1)),
+                // Reaped, or not our child (init reaps it).
+                _ => break,
+            }
+        }
+    }
+}
+
+/// The report's words for descendants that left their group.
+fn escaped_message(child: &str, escaped: &[Tagged]) -> String {
+    let list: Vec<String> = escaped
+        .iter()
+        .map(|process| format!("pid {} `{}`", process.pid, process.command))
+        .collect();
+    format!(
+        "{} descendant(s) of `{child}` had left its process group and were still running: {}; killed with SIGKILL",
+        escaped.len(),
+        list.join(", ")
+    )
 }
 
 /// Whether a process of group `pgid` is running (not a zombie). Reads `/proc` on Linux; elsewhere

@@ -38,8 +38,8 @@ fn write_fd(fd: libc::c_int, mut bytes: &[u8], limit: Duration) -> Written {
             revents: 0,
         };
         // Rounded up, so that giving up never comes before the limit.
-        let millis = libc::c_int::try_from(left.as_nanos().div_ceil(1_000_000))
-            .unwrap_or(libc::c_int::MAX);
+        let millis =
+            libc::c_int::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX);
         // SAFETY: one valid `pollfd`, and the count says one.
         let ready = unsafe { libc::poll(&mut poll, 1, millis) };
         if ready < 0 {
