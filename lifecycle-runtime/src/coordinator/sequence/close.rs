@@ -1,6 +1,6 @@
 //! Step 4, closing resources: newest first (later resources depend on earlier ones), each under
 //! its own limit capped by what is left of the budget; what the budget cannot reach is skipped
-//! and reported, never waited on.
+//! and reported (with what it still says about itself), never waited on.
 
 use std::time::Duration;
 
@@ -15,6 +15,11 @@ pub(super) async fn run(resources: &Resources, started: Instant, deadline: Insta
     let mut entries = Vec::new();
     for resource in resources.take_for_shutdown() {
         if Instant::now() >= deadline {
+            let skipped = "shutdown budget exhausted before it could close";
+            let detail = match resource.skipped_detail() {
+                Some(more) => format!("{skipped}; {more}"),
+                None => skipped.to_owned(),
+            };
             entries.push(
                 Entry::new(
                     resource.name(),
@@ -23,9 +28,7 @@ pub(super) async fn run(resources: &Resources, started: Instant, deadline: Insta
                     offset(started),
                     Duration::ZERO,
                 )
-                .with_detail(Some(
-                    "shutdown budget exhausted before it could close".to_owned(),
-                )),
+                .with_detail(Some(detail)),
             );
             resource.mark_skipped();
             continue;
