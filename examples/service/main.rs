@@ -50,7 +50,8 @@ async fn acceptor(stats: Arc<Stats>, recorder: BatchWriter<i64>, shutdown: Shutd
             stats.handled.fetch_add(1, Ordering::Relaxed);
             stats.buffer.lock().expect("buffer lock").push(id);
             if let Err(error) = recorder.push(id as i64) {
-                // Shutdown began while this request ran: say so rather than lose it quietly.
+                // Shutdown began while this request ran, or the writer is full: say so rather
+                // than lose it quietly.
                 tracing::warn!(%error, request = id, "request not recorded");
             }
         });

@@ -47,6 +47,11 @@ fn the_demo_runs_and_stops_cleanly_by_itself() {
     );
     assert!(stderr.contains("closed    process sidecar"), "{stderr}");
     assert!(stderr.contains("closed    resource store"), "{stderr}");
+    // Every request the writer accepted was written: its own entry says so by closing cleanly.
+    assert!(
+        stderr.contains("closed    resource batch-writer handled-requests"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("closed    resource database lifecycle-demo"),
         "{stderr}"

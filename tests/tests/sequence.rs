@@ -226,6 +226,62 @@ async fn the_budget_caps_a_hung_entry_and_skips_what_it_cannot_reach() {
     .await;
 }
 
+/// A resource that says what it holds when shutdown has no time left to close it.
+struct Outbox {
+    name: &'static str,
+    unsent: u32,
+}
+
+impl lifecycle_runtime::Close for Outbox {
+    async fn close(&self) -> Result<(), lifecycle_runtime::CloseError> {
+        Ok(())
+    }
+
+    fn close_name(&self) -> std::borrow::Cow<'static, str> {
+        self.name.into()
+    }
+
+    fn skipped_detail(&self) -> Option<String> {
+        assert!(self.unsent > 0, "a skipped_detail that panics");
+        Some(format!("{} messages unsent", self.unsent))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_skipped_resource_still_says_what_it_holds() {
+    let coordinator = coordinator_with_budget(Duration::from_secs(1));
+    within(&coordinator, LIMIT, async {
+        let _outbox = lifecycle_runtime::manage(Outbox {
+            name: "outbox",
+            unsent: 3,
+        });
+        let _broken = lifecycle_runtime::manage(Outbox {
+            name: "broken",
+            unsent: 0,
+        });
+        let _task = very_stubborn_loop();
+        settle().await;
+        let report = lifecycle_runtime::shutdown().await;
+        let outbox = entry(&report, "outbox");
+        assert_eq!(outbox.outcome(), &Outcome::Skipped, "{report}");
+        assert_eq!(
+            outbox.detail(),
+            Some("shutdown budget exhausted before it could close; 3 messages unsent"),
+            "{report}"
+        );
+        let broken = entry(&report, "broken");
+        assert_eq!(broken.outcome(), &Outcome::Skipped, "{report}");
+        assert_eq!(
+            broken.detail(),
+            Some(
+                "shutdown budget exhausted before it could close; its `skipped_detail` panicked: a skipped_detail that panics"
+            ),
+            "{report}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_task_whose_stop_timeout_outlasts_the_budget_is_aborted_when_the_budget_ends() {
     let coordinator = coordinator_with_budget(Duration::from_secs(1));

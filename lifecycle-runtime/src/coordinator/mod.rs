@@ -32,8 +32,12 @@ pub(crate) use state::Config;
 pub(crate) use watchdog::{HARD_GRACE, TEST_HARD_GRACE, Watch, claim_exit};
 
 use crate::report::{Location, ShutdownReason, ShutdownReport};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use crate::util::after;
 use crate::util::lock;
 use crate::workers::{AwaitingReport, Phase, Workers, WorkersRef};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use crate::workers::{Due, StopPolicy};
 use state::State;
 
 /// Registries of tasks, threads and resources, and the shutdown sequence over them.
@@ -334,6 +338,24 @@ impl Coordinator {
     #[inline]
     pub(crate) fn is_global(&self) -> bool {
         self.state.is_global
+    }
+
+    /// When a task told to stop, with `stop_timeout` as its stop timeout, is cut off: the rule
+    /// step 3 applies (the stop timeout runs from the stop signal, the budget caps it). `None`
+    /// before tasks are told to stop. A writer that must finish inside that time asks it.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn stop_due(&self, stop_timeout: Duration) -> Option<Due> {
+        let stop_started = self.state.workers.stop_started()?;
+        // Tasks are only told to stop after shutdown started, so `at()` is the recorded start.
+        let deadline = after(
+            self.state.start.at(),
+            self.sequence_config().shutdown_timeout,
+        );
+        let policy = StopPolicy {
+            stop_started,
+            deadline,
+        };
+        Some(policy.due(None, stop_timeout))
     }
 
     pub(crate) fn phase(&self) -> Phase {

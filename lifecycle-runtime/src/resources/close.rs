@@ -58,6 +58,33 @@ pub trait Close: Send + Sync {
     fn close_name(&self) -> Cow<'static, str> {
         Cow::Borrowed(crate::util::short_type_name(std::any::type_name::<Self>()))
     }
+
+    /// What the report should still say about this value when it is managed and shutdown skips
+    /// it (the budget ran out before resources closed): a short account of what it holds, read
+    /// without waiting. Default: nothing.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use lifecycle_runtime::{Close, CloseError};
+    ///
+    /// struct Outbox {
+    ///     unsent: AtomicU64,
+    /// }
+    ///
+    /// impl Close for Outbox {
+    ///     async fn close(&self) -> Result<(), CloseError> {
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn skipped_detail(&self) -> Option<String> {
+    ///         let unsent = self.unsent.load(Ordering::Relaxed);
+    ///         (unsent > 0).then(|| format!("{unsent} messages unsent"))
+    ///     }
+    /// }
+    /// ```
+    fn skipped_detail(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Marks a type that holds nothing to release: it then implements [`Close`] as a no-op, so it can

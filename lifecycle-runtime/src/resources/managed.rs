@@ -53,6 +53,8 @@ pub(crate) trait DynClose: Send + Sync {
     /// poll, so that a panic in the code that builds its future is caught with the rest.
     fn close_boxed(&self) -> Pin<Box<dyn Future<Output = Closed> + Send + '_>>;
     fn state(&self) -> &CloseState;
+    /// The value's [`Close::skipped_detail`].
+    fn skipped_detail(&self) -> Option<String>;
 }
 
 const OPEN: u8 = 0;
@@ -158,6 +160,10 @@ impl<T: Close> DynClose for ManagedInner<T> {
 
     fn state(&self) -> &CloseState {
         &self.close
+    }
+
+    fn skipped_detail(&self) -> Option<String> {
+        self.value.skipped_detail()
     }
 }
 
@@ -302,6 +308,10 @@ impl<T: Close + 'static> Close for Managed<T> {
 
     fn close_name(&self) -> Cow<'static, str> {
         self.inner.name.clone()
+    }
+
+    fn skipped_detail(&self) -> Option<String> {
+        self.inner.value.skipped_detail()
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::fields::{FIELDS, FieldSink};
 use super::managed::{Closed, DynClose, close_outcome};
 use crate::report::{Entry, EntryKind, Outcome};
-use crate::util::{CatchUnwind, after, format_duration, lock};
+use crate::util::{CatchUnwind, after, catch, format_duration, lock};
 
 /// One registered resource.
 pub(crate) struct ResourceEntry {
@@ -157,6 +157,13 @@ impl ResourceEntry {
 
     pub(crate) fn kind(&self) -> EntryKind {
         self.kind
+    }
+
+    /// What the resource still says about itself when shutdown skips it; a panic in it is
+    /// reported in its place.
+    pub(crate) fn skipped_detail(&self) -> Option<String> {
+        catch(|| self.resource.skipped_detail())
+            .unwrap_or_else(|panic| Some(format!("its `skipped_detail` panicked: {panic}")))
     }
 
     /// Shutdown skipped it: nobody closes it any more.

@@ -31,6 +31,8 @@ pub(crate) use judge::{AwaitingReport, Wait};
 pub use name::TaskName;
 pub(crate) use node::{Entry as LiveWorker, Node, Verdict, WorkerMeta};
 use outcome::Record;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use policy::Due;
 pub(crate) use policy::{MAX_ROUNDS_PAST_BUDGET, StopPolicy, Unpolled};
 pub(crate) use reference::{WorkersRef, enter_scope, global_workers};
 use registry::Registry;

@@ -1,8 +1,9 @@
 //! Step 4, closing resources: newest first (later resources depend on earlier ones), each under
 //! its own limit capped by what is left of the budget, each in a task of its own (a close that
 //! blocks its thread is left behind at its limit, the sequence goes on); what the budget cannot
-//! reach is skipped and reported, never waited on. Each resource's entries are recorded as soon as
-//! it is done, for a report written at the hard deadline.
+//! reach is skipped and reported (with what it still says about itself), never waited on. Each
+//! resource's entries are recorded as soon as it is done, for a report written at the hard
+//! deadline.
 
 use std::time::Duration;
 
@@ -19,6 +20,11 @@ pub(super) async fn run(coordinator: &Coordinator, started: Instant, deadline: I
     let record = |entries| coordinator.state.sequence.record(entries);
     for resource in resources.take_for_shutdown() {
         if Instant::now() >= deadline {
+            let skipped = "shutdown budget exhausted before it could close";
+            let detail = match resource.skipped_detail() {
+                Some(more) => format!("{skipped}; {more}"),
+                None => skipped.to_owned(),
+            };
             record(vec![
                 Entry::new(
                     resource.name(),
@@ -27,9 +33,7 @@ pub(super) async fn run(coordinator: &Coordinator, started: Instant, deadline: I
                     offset(started),
                     Duration::ZERO,
                 )
-                .with_detail(Some(
-                    "shutdown budget exhausted before it could close".to_owned(),
-                )),
+                .with_detail(Some(detail)),
             ]);
             resource.mark_skipped();
             resources.reached(&resource);

@@ -31,6 +31,12 @@ pub(super) async fn run(coordinator: &Coordinator, started: Instant, deadline: I
         close::run(coordinator, started, deadline).await;
     }
     for resource in resources.take_for_shutdown() {
+        let mut detail = format!(
+            "registered while shutdown closed resources, after {MAX_LATE_ROUNDS} rounds of late work: not closed"
+        );
+        if let Some(more) = resource.skipped_detail() {
+            detail = format!("{detail}; {more}");
+        }
         sequence.record(vec![
             Entry::new(
                 resource.name(),
@@ -39,9 +45,7 @@ pub(super) async fn run(coordinator: &Coordinator, started: Instant, deadline: I
                 offset(started),
                 Duration::ZERO,
             )
-            .with_detail(Some(format!(
-                "registered while shutdown closed resources, after {MAX_LATE_ROUNDS} rounds of late work: not closed"
-            ))),
+            .with_detail(Some(detail)),
         ]);
         resource.mark_skipped();
         resources.reached(&resource);

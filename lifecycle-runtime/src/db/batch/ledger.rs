@@ -1,0 +1,250 @@
+//! The writer's ledger: the buffer `push` fills, the room left in it, and the counts that account
+//! for every accepted item. Buffer and counts share one lock, so
+//! `accepted = written + failed + not_written + pending` holds whenever anyone looks, and an item
+//! is counted in the same critical section that moves it.
+
+use std::sync::Mutex;
+
+use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use super::BatchStats;
+use crate::util::lock;
+
+/// Why the ledger did not take an item; the item comes back.
+pub(super) enum Refused<T> {
+    /// `capacity` items are pending.
+    Full(T),
+    /// The buffer is closed: the final flush took it, or the writer task is gone.
+    Closed(T),
+}
+
+/// How a batch's write ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Settled {
+    Written,
+    /// Every try returned an error.
+    Failed,
+}
+
+/// What the report says about a writer: its counts, why items were not written, the last error
+/// a write returned.
+#[derive(Clone, Debug)]
+pub(super) struct Account {
+    pub(super) stats: BatchStats,
+    pub(super) cause: Option<String>,
+    pub(super) last_error: Option<String>,
+}
+
+pub(super) struct Ledger<T> {
+    state: Mutex<State<T>>,
+    /// One permit per item that may still be accepted (`capacity - pending`): `push` takes one
+    /// without waiting, `push_wait` waits for one, a settled batch gives its permits back. Closed
+    /// with the buffer, so nobody waits for room that will never come.
+    room: Semaphore,
+    /// Cancelled once the writer task is gone (its final flush done, or its future dropped) and
+    /// every item it held is counted.
+    finished: CancellationToken,
+}
+
+struct State<T> {
+    items: Vec<T>,
+    /// Set when the final flush takes the buffer or the writer task is gone: nothing is accepted
+    /// after.
+    closed: bool,
+    accepted: u64,
+    written: u64,
+    failed: u64,
+    not_written: u64,
+    /// Taken from the buffer by the writer and not settled yet.
+    taken: u64,
+    /// Of `taken`, the batch whose write is under way.
+    writing: u64,
+    /// Why items were not written (the first time any were not).
+    cause: Option<String>,
+    last_error: Option<String>,
+    /// The last error a write returned after the writer was told to stop: the likely reason the
+    /// final flush ran out of time.
+    last_error_in_shutdown: Option<String>,
+}
+
+impl<T> State<T> {
+    fn stats(&self) -> BatchStats {
+        BatchStats {
+            accepted: self.accepted,
+            written: self.written,
+            failed: self.failed,
+            not_written: self.not_written,
+            pending: self.items.len() as u64 + self.taken,
+        }
+    }
+}
+
+impl<T> Ledger<T> {
+    /// A ledger with room for `capacity` pending items (at least 1, at most
+    /// [`Semaphore::MAX_PERMITS`]; the builder clamps it).
+    pub(super) fn new(capacity: usize) -> Ledger<T> {
+        Ledger {
+            state: Mutex::new(State {
+                items: Vec::new(),
+                closed: false,
+                accepted: 0,
+                written: 0,
+                failed: 0,
+                not_written: 0,
+                taken: 0,
+                writing: 0,
+                cause: None,
+                last_error: None,
+                last_error_in_shutdown: None,
+            }),
+            room: Semaphore::new(capacity.clamp(1, Semaphore::MAX_PERMITS)),
+            finished: CancellationToken::new(),
+        }
+    }
+
+    /// Accepts `item` if there is room for it now; returns how many items wait in the buffer
+    /// now.
+    pub(super) fn try_accept(&self, item: T) -> Result<usize, Refused<T>> {
+        match self.room.try_acquire() {
+            Ok(permit) => self.accept(permit, item),
+            Err(TryAcquireError::NoPermits) => Err(Refused::Full(item)),
+            Err(TryAcquireError::Closed) => Err(Refused::Closed(item)),
+        }
+    }
+
+    /// Waits for room for one more item; `None` once the buffer is closed. Waiters are served in
+    /// the order they came.
+    pub(super) async fn room(&self) -> Option<SemaphorePermit<'_>> {
+        self.room.acquire().await.ok()
+    }
+
+    /// Accepts `item` into the room `permit` holds; returns how many items wait in the buffer
+    /// now.
+    pub(super) fn accept(&self, permit: SemaphorePermit<'_>, item: T) -> Result<usize, Refused<T>> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            // The permit goes back after the lock (it is a parameter, dropped last).
+            return Err(Refused::Closed(item));
+        }
+        state.items.push(item);
+        state.accepted += 1;
+        // The room is taken until the item is settled.
+        permit.forget();
+        Ok(state.items.len())
+    }
+
+    /// Takes what waits in the buffer; it stays pending (taken) until settled.
+    pub(super) fn take(&self) -> Vec<T> {
+        let mut state = lock(&self.state);
+        let items = std::mem::take(&mut state.items);
+        state.taken += items.len() as u64;
+        items
+    }
+
+    /// Closes the buffer and takes what waits in it: under the lock `accept` takes, so no
+    /// accepted item can miss the last flush.
+    pub(super) fn close_and_take(&self) -> Vec<T> {
+        let mut state = lock(&self.state);
+        state.closed = true;
+        let items = std::mem::take(&mut state.items);
+        state.taken += items.len() as u64;
+        drop(state);
+        // Those waiting for room wake up to a refusal.
+        self.room.close();
+        items
+    }
+
+    /// A batch of `size` taken items is being written.
+    pub(super) fn writing(&self, size: usize) {
+        lock(&self.state).writing = size as u64;
+    }
+
+    /// A batch of `size` taken items is done with; its room is free again.
+    pub(super) fn settle(&self, size: usize, how: Settled) {
+        let mut state = lock(&self.state);
+        let settled = (size as u64).min(state.taken);
+        state.taken -= settled;
+        state.writing = 0;
+        match how {
+            Settled::Written => state.written += settled,
+            Settled::Failed => state.failed += settled,
+        }
+        drop(state);
+        // As many as `accept` took for these items, so the permits never exceed the capacity.
+        // (`settled` is at most `size`, a `usize`: the conversion cannot fail.)
+        self.room
+            .add_permits(usize::try_from(settled).unwrap_or(size));
+    }
+
+    /// A write returned `message`; `in_shutdown` when the writer had been told to stop.
+    pub(super) fn record_error(&self, message: String, in_shutdown: bool) {
+        let mut state = lock(&self.state);
+        if in_shutdown {
+            state.last_error_in_shutdown = Some(message.clone());
+        }
+        state.last_error = Some(message);
+    }
+
+    /// The writer task is going away: every item it still holds (taken, or waiting in the
+    /// buffer) counts as not written because of `why`, and the buffer closes. Returns how many
+    /// were counted. The cause also says how many were being written (their outcome is unknown:
+    /// the write was cut off) and the last error a write returned during shutdown.
+    pub(super) fn abandon(&self, why: &str) -> u64 {
+        let mut state = lock(&self.state);
+        state.closed = true;
+        let buffered = std::mem::take(&mut state.items);
+        let count = state.taken + buffered.len() as u64;
+        if count > 0 {
+            let mut cause = why.to_owned();
+            if state.writing > 0 {
+                cause.push_str(&format!(
+                    "; outcome unknown for the {} being written: the write was cut off",
+                    state.writing
+                ));
+            }
+            if let Some(error) = &state.last_error_in_shutdown {
+                cause.push_str(&format!("; the last write failed with: {error}"));
+            }
+            state.not_written += count;
+            state.taken = 0;
+            state.writing = 0;
+            state.cause.get_or_insert(cause);
+        }
+        drop(state);
+        self.room.close();
+        // The items are dropped outside the lock: their destructors are not ours.
+        drop(buffered);
+        count
+    }
+
+    /// Counts of what the writer did, taken together.
+    pub(super) fn stats(&self) -> BatchStats {
+        lock(&self.state).stats()
+    }
+
+    /// The counts with the words that explain them.
+    pub(super) fn account(&self) -> Account {
+        let state = lock(&self.state);
+        Account {
+            stats: state.stats(),
+            cause: state.cause.clone(),
+            last_error: state.last_error.clone(),
+        }
+    }
+
+    /// The writer task is gone and everything it held is counted.
+    pub(super) fn finish(&self) {
+        self.finished.cancel();
+    }
+
+    /// Whether [`finish`](Self::finish) was called.
+    pub(super) fn is_finished(&self) -> bool {
+        self.finished.is_cancelled()
+    }
+
+    /// Resolves once [`finish`](Self::finish) was called.
+    pub(super) fn finished(&self) -> WaitForCancellationFuture<'_> {
+        self.finished.cancelled()
+    }
+}
