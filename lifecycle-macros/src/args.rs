@@ -352,7 +352,7 @@ pub(crate) fn parse_duration_lit(
     errors: &mut Errors,
 ) -> Option<DurationArg> {
     let text = lit.value();
-    match humantime::parse_duration(text.trim()) {
+    match parse_humantime(text.trim()) {
         Ok(value) => {
             if let (Zero::Rejected(why), true) = (zero, value.is_zero()) {
                 errors.at(lit, format!("`{what}` must be greater than zero: {why}"));
@@ -370,6 +370,17 @@ pub(crate) fn parse_duration_lit(
             None
         }
     }
+}
+
+/// `humantime::parse_duration`, with its one panic turned into the error it stands for. When
+/// the parts add up to exactly one second past the largest `Duration`
+/// (`"18446744073709551615s 500ms 500ms"`), humantime 2.4 skips the carry and panics in
+/// `Duration::new` instead of reporting `NumberOverflow` (humantime issue #66). Catching it is
+/// silent inside the compiler, whose proc-macro bridge hides panics during expansion (it is how
+/// proc-macro2 guards the compiler's lexer, too).
+fn parse_humantime(text: &str) -> Result<Duration, humantime::DurationError> {
+    std::panic::catch_unwind(|| humantime::parse_duration(text))
+        .unwrap_or(Err(humantime::DurationError::NumberOverflow))
 }
 
 /// The path the generated code uses to reach the runtime: `::lifecycle_runtime`, or what
@@ -449,6 +460,20 @@ mod tests {
         assert_eq!(closest("intervall", &valid), Some("interval"));
         assert_eq!(closest("shutdwn", &valid), Some("shutdown"));
         assert_eq!(closest("colour", &valid), None);
+    }
+
+    #[test]
+    fn a_duration_past_the_largest_is_an_error() {
+        for text in [
+            "18446744073709551615s 1000000000ns",
+            "18446744073709551615s 500ms 500ms",
+            "18446744073709551614s 1500ms 500ms",
+        ] {
+            let mut errors = Errors::default();
+            let lit = LitStr::new(text, Span::call_site());
+            assert!(parse_duration_lit(&lit, "interval", Zero::Allowed, &mut errors).is_none());
+            assert_eq!(errors.count(), 1, "{text}");
+        }
     }
 
     #[test]
