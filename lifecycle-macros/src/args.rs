@@ -8,7 +8,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Meta, Token};
+use syn::{AttrStyle, Attribute, Expr, ExprLit, Ident, Lit, LitInt, LitStr, Meta, Token};
 
 /// Every error found in one item, reported together (the user fixes them all in one compile).
 #[derive(Default)]
@@ -315,6 +315,15 @@ pub(crate) fn duration_tokens(duration: Duration, krate: &syn::Path) -> TokenStr
     let amount = u64::try_from(amount).unwrap_or(u64::MAX);
     let amount = proc_macro2::Literal::u64_unsuffixed(amount);
     quote!(#krate::__private::Duration::#constructor(#amount))
+}
+
+/// A fn's attributes split into its outer ones (`#[...]` before it) and the inner ones written
+/// at the top of its body (`#![allow(...)]`), which syn keeps together. An expansion that builds
+/// a new body puts the inner ones back at its top: before the fn they are a compile error.
+pub(crate) fn outer_and_inner(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>) {
+    attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, AttrStyle::Outer))
 }
 
 /// `tokens` located at `span` (so errors point at the user's tokens) but with call-site hygiene,
