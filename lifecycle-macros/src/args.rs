@@ -401,6 +401,23 @@ pub(crate) fn crate_path(arg: Option<&Arg>, errors: &mut Errors) -> syn::Path {
         return default;
     };
     match lit.parse::<syn::Path>() {
+        // `a<T>` parses as a path, but a crate's path takes no generic arguments (and put
+        // before `::__private::...` it would read as comparisons).
+        Ok(path)
+            if path
+                .segments
+                .iter()
+                .any(|segment| !segment.arguments.is_none()) =>
+        {
+            errors.at(
+                &lit,
+                format!(
+                    "`crate = \"{}\"` has generic arguments, which a crate's path cannot take; write the name you gave lifecycle-runtime in Cargo.toml, like `crate = \"lifecycle\"`",
+                    lit.value()
+                ),
+            );
+            default
+        }
         // The literal's span would make the path count as the user's own code.
         Ok(path) => syn::parse2(respan(path.to_token_stream(), Span::call_site())).unwrap_or(path),
         Err(_) => {
