@@ -299,7 +299,8 @@ pub(crate) fn option(value: Option<TokenStream>) -> TokenStream {
     }
 }
 
-/// Tokens building `duration` exactly, in the coarsest whole unit.
+/// Tokens building `duration` exactly, in the coarsest whole unit (or from seconds and
+/// nanoseconds, past `u64::MAX` milliseconds).
 pub(crate) fn duration_tokens(duration: Duration, krate: &syn::Path) -> TokenStream {
     let nanos = duration.as_nanos();
     let (constructor, amount) = if nanos % 1_000_000_000 == 0 {
@@ -311,8 +312,13 @@ pub(crate) fn duration_tokens(duration: Duration, krate: &syn::Path) -> TokenStr
     } else {
         ("from_nanos", nanos)
     };
+    let Ok(amount) = u64::try_from(amount) else {
+        // More milliseconds (or finer) than a u64 holds: seconds and nanoseconds.
+        let secs = proc_macro2::Literal::u64_unsuffixed(duration.as_secs());
+        let nanos = proc_macro2::Literal::u32_unsuffixed(duration.subsec_nanos());
+        return quote!(#krate::__private::Duration::new(#secs, #nanos));
+    };
     let constructor = Ident::new(constructor, Span::call_site());
-    let amount = u64::try_from(amount).unwrap_or(u64::MAX);
     let amount = proc_macro2::Literal::u64_unsuffixed(amount);
     quote!(#krate::__private::Duration::#constructor(#amount))
 }
@@ -510,5 +516,9 @@ mod tests {
         assert!(text(Duration::from_millis(1500)).ends_with("from_millis (1500)"));
         assert!(text(Duration::from_micros(3)).ends_with("from_micros (3)"));
         assert!(text(Duration::from_nanos(7)).ends_with("from_nanos (7)"));
+        assert!(
+            text(Duration::new(u64::MAX, 1_000_000))
+                .ends_with("new (18446744073709551615 , 1000000)")
+        );
     }
 }
