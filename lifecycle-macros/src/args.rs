@@ -8,7 +8,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Meta, Token};
+use syn::{AttrStyle, Attribute, Expr, ExprLit, Ident, Lit, LitInt, LitStr, Meta, Token};
 
 /// Every error found in one item, reported together (the user fixes them all in one compile).
 #[derive(Default)]
@@ -299,7 +299,8 @@ pub(crate) fn option(value: Option<TokenStream>) -> TokenStream {
     }
 }
 
-/// Tokens building `duration` exactly, in the coarsest whole unit.
+/// Tokens building `duration` exactly, in the coarsest whole unit (or from seconds and
+/// nanoseconds, past `u64::MAX` milliseconds).
 pub(crate) fn duration_tokens(duration: Duration, krate: &syn::Path) -> TokenStream {
     let nanos = duration.as_nanos();
     let (constructor, amount) = if nanos % 1_000_000_000 == 0 {
@@ -311,10 +312,24 @@ pub(crate) fn duration_tokens(duration: Duration, krate: &syn::Path) -> TokenStr
     } else {
         ("from_nanos", nanos)
     };
+    let Ok(amount) = u64::try_from(amount) else {
+        // More milliseconds (or finer) than a u64 holds: seconds and nanoseconds.
+        let secs = proc_macro2::Literal::u64_unsuffixed(duration.as_secs());
+        let nanos = proc_macro2::Literal::u32_unsuffixed(duration.subsec_nanos());
+        return quote!(#krate::__private::Duration::new(#secs, #nanos));
+    };
     let constructor = Ident::new(constructor, Span::call_site());
-    let amount = u64::try_from(amount).unwrap_or(u64::MAX);
     let amount = proc_macro2::Literal::u64_unsuffixed(amount);
     quote!(#krate::__private::Duration::#constructor(#amount))
+}
+
+/// A fn's attributes split into its outer ones (`#[...]` before it) and the inner ones written
+/// at the top of its body (`#![allow(...)]`), which syn keeps together. An expansion that builds
+/// a new body puts the inner ones back at its top: before the fn they are a compile error.
+pub(crate) fn outer_and_inner(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>) {
+    attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, AttrStyle::Outer))
 }
 
 /// `tokens` located at `span` (so errors point at the user's tokens) but with call-site hygiene,
@@ -352,7 +367,7 @@ pub(crate) fn parse_duration_lit(
     errors: &mut Errors,
 ) -> Option<DurationArg> {
     let text = lit.value();
-    match humantime::parse_duration(text.trim()) {
+    match parse_humantime(text.trim()) {
         Ok(value) => {
             if let (Zero::Rejected(why), true) = (zero, value.is_zero()) {
                 errors.at(lit, format!("`{what}` must be greater than zero: {why}"));
@@ -372,6 +387,17 @@ pub(crate) fn parse_duration_lit(
     }
 }
 
+/// `humantime::parse_duration`, with its one panic turned into the error it stands for. When
+/// the parts add up to exactly one second past the largest `Duration`
+/// (`"18446744073709551615s 500ms 500ms"`), humantime 2.4 skips the carry and panics in
+/// `Duration::new` instead of reporting `NumberOverflow` (humantime issue #66). Catching it is
+/// silent inside the compiler, whose proc-macro bridge hides panics during expansion (it is how
+/// proc-macro2 guards the compiler's lexer, too).
+fn parse_humantime(text: &str) -> Result<Duration, humantime::DurationError> {
+    std::panic::catch_unwind(|| humantime::parse_duration(text))
+        .unwrap_or(Err(humantime::DurationError::NumberOverflow))
+}
+
 /// The path the generated code uses to reach the runtime: `::lifecycle_runtime`, or what
 /// `crate = "..."` says for users who renamed the dependency.
 pub(crate) fn crate_path(arg: Option<&Arg>, errors: &mut Errors) -> syn::Path {
@@ -381,6 +407,23 @@ pub(crate) fn crate_path(arg: Option<&Arg>, errors: &mut Errors) -> syn::Path {
         return default;
     };
     match lit.parse::<syn::Path>() {
+        // `a<T>` parses as a path, but a crate's path takes no generic arguments (and put
+        // before `::__private::...` it would read as comparisons).
+        Ok(path)
+            if path
+                .segments
+                .iter()
+                .any(|segment| !segment.arguments.is_none()) =>
+        {
+            errors.at(
+                &lit,
+                format!(
+                    "`crate = \"{}\"` has generic arguments, which a crate's path cannot take; write the name you gave lifecycle-runtime in Cargo.toml, like `crate = \"lifecycle\"`",
+                    lit.value()
+                ),
+            );
+            default
+        }
         // The literal's span would make the path count as the user's own code.
         Ok(path) => syn::parse2(respan(path.to_token_stream(), Span::call_site())).unwrap_or(path),
         Err(_) => {
@@ -452,6 +495,20 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_past_the_largest_is_an_error() {
+        for text in [
+            "18446744073709551615s 1000000000ns",
+            "18446744073709551615s 500ms 500ms",
+            "18446744073709551614s 1500ms 500ms",
+        ] {
+            let mut errors = Errors::default();
+            let lit = LitStr::new(text, Span::call_site());
+            assert!(parse_duration_lit(&lit, "interval", Zero::Allowed, &mut errors).is_none());
+            assert_eq!(errors.count(), 1, "{text}");
+        }
+    }
+
+    #[test]
     fn durations_use_the_coarsest_exact_unit() {
         let krate: syn::Path = syn::parse_quote!(::lifecycle_runtime);
         let text = |d| duration_tokens(d, &krate).to_string();
@@ -459,5 +516,9 @@ mod tests {
         assert!(text(Duration::from_millis(1500)).ends_with("from_millis (1500)"));
         assert!(text(Duration::from_micros(3)).ends_with("from_micros (3)"));
         assert!(text(Duration::from_nanos(7)).ends_with("from_nanos (7)"));
+        assert!(
+            text(Duration::new(u64::MAX, 1_000_000))
+                .ends_with("new (18446744073709551615 , 1000000)")
+        );
     }
 }

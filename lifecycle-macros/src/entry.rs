@@ -236,7 +236,7 @@ fn check_signature(entry: &Entry, sig: &Signature, errors: &mut Errors) -> bool 
 fn expand_valid(entry: &Entry, config: &EntryArgs, function: &ItemFn) -> TokenStream {
     let krate = &config.krate;
     let private = quote!(#krate::__private);
-    let attrs = &function.attrs;
+    let (attrs, inner_attrs) = args::outer_and_inner(&function.attrs);
     let vis = &function.vis;
     let ident = &function.sig.ident;
     let output = match &function.sig.output {
@@ -264,6 +264,7 @@ fn expand_valid(entry: &Entry, config: &EntryArgs, function: &ItemFn) -> TokenSt
             quote! {
                 #(#attrs)*
                 #vis fn #ident() -> ::std::process::ExitCode {
+                    #(#inner_attrs)*
                     #private::run_main::<#output, _>(
                         #private::MainSpec {
                             shutdown_timeout: #shutdown_timeout,
@@ -284,6 +285,7 @@ fn expand_valid(entry: &Entry, config: &EntryArgs, function: &ItemFn) -> TokenSt
                 #[::core::prelude::v1::test]
                 #(#attrs)*
                 #vis fn #ident() {
+                    #(#inner_attrs)*
                     #private::run_test::<#output, _>(
                         #private::TestSpec {
                             name: #name,

@@ -8,6 +8,8 @@
 mod args;
 mod background;
 mod entry;
+#[cfg(test)]
+mod fuzz;
 mod managed_resource;
 mod timeout;
 

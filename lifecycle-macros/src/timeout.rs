@@ -153,6 +153,14 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             }
         }
     };
-    *function.block = syn::parse_quote!(#body);
+    // A return type that prints but names no type in `<T as Trait>` position (a bare bound
+    // list like `Result<(), E> +`) makes the body unparsable: blame the type.
+    match syn::parse2::<syn::Block>(body) {
+        Ok(body) => *function.block = body,
+        Err(_) => errors.at(
+            &output,
+            "#[timeout] cannot name this return type in the body it generates: write it as `Result<T, E>` where `E: From<lifecycle_runtime::Elapsed>`",
+        ),
+    }
     errors.beside(&function)
 }

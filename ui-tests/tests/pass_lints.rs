@@ -40,3 +40,6 @@ pub mod test_forms;
 
 #[path = "../pass/crate_rename_imports.rs"]
 pub mod crate_rename_imports;
+
+#[path = "../pass/inner_attributes.rs"]
+pub mod inner_attributes;

@@ -13,7 +13,7 @@ use crate::args;
 pub(super) fn expand(spec: &Spec, item: &Item) -> TokenStream {
     let krate = &spec.krate;
     let function = &item.function;
-    let attrs = &function.attrs;
+    let (attrs, inner_attrs) = args::outer_and_inner(&function.attrs);
     let vis = &function.vis;
     let sig = &function.sig;
     let ident = &sig.ident;
@@ -54,6 +54,7 @@ pub(super) fn expand(spec: &Spec, item: &Item) -> TokenStream {
         quote! {
             #(#attrs)*
             #vis #unsafety fn #ident #generics (#(#params),*) -> #krate::ThreadHandle #where_clause {
+                #(#inner_attrs)*
                 #spawn(
                     #spec_tokens,
                     move |mut #ticker| {
@@ -75,6 +76,7 @@ pub(super) fn expand(spec: &Spec, item: &Item) -> TokenStream {
         quote! {
             #(#attrs)*
             #vis #unsafety fn #ident #generics (#(#params),*) -> #krate::TaskHandle #where_clause {
+                #(#inner_attrs)*
                 #spawn(
                     #spec_tokens,
                     move |mut #ticker| async move {

@@ -1,0 +1,621 @@
+//! Random inputs built from a vocabulary that reaches the parsers' interesting paths: every key of
+//! every attribute, the values they take (durations valid and not, names, choices, crate paths,
+//! numbers, flags), and the tokens around them (punctuation, groups of every delimiter, lifetimes,
+//! keywords). Items are mostly near-valid: real fns and structs, mutated.
+
+use std::str::FromStr;
+
+use proc_macro2::{Delimiter, Group, Ident, Literal, Punct, Spacing, Span, TokenStream, TokenTree};
+use quote::quote;
+
+use super::mutate;
+use super::rng::Rng;
+
+/// Every key of every attribute and of `#[close(...)]`, read from the parsers
+/// (`vocabulary_covers_every_key` checks it against the keys the macros list in their errors).
+pub(super) const KEYS: &[&str] = &[
+    // #[background]
+    "interval",
+    "shutdown",
+    "stop_timeout",
+    "timeout",
+    "name",
+    "group",
+    "critical",
+    "missed_tick",
+    "thread",
+    "crate",
+    // #[main], #[test]
+    "shutdown_timeout",
+    "drain",
+    "worker_threads",
+    "flavor",
+    "start_paused",
+    // #[managed_resource] and its fields' #[close(...)]
+    "close_timeout",
+    "before_close",
+    "with",
+    "skip",
+    // #[timeout]
+    "duration",
+];
+
+/// Words beside the keys: the values of the choices, keywords, and names the parsers look at.
+const WORDS: &[&str] = &[
+    "finish",
+    "abort",
+    "final_tick",
+    "delay",
+    "burst",
+    "multi_thread",
+    "current_thread",
+    "true",
+    "false",
+    "async",
+    "fn",
+    "struct",
+    "enum",
+    "union",
+    "const",
+    "unsafe",
+    "extern",
+    "pub",
+    "self",
+    "Self",
+    "super",
+    "crate",
+    "where",
+    "impl",
+    "dyn",
+    "move",
+    "await",
+    "mut",
+    "ref",
+    "let",
+    "Shutdown",
+    "Result",
+    "Option",
+    "Elapsed",
+    "u32",
+    "String",
+    "lifecycle_runtime",
+    "lc",
+    "tokio",
+    "std",
+    "thread",
+    "spawn",
+    "sleep",
+    "spawn_blocking",
+    "close",
+    "test",
+    "main",
+    "background",
+    "managed_resource",
+    "x",
+    "_",
+    "été",
+    "Ω",
+];
+
+const RAW_WORDS: &[&str] = &["type", "fn", "match", "async", "shutdown", "interval"];
+
+const PUNCTS: &[char] = &[
+    '=', ',', ':', '#', '!', '-', '&', '*', '<', '>', '.', ';', '@', '?', '$', '~', '+', '|', '/',
+    '%', '^', '\'',
+];
+
+/// Durations as written, valid and not.
+const DURATIONS: &[&str] = &[
+    "5s",
+    "0s",
+    "",
+    " ",
+    "-1s",
+    "1ms",
+    "250ms",
+    "1m 30s",
+    "1500us",
+    "1µs",
+    "abc",
+    "5",
+    "s",
+    "1.",
+    ".5s",
+    "1.5s",
+    "5 s",
+    "5S",
+    "5s\0",
+    "\u{202e}5s",
+    "☃",
+    "10 nights",
+    "99999999999999999999s",
+    "18446744073709551615s",
+    "18446744073709551615ns",
+    "0.000000000000000000001s",
+];
+
+const NUMBERS: &[&str] = &[
+    "0",
+    "1",
+    "5",
+    "30",
+    "250",
+    "999999999",
+    "1000000000",
+    "4294967295",
+    "18446744073709551615",
+    "18446744073709551616",
+    "99999999999999999999",
+];
+
+const UNITS: &[&str] = &[
+    "ns", "nsec", "us", "µs", "ms", "msec", "s", "sec", "secs", "m", "min", "h", "hr", "d", "day",
+    "w", "week", "M", "month", "y", "year", "", "x", "nights",
+];
+
+const NAMES: &[&str] = &[
+    "",
+    " ",
+    "\t\n",
+    "io",
+    "auto-flush",
+    "renamed",
+    "é",
+    "\u{0}",
+    "\"",
+    "\\",
+    "{}",
+    "a\nb",
+];
+
+const CHOICES: &[&str] = &[
+    "finish",
+    "abort",
+    "final_tick",
+    "skip",
+    "delay",
+    "burst",
+    "multi_thread",
+    "current_thread",
+    "FINISH",
+    "final tick",
+    "final_tick ",
+];
+
+const CRATE_PATHS: &[&str] = &[
+    "lc",
+    "lifecycle_runtime",
+    "::lifecycle_runtime",
+    "a::b",
+    "super::lc",
+    "self",
+    "crate",
+    "Self",
+    "r#type",
+    "r#self",
+    "a<T>",
+    "a::<T>::b",
+    "<T as U>::x",
+    "1",
+    "::",
+    "a::",
+    "(",
+    ")",
+    "/*",
+    "//",
+    "'a",
+    "'",
+    "a b",
+    "fn",
+    "é",
+    "\\",
+    "\"",
+];
+
+const PATHS: &[&str] = &[
+    "Self::flush",
+    "close_writer",
+    "a::b::c",
+    "::x",
+    "<T as U>::x",
+    "Vec::<u8>::new",
+    "self",
+    "crate::x",
+];
+
+/// Literal tokens that only `Literal::from_str` builds: suffixes, radixes, huge and odd numbers,
+/// raw, byte and C strings.
+const ODD_LITERALS: &[&str] = &[
+    "340282366920938463463374607431768211455",
+    "99999999999999999999999999999999999999999",
+    "4usize",
+    "4u8",
+    "4i128",
+    "0x10",
+    "0b1",
+    "0o7",
+    "1_000",
+    "1e10",
+    "5f32",
+    "1.5",
+    "r\"5s\"",
+    "r#\"5s\"#",
+    "\"5s\"suffix",
+    "b\"5s\"",
+    "c\"5s\"",
+    "'a'",
+    "b'a'",
+    "\"\\u{0}\"",
+];
+
+/// A string literal's content: a duration, a name, a choice, a crate path or random text.
+pub(super) fn string_content(rng: &mut Rng) -> String {
+    match rng.below(10) {
+        0..=2 => rng.pick(DURATIONS).to_owned(),
+        3 => composed_duration(rng),
+        4 => edge_duration(rng),
+        5 => rng.pick(NAMES).to_owned(),
+        6 => rng.pick(CHOICES).to_owned(),
+        7 => rng.pick(CRATE_PATHS).to_owned(),
+        8 => {
+            let tokens = random_stream(rng, 0, 4);
+            tokens.to_string()
+        }
+        _ => {
+            let len = rng.below(6);
+            (0..len)
+                .map(|_| char::from_u32(rng.below(0x3000) as u32).unwrap_or('?'))
+                .collect()
+        }
+    }
+}
+
+/// A duration of one to three parts, each a number (perhaps with a fraction) and a unit, so
+/// sums, overflows and odd units come up.
+fn composed_duration(rng: &mut Rng) -> String {
+    let parts = 1 + rng.below(3);
+    let mut text = String::new();
+    for part in 0..parts {
+        if part > 0 && rng.chance(70) {
+            text.push(' ');
+        }
+        text.push_str(rng.pick(NUMBERS));
+        if rng.chance(15) {
+            text.push('.');
+            text.push_str(rng.pick(NUMBERS));
+        }
+        if rng.chance(20) {
+            text.push(' ');
+        }
+        text.push_str(rng.pick(UNITS));
+    }
+    text
+}
+
+/// A duration at the edges of `Duration`: whole seconds near `u64::MAX` or zero, plus one to
+/// three parts in ns, us or ms that sum to just under, exactly or just over one second (or to
+/// two), in any order: where a carry into the seconds can overflow.
+fn edge_duration(rng: &mut Rng) -> String {
+    let seconds = rng.pick(&[u64::MAX, u64::MAX - 1, 1, 0]);
+    let mut nanos_left = rng.pick(&[999_999_999_u64, 1_000_000_000, 1_000_000_001, 2_000_000_000]);
+    let mut parts = vec![format!("{seconds}s")];
+    let pieces = 1 + rng.below(3);
+    for piece in 0..pieces {
+        let nanos = if piece + 1 == pieces {
+            nanos_left
+        } else {
+            rng.next_u64() % (nanos_left + 1)
+        };
+        nanos_left -= nanos;
+        parts.push(if nanos % 1_000_000 == 0 && rng.chance(70) {
+            format!("{}ms", nanos / 1_000_000)
+        } else if nanos % 1_000 == 0 && rng.chance(70) {
+            format!("{}us", nanos / 1_000)
+        } else {
+            format!("{nanos}ns")
+        });
+    }
+    let len = parts.len();
+    parts.swap(rng.below(len), rng.below(len));
+    parts.join(" ")
+}
+
+pub(super) fn literal(rng: &mut Rng) -> Literal {
+    match rng.below(10) {
+        0..=4 => Literal::string(&string_content(rng)),
+        5 => Literal::i64_unsuffixed(rng.pick(&[0, 1, 2, 4, -1, i64::MIN, i64::MAX])),
+        6 => Literal::u64_unsuffixed(rng.pick(&[0, 1, u64::MAX])),
+        7 => Literal::f64_unsuffixed(rng.pick(&[0.0, 1.5, -2.5, 1e300])),
+        8 => Literal::character(rng.pick(&['a', '\'', '\0', 'é'])),
+        _ => {
+            Literal::from_str(rng.pick(ODD_LITERALS)).unwrap_or_else(|_| Literal::u8_unsuffixed(0))
+        }
+    }
+}
+
+pub(super) fn ident(rng: &mut Rng) -> Ident {
+    match rng.below(10) {
+        0..=4 => Ident::new(rng.pick(KEYS), Span::call_site()),
+        5 => Ident::new_raw(rng.pick(RAW_WORDS), Span::call_site()),
+        _ => Ident::new(rng.pick(WORDS), Span::call_site()),
+    }
+}
+
+fn punct(rng: &mut Rng) -> Punct {
+    let spacing = if rng.chance(30) {
+        Spacing::Joint
+    } else {
+        Spacing::Alone
+    };
+    Punct::new(rng.pick(PUNCTS), spacing)
+}
+
+pub(super) fn delimiter(rng: &mut Rng) -> Delimiter {
+    rng.pick(&[
+        Delimiter::Parenthesis,
+        Delimiter::Bracket,
+        Delimiter::Brace,
+        Delimiter::None,
+    ])
+}
+
+/// A few tokens: `::`, `->`, `=>`, a lifetime, or a path.
+fn compound(rng: &mut Rng) -> TokenStream {
+    let text = rng.pick(&[
+        "::",
+        "->",
+        "=>",
+        "'a",
+        "'static",
+        "::lifecycle_runtime::Shutdown",
+        "lifecycle_runtime::Shutdown",
+        "Self::flush",
+        "#[close(skip = \"x\")]",
+        "#![x]",
+        "&'a mut",
+        "..",
+        "...",
+    ]);
+    TokenStream::from_str(text).unwrap_or_default()
+}
+
+/// One random token tree (or a short run of tokens); groups nest while `depth` allows.
+pub(super) fn token(rng: &mut Rng, depth: usize) -> TokenStream {
+    match rng.below(20) {
+        0..=5 => TokenTree::Ident(ident(rng)).into(),
+        6..=9 => TokenTree::Punct(punct(rng)).into(),
+        10..=13 => TokenTree::Literal(literal(rng)).into(),
+        14 | 15 => compound(rng),
+        _ if depth < 3 => {
+            let inner = random_stream(rng, depth + 1, 5);
+            TokenTree::Group(Group::new(delimiter(rng), inner)).into()
+        }
+        _ => TokenTree::Ident(ident(rng)).into(),
+    }
+}
+
+/// Up to `max_len` random tokens.
+pub(super) fn random_stream(rng: &mut Rng, depth: usize, max_len: usize) -> TokenStream {
+    let len = rng.below(max_len + 1);
+    (0..len).map(|_| token(rng, depth)).collect()
+}
+
+/// A value after `key =`.
+fn value(rng: &mut Rng) -> TokenStream {
+    let value: TokenStream = match rng.below(20) {
+        0..=9 => TokenTree::Literal(Literal::string(&string_content(rng))).into(),
+        10 | 11 => TokenTree::Literal(literal(rng)).into(),
+        12 => TokenStream::from_str(rng.pick(&["true", "false"])).unwrap_or_default(),
+        13 | 14 => TokenStream::from_str(rng.pick(PATHS)).unwrap_or_default(),
+        15 => TokenStream::from_str(rng.pick(&["-1", "-\"5s\"", "!true", "&\"5s\""]))
+            .unwrap_or_default(),
+        16 => {
+            let inner = random_stream(rng, 1, 3);
+            TokenTree::Group(Group::new(delimiter(rng), inner)).into()
+        }
+        _ => random_stream(rng, 1, 3),
+    };
+    // As a `macro_rules!` expansion hands over an `$e:expr`.
+    if rng.chance(5) {
+        TokenTree::Group(Group::new(Delimiter::None, value)).into()
+    } else {
+        value
+    }
+}
+
+/// Arguments that are mostly well formed (`key`, `key = value`, separated by commas), so the
+/// checks of each key's value and of their combinations run; `positional` puts a string first
+/// now and then, as `#[timeout("10s")]` takes.
+pub(super) fn structured_args(rng: &mut Rng, keys: &[&str], positional: bool) -> TokenStream {
+    let mut tokens = TokenStream::new();
+    if positional && rng.chance(60) {
+        tokens.extend([TokenTree::Literal(Literal::string(&string_content(rng)))]);
+        if rng.chance(70) {
+            tokens.extend([TokenTree::Punct(Punct::new(',', Spacing::Alone))]);
+        }
+    }
+    let count = rng.below(6);
+    for index in 0..count {
+        let key = match rng.below(10) {
+            0..=6 => Ident::new(rng.pick(keys), Span::call_site()),
+            7 | 8 => Ident::new(rng.pick(KEYS), Span::call_site()),
+            _ => ident(rng),
+        };
+        if rng.chance(4) {
+            tokens.extend(TokenStream::from_str("a::").unwrap_or_default());
+        }
+        tokens.extend([TokenTree::Ident(key)]);
+        match rng.below(20) {
+            0..=3 => {}
+            4 => {
+                let inner = random_stream(rng, 1, 3);
+                tokens.extend([TokenTree::Group(Group::new(Delimiter::Parenthesis, inner))]);
+            }
+            _ => {
+                tokens.extend([TokenTree::Punct(Punct::new('=', Spacing::Alone))]);
+                tokens.extend(value(rng));
+            }
+        }
+        let last = index + 1 == count;
+        match rng.below(20) {
+            0 => {}
+            1 => tokens.extend(TokenStream::from_str(";").unwrap_or_default()),
+            2 => tokens.extend(TokenStream::from_str(", ,").unwrap_or_default()),
+            _ if last && rng.chance(50) => {}
+            _ => tokens.extend([TokenTree::Punct(Punct::new(',', Spacing::Alone))]),
+        }
+    }
+    tokens
+}
+
+/// What an attribute goes on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum ItemKind {
+    Fn,
+    Struct,
+}
+
+/// Fns of every shape the fn attributes meet: services, loops, threads, entry points, `Result`s,
+/// receivers, borrowed and patterned parameters, generics and where clauses, `const`, `unsafe`,
+/// `extern`, variadics, raw names, and bodies that spawn or block.
+const FNS: &[&str] = &[
+    "async fn tick() {}",
+    "async fn tick(shutdown: Shutdown) -> Result<(), std::io::Error> { shutdown.triggered().await; Ok(()) }",
+    "fn work(s: Shutdown) {}",
+    "fn work() -> Result<(), String> { Ok(()) }",
+    "pub async fn serve(shutdown: lifecycle_runtime::Shutdown, port: u16) -> anyhow::Result<()> { Ok(()) }",
+    "async fn main() {}",
+    "async fn main() -> Result<(), Box<dyn std::error::Error>> { Ok(()) }",
+    "async fn load(id: u32) -> Result<String, Error> { Ok(id.to_string()) }",
+    "#[doc = \"x\"] #[inline] pub(crate) async fn tick<T: Send + 'static>(value: T) where T: Clone {}",
+    "async fn tick(&self) {}",
+    "async fn tick(self: Arc<Self>, shutdown: Shutdown) {}",
+    "async fn borrow(x: &str, shutdown: Shutdown) {}",
+    "const fn nothing() {}",
+    "async unsafe fn danger(shutdown: Shutdown) {}",
+    "unsafe extern \"C\" fn c_work(s: Shutdown) {}",
+    "unsafe extern \"C\" fn variadic(x: u32, ...) {}",
+    "async fn two(a: Shutdown, b: lc::Shutdown) {}",
+    "fn spawns() { std::thread::spawn(|| {}); tokio::spawn(async {}); std::thread::Builder::new().name(n).spawn(|| {}); }",
+    "async fn sleepy() { std::thread::sleep(d); tokio::task::spawn_blocking(|| thread::sleep(d)); block_in_place(|| thread::sleep(d)); }",
+    "async fn patterns((a, b): (u32, u32), Point { x, .. }: Point, mut shutdown: Shutdown) {}",
+    "async fn r#type(r#fn: Shutdown) -> impl Future<Output = ()> {}",
+    "async fn generic<'a, T, const N: usize>(x: [T; N]) -> Result<&'a str, E> where T: 'a { todo!() }",
+    "async fn qualified(s: <T as Trait>::Shutdown, t: Self, u: lifecycle_runtime::Shutdown<'a>) {}",
+    "#[lifecycle_runtime::timeout(\"1s\")] async fn stacked() -> Result<(), E> { Ok(()) }",
+    "async fn returns_never() -> ! { loop {} }",
+];
+
+/// Structs of every shape `#[managed_resource]` meets, with `#[close(...)]` field attributes
+/// right and wrong, and the other items it refuses.
+const STRUCTS: &[&str] = &[
+    "struct Client { socket: Socket, #[close(timeout = \"5s\")] pool: Pool, #[close(skip = \"plain data\")] retries: u32, #[close(with = close_writer)] writer: Writer }",
+    "pub struct Tuple(#[close(skip = \"x\")] u32, Socket);",
+    "struct Unit;",
+    "struct Empty {}",
+    "#[derive(Debug)] struct Generic<'a, T: Close, const N: usize> where T: Send { inner: &'a T, items: [T; N] }",
+    "struct Raw { r#type: Socket, #[close(timeout = \"1ms\", with = Self::close_it)] r#fn: Pool }",
+    "struct Many { #[close(skip)] a: u32, #[close] b: u32, #[close = \"x\"] c: u32, #[close(skip = \"\", timeout = \"0s\", with = x)] d: u32, #[close(timeout = \"5s\")] #[close(timeout = \"6s\")] e: u32 }",
+    "struct Nested { #[close(timeout = \"99999999999999999999s\")] a: A, #[close(with = |x| x)] b: B, #[close(a::b = 1)] c: C }",
+    "enum NotAStruct { A, B }",
+    "union U { a: u32 }",
+];
+
+/// Other items, and nothing at all.
+const OTHERS: &[&str] = &[
+    "impl Foo {}",
+    "mod m {}",
+    "type T = u32;",
+    "",
+    "static X: u32 = 0;",
+];
+
+/// A struct whose fields carry `#[close(...)]` attributes built like arguments, so every field
+/// key and value goes through the field parser.
+fn resource_struct(rng: &mut Rng, field_keys: &[&str]) -> TokenStream {
+    let named = rng.chance(70);
+    let mut body = TokenStream::new();
+    for _ in 0..rng.below(4) {
+        for _ in 0..rng.below(3) {
+            let args = structured_args(rng, field_keys, false);
+            body.extend(match rng.below(10) {
+                0 => quote!(#[close = #args]),
+                1 => quote!(#[close]),
+                2 => quote!(#[lc::close(#args)]),
+                _ => quote!(#[close(#args)]),
+            });
+        }
+        let ty = TokenStream::from_str(rng.pick(&[
+            "Socket",
+            "u32",
+            "&'a str",
+            "Vec<Pool>",
+            "<T as Trait>::Assoc",
+            "dyn Close",
+            "fn()",
+            "[u8; 4]",
+        ]))
+        .unwrap_or_default();
+        if named {
+            let name = TokenStream::from_str(rng.pick(&["socket", "pool", "r#type", "été", "_"]))
+                .unwrap_or_default();
+            body.extend(quote!(#name: #ty,));
+        } else {
+            body.extend(quote!(#ty,));
+        }
+    }
+    if named {
+        quote!(struct Resource { #body })
+    } else {
+        quote!(struct Resource(#body);)
+    }
+}
+
+pub(super) fn template(rng: &mut Rng, kind: ItemKind) -> TokenStream {
+    let own = match kind {
+        ItemKind::Fn => FNS,
+        ItemKind::Struct => STRUCTS,
+    };
+    let text = match rng.below(20) {
+        0..=14 => rng.pick(own),
+        15 | 16 => rng.pick(FNS),
+        17 | 18 => rng.pick(STRUCTS),
+        _ => rng.pick(OTHERS),
+    };
+    TokenStream::from_str(text).unwrap_or_default()
+}
+
+/// An item for an attribute that goes on `kind`: a real one as written, a real one mutated a
+/// few times, or random tokens.
+pub(super) fn item(rng: &mut Rng, kind: ItemKind, field_keys: &[&str]) -> TokenStream {
+    if kind == ItemKind::Struct && rng.chance(30) {
+        let item = resource_struct(rng, field_keys);
+        return if rng.chance(30) {
+            mutate::mutate_times(item, rng, 1)
+        } else {
+            item
+        };
+    }
+    match rng.below(20) {
+        0..=4 => template(rng, kind),
+        5..=17 => {
+            let mutations = 1 + rng.below(4);
+            mutate::mutate_times(template(rng, kind), rng, mutations)
+        }
+        _ => random_stream(rng, 0, 12),
+    }
+}
+
+/// Arguments for an attribute whose keys are `keys`: mostly well formed, sometimes mutated,
+/// sometimes random tokens.
+pub(super) fn args(rng: &mut Rng, keys: &[&str], positional: bool) -> TokenStream {
+    match rng.below(20) {
+        0..=13 => structured_args(rng, keys, positional),
+        14..=17 => {
+            let args = structured_args(rng, keys, positional);
+            let mutations = 1 + rng.below(3);
+            mutate::mutate_times(args, rng, mutations)
+        }
+        _ => random_stream(rng, 0, 8),
+    }
+}

@@ -1,0 +1,2 @@
+#[lifecycle_runtime::main(crate = "lifecycle<T>")]
+async fn main() {}
