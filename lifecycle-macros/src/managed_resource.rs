@@ -283,11 +283,8 @@ fn expand_impl(spec: &Spec, item: &ItemStruct, fields: &[Field]) -> TokenStream 
             }
         }
     }
-    let total = if limits.is_empty() {
-        quote!(#private::Duration::ZERO)
-    } else {
-        quote!(#(#limits)+*)
-    };
+    // Summed by the runtime, saturating: a field's limit may be `Duration::MAX` ("no limit").
+    let total = quote!(&[#(#limits),*]);
     quote! {
         const _: () = {
             #(#helpers)*

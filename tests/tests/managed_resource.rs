@@ -61,6 +61,27 @@ fn store(log: &Log, cache: Behaviour, db: Behaviour) -> Store {
     }
 }
 
+/// A field whose limit is the largest duration there is: "no limit".
+#[managed_resource(name = "unbounded")]
+struct Unbounded {
+    #[close(timeout = "18446744073709551615s")]
+    forever: Part,
+    quick: Part,
+}
+
+#[test]
+fn a_field_without_a_limit_gives_its_resource_none_instead_of_overflowing() {
+    let log: Log = Arc::default();
+    let unbounded = Unbounded {
+        forever: Part::new("forever", &log, Behaviour::Ok),
+        quick: Part::new("quick", &log, Behaviour::Ok),
+    };
+    assert_eq!(
+        lifecycle_runtime::Close::close_timeout(&unbounded),
+        Duration::MAX
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn fields_close_in_declaration_order_after_before_close_one_entry_each() {
     let coordinator = coordinator();

@@ -66,10 +66,12 @@ const _: () = {
         }
         fn close_timeout(&self) -> ::lifecycle_runtime::__private::Duration {
             ::lifecycle_runtime::__private::resource_timeout(
-                ::lifecycle_runtime::__private::Duration::from_secs(2)
-                    + ::lifecycle_runtime::__private::Duration::from_secs(2)
-                    + ::lifecycle_runtime::__private::Duration::from_millis(500)
-                    + ::lifecycle_runtime::__private::Duration::from_secs(2),
+                &[
+                    ::lifecycle_runtime::__private::Duration::from_secs(2),
+                    ::lifecycle_runtime::__private::Duration::from_secs(2),
+                    ::lifecycle_runtime::__private::Duration::from_millis(500),
+                    ::lifecycle_runtime::__private::Duration::from_secs(2),
+                ],
             )
         }
         fn close_name(&self) -> ::lifecycle_runtime::__private::Cow<'static, str> {

@@ -51,9 +51,11 @@ const _: () = {
         }
         fn close_timeout(&self) -> ::lifecycle_runtime::__private::Duration {
             ::lifecycle_runtime::__private::resource_timeout(
-                ::lifecycle_runtime::__private::DEFAULT_CLOSE_TIMEOUT
-                    + ::lifecycle_runtime::__private::DEFAULT_CLOSE_TIMEOUT
-                    + ::lifecycle_runtime::__private::Duration::from_millis(500),
+                &[
+                    ::lifecycle_runtime::__private::DEFAULT_CLOSE_TIMEOUT,
+                    ::lifecycle_runtime::__private::DEFAULT_CLOSE_TIMEOUT,
+                    ::lifecycle_runtime::__private::Duration::from_millis(500),
+                ],
             )
         }
         fn close_name(&self) -> ::lifecycle_runtime::__private::Cow<'static, str> {

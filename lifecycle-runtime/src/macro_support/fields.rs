@@ -139,9 +139,16 @@ impl ClosingFields {
 }
 
 /// The time a resource may take to close when each of its fields has a limit: all of them, and a
-/// moment for the bookkeeping, so a field's own timeout always fires before its resource's.
-pub const fn resource_timeout(fields_total: Duration) -> Duration {
-    fields_total.saturating_add(Duration::from_millis(250))
+/// moment for the bookkeeping, so a field's own timeout always fires before its resource's. The
+/// sum saturates: a field without a limit (`Duration::MAX`) gives the resource none.
+pub const fn resource_timeout(field_limits: &[Duration]) -> Duration {
+    let mut total = Duration::from_millis(250);
+    let mut index = 0;
+    while index < field_limits.len() {
+        total = total.saturating_add(field_limits[index]);
+        index += 1;
+    }
+    total
 }
 
 /// A field's close, boxed: a concrete type for the code `#[managed_resource]` generates.
