@@ -108,7 +108,7 @@ fn a_spinning_tick_is_named_within_the_budget() {
     assert_within(&ended, BUDGET + PROMISED);
     assert_line(
         &ended.stderr,
-        "LEAKED    task spinner — aborted, but still running: it blocks its worker thread in synchronous code",
+        "LEAKED    task spinner — aborted, but never polled again: its worker thread is blocked in synchronous code (by this task or another)",
     );
 }
 
@@ -158,7 +158,7 @@ fn a_destructor_that_blocks_when_aborted_is_named_within_the_budget() {
     assert_within(&ended, BUDGET + PROMISED);
     assert_line(
         &ended.stderr,
-        "LEAKED    task drop-blocks — aborted, but still running: it blocks its worker thread in synchronous code",
+        "LEAKED    task drop-blocks — aborted, but its destructor has not returned: it blocks its worker thread in synchronous code",
     );
 }
 

@@ -334,7 +334,7 @@ async fn a_task_registering_during_the_abort_grace_is_not_called_stuck() {
         let cleanup = report.entry("cleanup");
         assert!(
             cleanup.is_none_or(|entry| entry.outcome() != &Outcome::Leaked),
-            "cleanup was marked LEAKED (\"aborted, but still running\") without ever being \
+            "cleanup was marked LEAKED without ever being \
              signalled or aborted:\n{report}"
         );
     })

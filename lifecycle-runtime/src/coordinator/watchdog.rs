@@ -211,7 +211,13 @@ impl Coordinator {
         crate::resources::kill_all_now();
         match claim_for_watchdog() {
             Ok(()) => {
-                let report = self.report_so_far();
+                // The finished report if the sequence made one (the main thread could not print
+                // it: a destructor blocks its runtime's only thread), else what is known.
+                let published = self.state.sequence.subscribe().borrow().clone();
+                let report = match published {
+                    Some(report) => report.to_string(),
+                    None => self.report_so_far().to_string(),
+                };
                 write_stderr(&format!("\n{headline}\n{report}"), WRITE_LIMIT);
                 exit(code)
             }

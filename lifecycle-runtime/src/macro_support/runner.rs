@@ -192,10 +192,12 @@ where
         Ok::<(u8, String), String>((code, text))
     })?;
     print_report(code, &text);
-    // Leaked threads and blocking tasks are not waited for: the report named them.
-    runtime.shutdown_background();
     // No managed child outlives the program, whatever became of its close.
     crate::resources::kill_all_now();
+    // The runtime is not dropped: that would drop every task still there on this thread, and one
+    // whose destructor blocks would hold the exit. The report named what was left; the process
+    // ends now.
+    std::mem::forget(runtime);
     Ok(code)
 }
 

@@ -3,6 +3,7 @@
 //! setting aside the tasks that await the report (they wait for step 3, so it does not wait for
 //! them).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use super::node::{Node, Verdict};
 use super::outcome::{Fate, Leak, outcome};
 use super::task::{WorkerGuard, polling_worker};
 use super::{Phase, StopPolicy, TaskName, WorkerKind, Workers};
+use crate::util::lock;
 
 /// How a wait of step 3 ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,9 +90,11 @@ impl Workers {
         next
     }
 
-    /// Aborts the tasks due by `now` (woken outside the locks; each notices at its next poll)
-    /// and gives up on the threads due, which cannot be aborted.
-    pub(crate) fn cut_off_due(&self, policy: &StopPolicy, now: Instant) {
+    /// Aborts the tasks due by `now` and gives up on the threads due, which cannot be aborted.
+    /// Returns the aborted tasks' wakers, for the caller to wake outside the locks (each notices
+    /// its abort at its next poll).
+    #[must_use = "aborted tasks notice their abort only when woken"]
+    pub(crate) fn cut_off_due(&self, policy: &StopPolicy, now: Instant) -> Vec<std::task::Waker> {
         let mut to_wake = Vec::new();
         let mut leaked = Vec::new();
         self.registry.judge(Some(policy.stop_started), |entry| {
@@ -119,7 +123,6 @@ impl Workers {
         });
         if !to_wake.is_empty() {
             self.aborts_issued.store(true, Ordering::Release);
-            to_wake.into_iter().for_each(std::task::Waker::wake);
         }
         for (name, kind, stop_timeout, cut_by_budget) in leaked {
             let (outcome, detail) = outcome(
@@ -131,17 +134,47 @@ impl Workers {
             tracing::error!(thread = %name, "thread {}", detail.as_deref().unwrap_or_default());
             self.push_record(name, kind, outcome, detail);
         }
+        to_wake
     }
 
-    /// After the abort grace: aborted workers still here are stuck in synchronous code; with
-    /// `give_up`, so is everything not judged yet (it kept registering past the budget).
-    /// Returns whether some worker is left unjudged.
-    pub(crate) fn leak_stragglers(&self, give_up: bool) -> bool {
+    /// Keeps wakers of aborted tasks that step 3 did not get to wake within the budget, to wake
+    /// once the report is made (the report does not wait for them; they still get dropped).
+    pub(crate) fn defer_wakes(&self, wakers: Vec<std::task::Waker>) {
+        lock(&self.deferred_wakes).extend(wakers);
+    }
+
+    /// Wakes what [`defer_wakes`](Self::defer_wakes) kept.
+    pub(crate) fn wake_deferred(&self) {
+        let wakers = std::mem::take(&mut *lock(&self.deferred_wakes));
+        wakers.into_iter().for_each(std::task::Waker::wake);
+    }
+
+    /// After the abort grace: aborted workers still here are given up on, as blocked in their
+    /// destructor or as not polled again (or, with `out_of_budget`, as not dropped in time while
+    /// others still went); with `give_up`, so is everything not judged yet (it kept registering
+    /// past the budget). Returns whether some worker is left unjudged. One log line per name and
+    /// reason, however many workers share it.
+    ///
+    /// A task counts as blocked in its destructor only if it was already dropping at
+    /// `dropping_before` (see [`dropping_now`](Self::dropping_now)): one seen dropping just now
+    /// is likely in the middle of an ordinary drop.
+    pub(crate) fn leak_stragglers(
+        &self,
+        give_up: bool,
+        out_of_budget: bool,
+        dropping_before: &HashSet<usize>,
+    ) -> bool {
         let mut stuck = Vec::new();
         let mut unjudged = false;
         self.registry.judge(None, |entry| {
             let leak = match entry.verdict() {
-                Verdict::Aborted => Leak::Stuck,
+                Verdict::Aborted
+                    if entry.is_dropping() && dropping_before.contains(&entry.address()) =>
+                {
+                    Leak::Stuck
+                }
+                Verdict::Aborted if out_of_budget => Leak::NotDroppedInBudget,
+                Verdict::Aborted => Leak::NotPolledAgain,
                 Verdict::None if give_up => Leak::LateAfterBudget,
                 Verdict::None => {
                     unjudged = true;
@@ -152,13 +185,34 @@ impl Workers {
             stuck.push((entry.name().clone(), entry.kind(), leak));
             Some((Verdict::Leaked, false))
         });
+        let mut folded: HashMap<(TaskName, WorkerKind, Leak), usize> = HashMap::new();
         for (name, kind, leak) in stuck {
+            *folded.entry((name, kind, leak)).or_default() += 1;
+        }
+        for ((name, kind, leak), count) in folded {
             let (outcome, detail) =
                 outcome(Fate::Leaked(leak), Duration::ZERO, Verdict::Leaked, false);
-            tracing::error!(task = %name, "{}", detail.as_deref().unwrap_or_default());
-            self.push_record(name, kind, outcome, detail);
+            tracing::error!(task = %name, count, "{}", detail.as_deref().unwrap_or_default());
+            self.push_records(name, kind, outcome, detail, count);
         }
         unjudged
+    }
+
+    /// The aborted tasks dropping their future right now, by address: those still dropping a
+    /// moment later are blocked in a destructor.
+    pub(crate) fn dropping_now(&self) -> HashSet<usize> {
+        let mut dropping = HashSet::new();
+        self.registry.for_each(None, |entry| {
+            if entry.verdict() == Verdict::Aborted && entry.is_dropping() {
+                dropping.insert(entry.address());
+            }
+        });
+        dropping
+    }
+
+    /// How many workers are registered: step 3 watches it fall while aborted tasks go.
+    pub(crate) fn linked(&self) -> usize {
+        self.registry.linked()
     }
 
     /// Gives up on the tasks still in their first poll: they cannot be named.

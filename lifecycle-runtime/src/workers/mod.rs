@@ -30,13 +30,13 @@ pub(crate) use group::{Group, Groups};
 pub(crate) use judge::{AwaitingReport, Wait};
 pub use name::TaskName;
 pub(crate) use node::{Entry as LiveWorker, Node, Verdict, WorkerMeta};
-use outcome::Record;
+use outcome::Records;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use policy::Due;
 pub(crate) use policy::{MAX_ROUNDS_PAST_BUDGET, StopPolicy, Unpolled};
 pub(crate) use reference::{WorkersRef, enter_scope, global_workers};
-use registry::Registry;
 pub(crate) use registry::Totals;
+use registry::{FoldedEnd, Registry};
 pub(crate) use stop::StopSignal;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use task::current_task_name;
@@ -130,9 +130,11 @@ pub(crate) struct Workers {
     rescan: AtomicBool,
     /// Set once shutdown aborted some task: only then do tasks look up whether they were.
     aborts_issued: AtomicBool,
+    /// Wakers of aborted tasks step 3 did not wake within the budget (`judge.rs`).
+    deferred_wakes: Mutex<Vec<std::task::Waker>>,
     /// Tasks still in their first poll that step 3 gave up on (they block their thread).
     ignored_unpolled: AtomicU64,
-    records: Mutex<Vec<Record>>,
+    records: Mutex<Records>,
     failures: Failures,
     /// `#[background]` loops' states, for snapshots (loops are few; keeping them here keeps a
     /// word out of every task's node).
@@ -158,8 +160,9 @@ impl Workers {
             settled: Notify::new(),
             rescan: AtomicBool::new(false),
             aborts_issued: AtomicBool::new(false),
+            deferred_wakes: Mutex::new(Vec::new()),
             ignored_unpolled: AtomicU64::new(0),
-            records: Mutex::new(Vec::new()),
+            records: Mutex::new(Records::default()),
             failures: Failures::default(),
             loops: Mutex::new(Slab::new()),
         }
@@ -306,10 +309,16 @@ impl Workers {
                     return;
                 }
                 let now = Instant::now();
-                if matches!(ended, Ended::Completed) && node.verdict() == Verdict::None {
-                    fold(now);
-                } else {
-                    self.record(node, &ended, node.verdict(), node.cut_by_budget(), now);
+                match (&ended, node.verdict()) {
+                    (Ended::Completed, Verdict::None) => fold(FoldedEnd::Stopped, now),
+                    (Ended::Cancelled, Verdict::Aborted) => fold(
+                        FoldedEnd::Aborted {
+                            stop_timeout: node.stop_timeout(),
+                            cut_by_budget: node.cut_by_budget(),
+                        },
+                        now,
+                    ),
+                    _ => self.record(node, &ended, node.verdict(), node.cut_by_budget(), now),
                 }
             })
         };

@@ -22,7 +22,7 @@ use crate::snapshot::StateCell;
 use crate::util::coarse_now;
 
 /// What shutdown decided about a worker that did not stop in time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub(crate) enum Verdict {
     None = 0,
@@ -34,6 +34,10 @@ pub(crate) enum Verdict {
 
 /// In the verdict byte: the budget, not the worker's own stop timeout, set its deadline.
 const CUT_BY_BUDGET: u8 = 1 << 2;
+/// In the verdict byte: the aborted task was polled again and is dropping its future (set by the
+/// owner). One still linked with it blocks its thread in a destructor; one without it has not
+/// been polled since the abort.
+const DROPPING: u8 = 1 << 3;
 const VERDICT: u8 = 0b11;
 
 impl Verdict {
@@ -207,6 +211,16 @@ impl Node {
         self.verdict.load(Ordering::Relaxed) & CUT_BY_BUDGET != 0
     }
 
+    /// Whether the aborted owner was polled again and is dropping its future.
+    pub(crate) fn is_dropping(&self) -> bool {
+        self.verdict.load(Ordering::Acquire) & DROPPING != 0
+    }
+
+    /// By the owner, when it noticed its abort and starts dropping its future.
+    pub(super) fn mark_dropping(&self) {
+        self.verdict.fetch_or(DROPPING, Ordering::AcqRel);
+    }
+
     /// Sets the verdict. With the lock held.
     pub(super) fn set_verdict(&self, verdict: Verdict, cut_by_budget: bool) {
         let cut = if cut_by_budget { CUT_BY_BUDGET } else { 0 };
@@ -311,6 +325,16 @@ impl Entry<'_> {
 
     pub(crate) fn verdict(&self) -> Verdict {
         self.node.verdict()
+    }
+
+    pub(crate) fn is_dropping(&self) -> bool {
+        self.node.is_dropping()
+    }
+
+    /// The node's address: the same while it is linked, for telling one entry from another
+    /// across two looks at the registry.
+    pub(crate) fn address(&self) -> usize {
+        std::ptr::from_ref(self.node).addr()
     }
 
     pub(crate) fn waker(&self) -> Option<Waker> {

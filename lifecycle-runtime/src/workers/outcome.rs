@@ -8,15 +8,23 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::node::{Node, Verdict};
+use super::registry::FoldedEnd;
 use super::{Ended, TaskName, WorkerKind, Workers};
 use crate::report::{Entry, Outcome};
 use crate::util::{format_duration, lock};
 
 /// Why step 3 gave up on a worker that is still there.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Leak {
-    /// Aborted, and still present after the grace.
+    /// Aborted, polled again, and still dropping its future after the grace: its destructor
+    /// blocks its thread.
     Stuck,
+    /// Aborted, and not polled again while no other aborted task went either: its worker thread
+    /// is blocked (by this task or by another).
+    NotPolledAgain,
+    /// Aborted, and not dropped yet when the budget ran out, while aborted tasks were still
+    /// going (there were many).
+    NotDroppedInBudget,
     /// A thread past its stop timeout: threads cannot be aborted.
     NotStopped,
     /// Kept registering after the budget ran out.
@@ -79,7 +87,15 @@ pub(crate) fn outcome(
             Outcome::Leaked,
             Some(match leak {
                 Leak::Stuck => {
-                    "aborted, but still running: it blocks its worker thread in synchronous code"
+                    "aborted, but its destructor has not returned: it blocks its worker thread in synchronous code"
+                        .to_owned()
+                }
+                Leak::NotPolledAgain => {
+                    "aborted, but never polled again: its worker thread is blocked in synchronous code (by this task or another)"
+                        .to_owned()
+                }
+                Leak::NotDroppedInBudget => {
+                    "aborted, but not dropped yet when the shutdown budget ran out (aborted tasks were still being dropped)"
                         .to_owned()
                 }
                 Leak::NotStopped => cut_off("left running"),
@@ -109,6 +125,47 @@ pub(super) struct Record {
     ended: Instant,
 }
 
+/// What makes two endings read alike without building their text: workers of one name and kind
+/// that ended the same way, with the same stop timeout and the same cut-off. Endings that carry
+/// their own message (an error, a panic) are never folded here.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct FoldKey {
+    name: TaskName,
+    kind: WorkerKind,
+    ended: u8,
+    verdict: Verdict,
+    cut_by_budget: bool,
+    stop_timeout: Duration,
+}
+
+/// The endings recorded so far, each with how many workers ended that way (aborting a million
+/// tasks records one row, not a million).
+#[derive(Debug, Default)]
+pub(super) struct Records {
+    rows: Vec<(Record, usize)>,
+    folded: HashMap<FoldKey, usize>,
+}
+
+impl std::fmt::Debug for FoldKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FoldKey")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Records {
+    fn push(&mut self, record: Record) {
+        self.rows.push((record, 1));
+    }
+
+    /// Takes every row, and forgets the folds.
+    fn take(&mut self) -> Vec<(Record, usize)> {
+        self.folded.clear();
+        std::mem::take(&mut self.rows)
+    }
+}
+
 impl Workers {
     pub(super) fn record(
         &self,
@@ -118,13 +175,42 @@ impl Workers {
         cut_by_budget: bool,
         now: Instant,
     ) {
+        let foldable = match ended {
+            Ended::Completed => Some(0),
+            Ended::Cancelled => Some(1),
+            Ended::Failed(_) | Ended::Panicked(_) | Ended::TimedOut(_) | Ended::NotStarted(_) => {
+                None
+            }
+        };
+        let key = foldable.map(|ended| FoldKey {
+            name: node.name().clone(),
+            kind: node.kind(),
+            ended,
+            verdict,
+            cut_by_budget,
+            stop_timeout: node.stop_timeout(),
+        });
+        if let Some(key) = &key {
+            let mut records = lock(&self.records);
+            if let Some(&at) = records.folded.get(key) {
+                let row = &mut records.rows[at];
+                row.1 += 1;
+                row.0.ended = row.0.ended.max(now);
+                return;
+            }
+        }
         let (outcome, detail) = outcome(
             Fate::Ended(ended),
             node.stop_timeout(),
             verdict,
             cut_by_budget,
         );
-        lock(&self.records).push(Record {
+        let mut records = lock(&self.records);
+        if let Some(key) = key {
+            let at = records.rows.len();
+            records.folded.insert(key, at);
+        }
+        records.push(Record {
             name: node.name().clone(),
             kind: node.kind(),
             outcome,
@@ -140,13 +226,26 @@ impl Workers {
         outcome: Outcome,
         detail: Option<String>,
     ) {
-        lock(&self.records).push(Record {
+        self.push_records(name, kind, outcome, detail, 1);
+    }
+
+    /// Records `count` workers of one name that ended alike.
+    pub(super) fn push_records(
+        &self,
+        name: TaskName,
+        kind: WorkerKind,
+        outcome: Outcome,
+        detail: Option<String>,
+        count: usize,
+    ) {
+        let record = Record {
             name,
             kind,
             outcome,
             detail,
             ended: Instant::now(),
-        });
+        };
+        lock(&self.records).rows.push((record, count));
     }
 
     /// The report's entries for the workers that ended (or were given up on) so far, in the
@@ -155,23 +254,35 @@ impl Workers {
     /// `sequence_started`; a worker that ended during step 3 is drawn from the stop signal.
     pub(crate) fn take_entries(&self, sequence_started: Instant) -> Vec<Entry> {
         let stop_started = self.stop_started().unwrap_or(sequence_started);
-        let mut ended: Vec<(Record, usize)> = std::mem::take(&mut *lock(&self.records))
-            .into_iter()
-            .map(|record| (record, 1))
-            .collect();
-        ended.extend(self.registry.take_stopped().into_iter().map(|row| {
+        let mut ended: Vec<(Record, usize)> = lock(&self.records).take();
+        ended.extend(self.registry.take_folded().into_iter().map(|row| {
+            let (outcome, detail) = match row.how {
+                FoldedEnd::Stopped => (Outcome::Stopped, None),
+                FoldedEnd::Aborted {
+                    stop_timeout,
+                    cut_by_budget,
+                } => outcome(
+                    Fate::Ended(&Ended::Cancelled),
+                    stop_timeout,
+                    Verdict::Aborted,
+                    cut_by_budget,
+                ),
+            };
             let record = Record {
                 name: row.name,
                 kind: row.kind,
-                outcome: Outcome::Stopped,
-                detail: None,
+                outcome,
+                detail,
                 ended: row.last_end,
             };
             (record, row.count)
         }));
         ended.sort_by_key(|(record, _)| record.ended);
         let mut entries: Vec<Entry> = Vec::new();
-        let mut index: HashMap<(TaskName, WorkerKind, Outcome), usize> = HashMap::new();
+        // Folded only when they read alike: the same outcome for different reasons (a task blocked
+        // in its destructor, and thousands merely not dropped yet) keeps a line each.
+        let mut index: HashMap<(TaskName, WorkerKind, Outcome, Option<String>), usize> =
+            HashMap::new();
         for (record, count) in ended {
             let start = if record.ended < stop_started {
                 sequence_started
@@ -180,16 +291,16 @@ impl Workers {
             };
             let offset = start.saturating_duration_since(sequence_started);
             let elapsed = record.ended.saturating_duration_since(start);
-            let key = (record.name, record.kind, record.outcome);
+            let key = (record.name, record.kind, record.outcome, record.detail);
             if let Some(&at) = index.get(&key) {
                 entries[at].absorb(count, elapsed);
                 continue;
             }
-            let (name, kind, outcome) = key.clone();
+            let (name, kind, outcome, detail) = key.clone();
             index.insert(key, entries.len());
             entries.push(
                 Entry::new(name, kind.entry_kind(), outcome, offset, elapsed)
-                    .with_detail(record.detail)
+                    .with_detail(detail)
                     .with_count(count),
             );
         }

@@ -395,6 +395,8 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let (inner, guard) = self.as_mut().project();
         if guard.aborted() {
+            // Step 3 tells a task blocked in its destructor from one not polled again yet.
+            guard.node.mark_dropping();
             let task = guard.name().clone();
             let ended = match self.as_mut().drop_inner() {
                 Ok(()) => Ended::Cancelled,

@@ -62,6 +62,8 @@ impl Coordinator {
         };
         self.state.sequence.publish(report);
         running.reported();
+        // Aborted tasks the budget left unwoken: the report is made, they can go now.
+        self.state.workers.wake_deferred();
         #[cfg(unix)]
         self.wake_watchdog();
     }

@@ -7,6 +7,8 @@
 //! the least stop timeout registered, a lower bound of every worker's due time (a worker that
 //! registers late is due later still).
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::workers::{MAX_ROUNDS_PAST_BUDGET, StopPolicy, Unpolled, Wait, Workers};
@@ -22,10 +24,30 @@ pub(super) async fn run(workers: &Workers, deadline: Instant) {
         if cut_off_the_late(workers, &policy).await {
             return;
         }
-        // Aborted tasks go at their next `.await`. Those still here are stuck in synchronous code.
-        let grace = policy.abort_grace(Instant::now());
-        if workers.wait_settled_until(grace, false).await == Wait::Settled {
-            return;
+        // Aborted tasks go at their next poll: wait while they keep going (a million of them take
+        // a while, in proportion to their number), up to the budget. Those still here once none
+        // went for a whole grace are stuck.
+        let mut left = workers.linked();
+        let out_of_budget = loop {
+            let grace = policy.abort_grace(Instant::now());
+            if workers.wait_settled_until(grace, false).await == Wait::Settled {
+                return;
+            }
+            let now_left = workers.linked();
+            let went = now_left < left;
+            left = now_left;
+            if !went {
+                break false;
+            }
+            if Instant::now() >= deadline {
+                break true;
+            }
+        };
+        // A task seen dropping may just be in the middle of an ordinary drop: only one still
+        // dropping a moment later is blocked in its destructor.
+        let dropping = workers.dropping_now();
+        if !dropping.is_empty() {
+            tokio::time::sleep(DROPPING_CHECK).await;
         }
         if Instant::now() >= deadline {
             rounds_past_deadline += 1;
@@ -33,7 +55,7 @@ pub(super) async fn run(workers: &Workers, deadline: Instant) {
         // Workers that joined during the grace are judged by their own stop timeout in another
         // round, unless the budget is long gone and they keep coming.
         let give_up = rounds_past_deadline > MAX_ROUNDS_PAST_BUDGET;
-        if !workers.leak_stragglers(give_up) {
+        if !workers.leak_stragglers(give_up, out_of_budget, &dropping) {
             return;
         }
     }
@@ -47,7 +69,8 @@ async fn cut_off_the_late(workers: &Workers, policy: &StopPolicy) -> bool {
     loop {
         let now = Instant::now();
         if bound.is_some_and(|at| now >= at) {
-            workers.cut_off_due(policy, now);
+            let aborted = workers.cut_off_due(policy, now);
+            wake_in_batches(workers, aborted, policy.deadline).await;
             bound = workers.next_due(policy);
         }
         let recheck = if workers.unpolled_pending() {
@@ -73,6 +96,35 @@ async fn cut_off_the_late(workers: &Workers, policy: &StopPolicy) -> bool {
                 bound = Some(bound.map_or(late, |at| at.min(late)));
             }
             Wait::Deadline => {}
+        }
+    }
+}
+
+/// How long a task seen dropping its future gets before it counts as blocked in its destructor.
+const DROPPING_CHECK: Duration = Duration::from_millis(5);
+
+/// How many aborted tasks are woken at once before the sequence lets them run.
+const WAKE_BATCH: usize = 1024;
+
+/// Wakes aborted tasks a batch at a time, yielding between batches: a million woken at once would
+/// queue ahead of the sequence itself, which could then not keep its own deadline. What the budget
+/// leaves unwoken is woken after the report.
+async fn wake_in_batches(workers: &Workers, wakers: Vec<std::task::Waker>, deadline: Instant) {
+    let mut wakers = wakers.into_iter().peekable();
+    let mut first = true;
+    while wakers.peek().is_some() {
+        // The first batch is woken even at the deadline: tasks the budget cut off there must
+        // hear of their abort, or nothing could tell one blocked in its destructor.
+        if !std::mem::take(&mut first) && Instant::now() >= deadline {
+            workers.defer_wakes(wakers.collect());
+            return;
+        }
+        wakers
+            .by_ref()
+            .take(WAKE_BATCH)
+            .for_each(std::task::Waker::wake);
+        if wakers.peek().is_some() {
+            tokio::task::yield_now().await;
         }
     }
 }

@@ -20,14 +20,28 @@ pub(super) struct List {
     tail: Option<NonNull<Node>>,
 }
 
-/// Workers of one name that stopped when told, folded as they end (the usual outcome needs no
-/// record of its own).
-#[derive(Debug, Clone)]
-pub(crate) struct Stopped {
+/// Workers of one name that ended the usual way during shutdown, folded as they end: stopped
+/// when told (the usual outcome needs no record of its own), or aborted at their stop timeout
+/// (a million tasks that ignore shutdown make one row, not a million records).
+#[derive(Debug)]
+pub(crate) struct Folded {
     pub(crate) name: TaskName,
     pub(crate) kind: WorkerKind,
+    pub(crate) how: FoldedEnd,
     pub(crate) count: usize,
     pub(crate) last_end: Instant,
+}
+
+/// How the workers of a [`Folded`] row ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FoldedEnd {
+    /// Stopped when told.
+    Stopped,
+    /// Aborted by shutdown, its deadline set by its own stop timeout or by the budget.
+    Aborted {
+        stop_timeout: Duration,
+        cut_by_budget: bool,
+    },
 }
 
 #[derive(Default)]
@@ -42,7 +56,7 @@ pub(super) struct Lists {
     pub(super) settled: usize,
     /// The least stop timeout of anything registered here: a lower bound for step 3's first wait.
     pub(super) min_stop_timeout: Option<Duration>,
-    pub(super) stopped: Vec<Stopped>,
+    pub(super) stopped: Vec<Folded>,
     /// Where the last fold landed: workers of one name tend to end together.
     pub(super) last_stopped: usize,
 }
@@ -134,9 +148,11 @@ impl Lists {
         }
     }
 
-    /// Folds one more worker that stopped when told.
-    pub(super) fn fold_stopped(&mut self, node: &Node, now: Instant) {
-        let same = |row: &Stopped| row.kind == node.kind() && row.name.same_as(node.name());
+    /// Folds one more worker that ended `how`.
+    pub(super) fn fold(&mut self, node: &Node, how: FoldedEnd, now: Instant) {
+        let same = |row: &Folded| {
+            row.how == how && row.kind == node.kind() && row.name.same_as(node.name())
+        };
         let at = match self.stopped.get(self.last_stopped) {
             Some(row) if same(row) => Some(self.last_stopped),
             _ => self.stopped.iter().position(same),
@@ -150,9 +166,10 @@ impl Lists {
             }
             None => {
                 self.last_stopped = self.stopped.len();
-                self.stopped.push(Stopped {
+                self.stopped.push(Folded {
                     name: node.name().clone(),
                     kind: node.kind(),
+                    how,
                     count: 1,
                     last_end: now,
                 });

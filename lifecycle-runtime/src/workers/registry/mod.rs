@@ -41,7 +41,7 @@ mod lists;
 use super::node::{Entry, Node, Verdict, flags};
 use crate::util::lock;
 use lists::Lists;
-pub(crate) use lists::Stopped;
+pub(crate) use lists::{Folded, FoldedEnd};
 
 /// One shard, alone on its cache lines so shards do not slow each other down. The counters are
 /// monotonic atomics, bumped only on the calling thread's shard and summed when read.
@@ -237,13 +237,13 @@ impl Registry {
     pub(crate) unsafe fn unlink(
         &self,
         node: &Node,
-        record: impl FnOnce(&Node, &mut dyn FnMut(Instant)),
+        record: impl FnOnce(&Node, &mut dyn FnMut(FoldedEnd, Instant)),
     ) -> Leaving {
         let mut lists = self.lists(usize::from(node.shard.get()));
         // SAFETY: linked here, by the caller's promise.
         unsafe { lists.remove(node) };
         let lists = &mut *lists;
-        record(node, &mut |now| lists.fold_stopped(node, now));
+        record(node, &mut |how, now| lists.fold(node, how, now));
         Leaving {
             shard_settled: lists.is_settled(),
         }
@@ -276,6 +276,13 @@ impl Registry {
             registered += lists.registered;
         }
         self.unpolled_after(registered) <= ignored_unpolled
+    }
+
+    /// How many entries are linked, one shard locked at a time.
+    pub(crate) fn linked(&self) -> usize {
+        (0..self.shards.len())
+            .map(|index| self.lists(index).len)
+            .sum()
     }
 
     /// Calls `f` on every live entry, one shard locked at a time. `stop_started` is when workers
@@ -372,8 +379,8 @@ impl Registry {
             .min()
     }
 
-    /// Takes the folded "stopped when told" rows of every shard.
-    pub(crate) fn take_stopped(&self) -> Vec<Stopped> {
+    /// Takes the folded rows (stopped when told, aborted) of every shard.
+    pub(crate) fn take_folded(&self) -> Vec<Folded> {
         let mut rows = Vec::new();
         for index in 0..self.shards.len() {
             let mut lists = self.lists(index);

@@ -134,15 +134,15 @@ fn stopped_workers_fold_by_name_and_kind() {
     for (n, node) in nodes.iter().enumerate() {
         let at = now + Duration::from_millis(n as u64);
         // SAFETY: linked above.
-        unsafe { registry.unlink(node, |_, fold| fold(at)) };
+        unsafe { registry.unlink(node, |_, fold| fold(FoldedEnd::Stopped, at)) };
     }
-    let mut rows = registry.take_stopped();
+    let mut rows = registry.take_folded();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     assert_eq!(rows.len(), 2);
     assert_eq!((&*rows[0].name, rows[0].count), ("conn", 3));
     assert_eq!(rows[0].last_end, now + Duration::from_millis(3));
     assert_eq!((&*rows[1].name, rows[1].count), ("flush", 1));
-    assert!(registry.take_stopped().is_empty(), "taken once");
+    assert!(registry.take_folded().is_empty(), "taken once");
 }
 
 #[test]
