@@ -299,6 +299,12 @@ impl Workers {
     /// `node` is linked in this registry and the caller is its owner.
     unsafe fn leave(&self, node: &Node, ended: Ended) {
         let recording = self.recording();
+        // Read before the shard is locked: a restarted service keeps a line of its own.
+        let restarts = if recording {
+            self.restart_note(node)
+        } else {
+            None
+        };
         // SAFETY: passed on from the caller.
         let left = unsafe {
             self.registry.unlink(node, |node, fold| {
@@ -306,10 +312,20 @@ impl Workers {
                     return;
                 }
                 let now = Instant::now();
-                if matches!(ended, Ended::Completed) && node.verdict() == Verdict::None {
+                if matches!(ended, Ended::Completed)
+                    && node.verdict() == Verdict::None
+                    && restarts.is_none()
+                {
                     fold(now);
                 } else {
-                    self.record(node, &ended, node.verdict(), node.cut_by_budget(), now);
+                    self.record(
+                        node,
+                        &ended,
+                        node.verdict(),
+                        node.cut_by_budget(),
+                        now,
+                        restarts,
+                    );
                 }
             })
         };
@@ -330,7 +346,8 @@ impl Workers {
             return;
         }
         if self.recording() {
-            self.record(node, &ended, Verdict::None, false, Instant::now());
+            let restarts = self.restart_note(node);
+            self.record(node, &ended, Verdict::None, false, Instant::now(), restarts);
         }
         self.log_end(node.name(), &ended, Verdict::None);
         self.notify_if_settled();

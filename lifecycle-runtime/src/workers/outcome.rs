@@ -107,9 +107,21 @@ pub(super) struct Record {
     outcome: Outcome,
     detail: Option<String>,
     ended: Instant,
+    /// A restarted service: its line is its own, never folded with others of its name (their
+    /// count would swallow its restarts).
+    apart: bool,
 }
 
 impl Workers {
+    /// What a supervised service's entry says of its restarts (`restarted 2 times; last failure:
+    /// ...`), read from its loop state; `None` for any other worker. Asked before the worker
+    /// leaves the registry, with no lock held.
+    pub(super) fn restart_note(&self, node: &Node) -> Option<String> {
+        let key = node.loop_key()?;
+        self.loop_state(key)?.restart_note()
+    }
+
+    /// Records how a worker ended; `restarts` is its [`restart_note`](Self::restart_note).
     pub(super) fn record(
         &self,
         node: &Node,
@@ -117,6 +129,7 @@ impl Workers {
         verdict: Verdict,
         cut_by_budget: bool,
         now: Instant,
+        restarts: Option<String>,
     ) {
         let (outcome, detail) = outcome(
             Fate::Ended(ended),
@@ -124,12 +137,18 @@ impl Workers {
             verdict,
             cut_by_budget,
         );
+        let apart = restarts.is_some();
+        let detail = match (detail, restarts) {
+            (Some(detail), Some(restarts)) => Some(format!("{restarts}; {detail}")),
+            (detail, restarts) => restarts.or(detail),
+        };
         lock(&self.records).push(Record {
             name: node.name().clone(),
             kind: node.kind(),
             outcome,
             detail,
             ended: now,
+            apart,
         });
     }
 
@@ -146,6 +165,7 @@ impl Workers {
             outcome,
             detail,
             ended: Instant::now(),
+            apart: false,
         });
     }
 
@@ -166,6 +186,7 @@ impl Workers {
                 outcome: Outcome::Stopped,
                 detail: None,
                 ended: row.last_end,
+                apart: false,
             };
             (record, row.count)
         }));
@@ -181,6 +202,15 @@ impl Workers {
             let offset = start.saturating_duration_since(sequence_started);
             let elapsed = record.ended.saturating_duration_since(start);
             let key = (record.name, record.kind, record.outcome);
+            if record.apart {
+                let (name, kind, outcome) = key;
+                entries.push(
+                    Entry::new(name, kind.entry_kind(), outcome, offset, elapsed)
+                        .with_detail(record.detail)
+                        .with_count(count),
+                );
+                continue;
+            }
             if let Some(&at) = index.get(&key) {
                 entries[at].absorb(count, elapsed);
                 continue;
