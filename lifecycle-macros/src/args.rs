@@ -1,5 +1,5 @@
 //! What every attribute shares: parsing `key`, `key = "value"` and `key = path` arguments
-//! (durations, names, counts, flags, `crate = "..."`), collecting errors and emitting them beside
+//! (durations, names, counts, rates such as `"5/1m"`, flags, `crate = "..."`), collecting errors and emitting them beside
 //! the item, and the small token helpers of the expansions (`Some`/`None`, durations, spans).
 
 use std::time::Duration;
@@ -387,6 +387,79 @@ pub(crate) fn parse_duration_lit(
     }
 }
 
+/// A number of events within a period, written `"N/PERIOD"` (`"5/1m"`: at most five in any
+/// minute).
+#[derive(Clone, Copy)]
+pub(crate) struct Rate {
+    pub(crate) count: u32,
+    pub(crate) period: Duration,
+}
+
+/// Parses the rate of `key = "N/PERIOD"`: N a whole number of at least 1, PERIOD a duration
+/// greater than zero; `what` says what N counts (`"restarts"`), and `for_none` how to ask for none
+/// instead of N = 0. Each mistake is one error under the literal, naming the form.
+pub(crate) fn rate(arg: &Arg, what: &str, for_none: &str, errors: &mut Errors) -> Option<Rate> {
+    let key = &arg.key;
+    let lit = lit_str(arg, "\"5/1m\"", errors)?;
+    let text = lit.value();
+    let example = format!("write it like \"5/1m\" (at most 5 {what} in any minute) or \"3/10s\"");
+    let Some((count, period)) = text.split_once('/') else {
+        errors.at(
+            &lit,
+            format!("`{key} = \"{text}\"` is not of the form \"N/PERIOD\"; {example}"),
+        );
+        return None;
+    };
+    let (count, period) = (count.trim(), period.trim());
+    let count = match count.parse::<u32>() {
+        Ok(0) => {
+            errors.at(
+                &lit,
+                format!(
+                    "`{key} = \"{text}\"` allows no {what}: N must be at least 1 ({for_none}); {example}"
+                ),
+            );
+            None
+        }
+        Ok(count) => Some(count),
+        Err(_) => {
+            errors.at(
+                &lit,
+                format!(
+                    "`{key} = \"{text}\"`: N = \"{count}\" is not a whole number of {what} from 1 to {}; {example}",
+                    u32::MAX
+                ),
+            );
+            None
+        }
+    };
+    let period = match parse_humantime(period) {
+        Ok(period) if period.is_zero() => {
+            errors.at(
+                &lit,
+                format!(
+                    "`{key} = \"{text}\"`: the period must be greater than zero, as {what} are counted within it; {example}"
+                ),
+            );
+            None
+        }
+        Ok(period) => Some(period),
+        Err(error) => {
+            errors.at(
+                &lit,
+                format!(
+                    "`{key} = \"{text}\"`: the period \"{period}\" is not a duration ({error}); {example}"
+                ),
+            );
+            None
+        }
+    };
+    Some(Rate {
+        count: count?,
+        period: period?,
+    })
+}
+
 /// `humantime::parse_duration`, with its one panic turned into the error it stands for. When
 /// the parts add up to exactly one second past the largest `Duration`
 /// (`"18446744073709551615s 500ms 500ms"`), humantime 2.4 skips the carry and panics in
@@ -506,6 +579,49 @@ mod tests {
             assert!(parse_duration_lit(&lit, "interval", Zero::Allowed, &mut errors).is_none());
             assert_eq!(errors.count(), 1, "{text}");
         }
+    }
+
+    fn parse_rate(text: &str) -> (Option<(u32, Duration)>, Vec<String>) {
+        let arg = Arg {
+            key: Ident::new("max_restarts", Span::call_site()),
+            value: Some(syn::parse_quote!(#text)),
+        };
+        let mut errors = Errors::default();
+        let rate =
+            rate(&arg, "restarts", "or none", &mut errors).map(|rate| (rate.count, rate.period));
+        let messages = errors
+            .combined
+            .map(|error| error.into_iter().map(|error| error.to_string()).collect())
+            .unwrap_or_default();
+        (rate, messages)
+    }
+
+    #[test]
+    fn rates_are_a_count_and_a_period() {
+        assert_eq!(parse_rate("5/1m").0, Some((5, Duration::from_secs(60))));
+        assert_eq!(
+            parse_rate(" 3 / 10s 500ms ").0,
+            Some((3, Duration::from_millis(10_500)))
+        );
+        for (text, says) in [
+            ("5", "is not of the form \"N/PERIOD\""),
+            ("0/1m", "allows no restarts"),
+            ("five/1m", "N = \"five\" is not a whole number"),
+            ("4294967296/1m", "from 1 to 4294967295"),
+            ("-1/1m", "is not a whole number"),
+            ("5/0s", "the period must be greater than zero"),
+            ("5/", "the period \"\" is not a duration"),
+            ("5/1 fortnight", "is not a duration"),
+            ("5/1m/2", "is not a duration"),
+        ] {
+            let (rate, messages) = parse_rate(text);
+            assert!(rate.is_none(), "{text}");
+            assert_eq!(messages.len(), 1, "{text}: {messages:?}");
+            assert!(messages[0].contains(says), "{text}: {}", messages[0]);
+            assert!(messages[0].contains("write it like \"5/1m\""), "{text}");
+        }
+        let (_, both) = parse_rate("0/0s");
+        assert_eq!(both.len(), 2, "both halves are checked: {both:?}");
     }
 
     #[test]

@@ -16,7 +16,9 @@ mod timeout;
 use proc_macro::TokenStream;
 
 /// Turns an async fn into a tracked, shutdown-aware loop or service (or, with `thread`, a plain fn
-/// into one on a named OS thread). See `lifecycle_runtime::background`.
+/// into one on a named OS thread); with `restart` (and `max_restarts = "N/PERIOD"`), a service is
+/// supervised: run again when it fails, up to a limit. See `lifecycle_runtime::background` for
+/// every key.
 #[proc_macro_attribute]
 pub fn background(args: TokenStream, item: TokenStream) -> TokenStream {
     background::expand(args.into(), item.into()).into()

@@ -21,3 +21,17 @@ pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How long a managed child process gets after SIGTERM before SIGKILL, unless set otherwise.
 pub const DEFAULT_TERM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How many restarts a supervised `#[background]` service may make within
+/// [`DEFAULT_RESTART_PERIOD`] before its failure escalates, when `max_restarts` says nothing.
+pub(crate) const DEFAULT_MAX_RESTARTS: u32 = 5;
+
+/// The window [`DEFAULT_MAX_RESTARTS`] counts restarts in.
+pub(crate) const DEFAULT_RESTART_PERIOD: Duration = Duration::from_secs(60);
+
+/// The pause before a supervised service's first restart within its window; each further
+/// restart within the window doubles it.
+pub(crate) const RESTART_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest pause before a restart.
+pub(crate) const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(5);

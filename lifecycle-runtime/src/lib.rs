@@ -111,16 +111,32 @@ pub use crate::workers::{TaskError, TaskHandle, TaskName, ThreadHandle};
 /// | `critical` | a failing tick (or service) starts shutdown | off |
 /// | `missed_tick = "skip" \| "delay" \| "burst"` | what a late loop does (tokio's `MissedTickBehavior`) | `skip` |
 /// | `thread` | run on a dedicated OS thread; the body is sync | off |
+/// | `restart = "never" \| "on_failure" \| "always"` | services only: run the body again when it fails (`"on_failure"`: returns `Err` or panics), or also when it returns before shutdown (`"always"`) | `"never"` |
+/// | `max_restarts = "5/1m"` | at most N restarts in any PERIOD; one more ends the task failed (and a `critical` one starts shutdown) | `"5/1m"` |
 /// | `crate = "path"` | where `lifecycle_runtime` is, if renamed | |
 ///
 /// The body returns `()` or `Result<(), E: Display>`: an `Err` or a panic is logged with the
 /// task's name and counted, and the loop goes on (unless `critical`). Waiting between ticks is
 /// event-driven and uses no CPU; shutdown wakes the loop at once.
 ///
+/// **Supervision.** A service (no `interval`) with `restart` is started again, as an Erlang/OTP
+/// supervisor restarts a child: after a pause of 100 ms, doubled for each restart already within
+/// the `max_restarts` period (at most 5 s). Each failure is logged and counted; the restarts and
+/// the latest failure show in [`snapshot()`] (`restarts`, `last_failure`, the state `restarting`
+/// during the pause) and in the task's report entry (`restarted 2 times; last failure: ...`, on a
+/// line of its own). More than N restarts within PERIOD and the failure escalates: the task ends
+/// failed (`restarted N times in PERIOD, ...` in its error), and a `critical` one starts shutdown
+/// with that reason; `critical` does not escalate a failure that is restarted. Nothing is restarted
+/// once shutdown has started: a failure then is reported, and shutdown during the pause ends the
+/// task at once, stopped. Parameters move in once and each run borrows them, as ticks do. An
+/// interval loop needs no `restart`: it already goes on after a failing tick.
+///
 /// Compile errors, each under the offending tokens: no shutdown behaviour; a service without a
 /// `Shutdown` parameter; a sync fn without `thread` or an async fn with it; zero or malformed
-/// durations; unknown or repeated keys; and in the body a raw `tokio::spawn`/`std::thread::spawn`
-/// (use [`spawn`]/[`spawn_thread`]) or, in an async body, a blocking `std::thread::sleep`.
+/// durations; unknown or repeated keys; `restart` on an interval loop, `max_restarts` without a
+/// `restart` that restarts, or not `"N/PERIOD"` with N ≥ 1 and a period above zero; and in the
+/// body a raw `tokio::spawn`/`std::thread::spawn` (use [`spawn`]/[`spawn_thread`]) or, in an
+/// async body, a blocking `std::thread::sleep`.
 ///
 /// Linux shows only the first 15 bytes of a thread's name (`"metrics-sampler-1"` appears as
 /// `metrics-sampler` in `top -H`); reports use the whole name.
@@ -150,6 +166,14 @@ pub use crate::workers::{TaskError, TaskHandle, TaskName, ThreadHandle};
 ///     counter.fetch_add(1, Ordering::Relaxed);
 /// }
 ///
+/// /// A supervised service: restarted when it fails, at most 3 times in any 10 seconds.
+/// #[background(shutdown, restart = "on_failure", max_restarts = "3/10s")]
+/// async fn subscriber(topic: String, shutdown: Shutdown) -> Result<(), std::io::Error> {
+///     let _ = topic.len();
+///     shutdown.triggered().await;
+///     Ok(())
+/// }
+///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// # lifecycle_runtime::Coordinator::new().scope(async {
@@ -158,6 +182,7 @@ pub use crate::workers::{TaskError, TaskHandle, TaskName, ThreadHandle};
 /// assert_eq!(flusher.name(), "counter-flush");
 /// listener(8080);
 /// sample(counter);
+/// subscriber("orders".to_owned());
 /// let report = lifecycle_runtime::shutdown().await;
 /// assert!(report.is_clean(), "{report}");
 /// # }).await;

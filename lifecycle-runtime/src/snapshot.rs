@@ -2,10 +2,13 @@
 //! moment, and the cells live workers publish their state in. The coordinator fills a
 //! [`Snapshot`] in (`coordinator/snapshot.rs`).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::util::lock;
 
 /// Counters of everything that ran, since the coordinator was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -38,13 +41,28 @@ pub enum TaskState {
     Ticking,
     /// A `#[background]` loop running its last tick after shutdown (`final_tick`).
     FinalTick,
+    /// A supervised `#[background]` service (`restart = ...`) waiting out its backoff before it
+    /// runs again.
+    Restarting,
 }
 
-/// The state a `#[background]` loop publishes for snapshots.
+/// The state a `#[background]` loop publishes for snapshots (and, for a supervised service, its
+/// restarts for the report).
 #[derive(Debug, Default)]
 pub(crate) struct StateCell {
     state: AtomicU8,
     ticks: AtomicU64,
+    restarts: AtomicU64,
+    /// Only a supervised service writes it, once per failed run.
+    failures: Mutex<Failures>,
+}
+
+/// A supervised service's latest failure.
+#[derive(Debug, Default)]
+struct Failures {
+    last: Option<String>,
+    /// It failed past its `max_restarts`: its error says so, its entry needs no more.
+    gave_up: bool,
 }
 
 impl StateCell {
@@ -54,6 +72,7 @@ impl StateCell {
             TaskState::Idle => 1,
             TaskState::Ticking => 2,
             TaskState::FinalTick => 3,
+            TaskState::Restarting => 4,
         };
         self.state.store(value, Ordering::Relaxed);
     }
@@ -69,12 +88,58 @@ impl StateCell {
             1 => TaskState::Idle,
             2 => TaskState::Ticking,
             3 => TaskState::FinalTick,
+            4 => TaskState::Restarting,
             _ => TaskState::Running,
         }
     }
 
     pub(crate) fn ticks(&self) -> u64 {
         self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// A supervised service's run failed (`failure` says how); `restarting` when it waits to
+    /// run again.
+    pub(crate) fn failed(&self, failure: &str, restarting: bool) {
+        lock(&self.failures).last = Some(failure.to_owned());
+        if restarting {
+            self.set(TaskState::Restarting);
+        }
+    }
+
+    /// A supervised service failed past its `max_restarts` and ends.
+    pub(crate) fn gave_up(&self, failure: &str) {
+        let mut failures = lock(&self.failures);
+        failures.last = Some(failure.to_owned());
+        failures.gave_up = true;
+    }
+
+    /// A supervised service runs again (only the loop itself writes the count).
+    pub(crate) fn restarted(&self) {
+        self.restarts.store(self.restarts() + 1, Ordering::Relaxed);
+        self.set(TaskState::Running);
+    }
+
+    pub(crate) fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn last_failure(&self) -> Option<String> {
+        lock(&self.failures).last.clone()
+    }
+
+    /// What a restarted service's report entry says of it: `restarted 2 times; last failure:
+    /// ...`. Nothing for a service never restarted, or one that gave up (its error says it).
+    pub(crate) fn restart_note(&self) -> Option<String> {
+        let restarts = self.restarts();
+        let failures = lock(&self.failures);
+        if restarts == 0 || failures.gave_up {
+            return None;
+        }
+        let times = if restarts == 1 { "time" } else { "times" };
+        Some(match &failures.last {
+            Some(failure) => format!("restarted {restarts} {times}; last failure: {failure}"),
+            None => format!("restarted {restarts} {times}"),
+        })
     }
 }
 
@@ -90,6 +155,10 @@ pub struct TaskSnapshot {
     pub state: TaskState,
     /// Ticks started so far (`#[background]` loops with an interval; 0 otherwise).
     pub ticks: u64,
+    /// Times a supervised `#[background]` service (`restart = ...`) was started again.
+    pub restarts: u64,
+    /// A supervised service's latest failure, as displayed (`panicked: ...` for a panic).
+    pub last_failure: Option<String>,
     /// How long it has been alive.
     #[serde(rename = "age_secs", serialize_with = "crate::util::secs")]
     pub age: Duration,
@@ -105,6 +174,10 @@ pub struct ThreadSnapshot {
     pub state: TaskState,
     /// Ticks started so far (interval threads; 0 otherwise).
     pub ticks: u64,
+    /// Times a supervised `#[background(thread)]` service was started again.
+    pub restarts: u64,
+    /// A supervised service's latest failure, as displayed.
+    pub last_failure: Option<String>,
     /// How long it has been alive.
     #[serde(rename = "age_secs", serialize_with = "crate::util::secs")]
     pub age: Duration,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{coordinator, entry, settle, within};
-use lifecycle_runtime::{Outcome, Shutdown, ShutdownReason, TaskGroup, background};
+use lifecycle_runtime::{Outcome, Shutdown, ShutdownReason, TaskGroup, TaskState, background};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -720,4 +720,431 @@ fn loops_waiting_for_a_distant_tick_stop_at_once_even_when_registering_during_sh
             "round {round}: {report}"
         );
     }
+}
+
+// ----- supervision: restart, max_restarts -------------------------------------------------------
+
+/// When each run of a supervised service started, on the (paused) clock from its creation.
+#[derive(Clone)]
+struct Runs {
+    created: tokio::time::Instant,
+    at: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl Runs {
+    fn new() -> Runs {
+        Runs {
+            created: tokio::time::Instant::now(),
+            at: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// A run starts; returns its number, from 1.
+    fn start(&self) -> usize {
+        let mut at = self.at.lock().unwrap();
+        at.push(self.created.elapsed());
+        at.len()
+    }
+
+    fn at(&self) -> Vec<Duration> {
+        self.at.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.at.lock().unwrap().len()
+    }
+}
+
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// Its first three runs fail at once; the fourth serves until shutdown.
+#[background(shutdown, restart = "on_failure", name = "flaky-feed")]
+async fn flaky_feed(runs: Runs, shutdown: Shutdown) -> Result<(), String> {
+    let run = runs.start();
+    if run <= 3 {
+        return Err(format!("connection refused #{run}"));
+    }
+    shutdown.triggered().await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_service_is_restarted_after_a_backoff_that_doubles() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let runs = Runs::new();
+        let _task = flaky_feed(runs.clone());
+        // A plain task of the same name, which the report folds as usual.
+        let _twin = lifecycle_runtime::spawn("flaky-feed", async {
+            lifecycle_runtime::shutdown_signal().triggered().await;
+        });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(
+            runs.at(),
+            [ms(0), ms(100), ms(300), ms(700)],
+            "restarted after 100 ms, 200 ms, 400 ms"
+        );
+        let snapshot = lifecycle_runtime::snapshot();
+        let feed = snapshot
+            .tasks
+            .iter()
+            .find(|task| task.restarts > 0)
+            .expect("the supervised service in the snapshot");
+        assert_eq!(feed.name, "flaky-feed");
+        assert_eq!(feed.restarts, 3);
+        assert_eq!(feed.last_failure.as_deref(), Some("connection refused #3"));
+        assert_eq!(feed.state, TaskState::Running);
+        assert_eq!(snapshot.counters.failed, 3, "each failure is counted");
+        let json = serde_json::to_value(&snapshot).unwrap();
+        let feed = json["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|task| task["restarts"] == 3)
+            .expect("restarts serialized");
+        assert_eq!(feed["last_failure"], "connection refused #3");
+        assert!(!coordinator.is_shutting_down(), "restarts escalate nothing");
+
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+        let feeds: Vec<&lifecycle_runtime::Entry> = report
+            .entries()
+            .iter()
+            .filter(|entry| entry.name() == "flaky-feed")
+            .collect();
+        assert_eq!(
+            feeds.len(),
+            2,
+            "the restarted service keeps a line of its own:\n{report}"
+        );
+        let restarted = feeds
+            .iter()
+            .find(|entry| entry.detail().is_some())
+            .expect("an entry with the restarts");
+        assert_eq!(restarted.outcome(), &Outcome::Stopped);
+        assert_eq!(restarted.count(), 1);
+        assert_eq!(
+            restarted.detail(),
+            Some("restarted 3 times; last failure: connection refused #3")
+        );
+        assert!(
+            report.to_string().contains(
+                "task flaky-feed — restarted 3 times; last failure: connection refused #3"
+            ),
+            "{report}"
+        );
+        assert_eq!(runs.count(), 4, "no run after shutdown");
+    })
+    .await;
+}
+
+/// Its first run panics; the second serves until shutdown.
+#[background(shutdown, restart = "on_failure")]
+async fn panics_once(runs: Runs, shutdown: Shutdown) {
+    if runs.start() == 1 {
+        panic!("bad frame");
+    }
+    shutdown.triggered().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_service_is_restarted() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let runs = Runs::new();
+        let task = panics_once(runs.clone());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(runs.at(), [ms(0), ms(100)]);
+        let snapshot = lifecycle_runtime::snapshot();
+        assert_eq!(snapshot.counters.panicked, 1);
+        assert_eq!(snapshot.tasks[0].restarts, 1);
+        assert_eq!(
+            snapshot.tasks[0].last_failure.as_deref(),
+            Some("panicked: bad frame")
+        );
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(
+            entry(&report, "panics_once").detail(),
+            Some("restarted 1 time; last failure: panicked: bad frame")
+        );
+        assert_eq!(task.await, Ok(()));
+    })
+    .await;
+}
+
+/// Returns by itself at once.
+#[background(shutdown, restart = "on_failure")]
+async fn finishes_by_itself(runs: Runs, _shutdown: Shutdown) -> Result<(), String> {
+    runs.start();
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_does_not_restart_a_service_that_returns_ok() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let runs = Runs::new();
+        let task = finishes_by_itself(runs.clone());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(runs.count(), 1);
+        assert!(task.is_finished());
+        assert_eq!(task.await, Ok(()));
+        assert!(lifecycle_runtime::snapshot().tasks.is_empty());
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}
+
+/// Returns by itself after a second (or at once when shutdown comes).
+#[background(shutdown, restart = "always", max_restarts = "10/1m")]
+async fn returns_early(runs: Runs, shutdown: Shutdown) {
+    runs.start();
+    shutdown.sleep(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn always_restarts_a_service_that_returns_before_shutdown_but_not_during_it() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let runs = Runs::new();
+        let task = returns_early(runs.clone());
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // Returned at 1 s and 2.1 s; restarted after 100 ms, then 200 ms.
+        assert_eq!(runs.at(), [ms(0), ms(1100), ms(2300)]);
+        assert_eq!(
+            lifecycle_runtime::snapshot().counters.failed,
+            0,
+            "returning is no failure"
+        );
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(
+            entry(&report, "returns_early").detail(),
+            Some("restarted 2 times; last failure: returned before shutdown began")
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(runs.count(), 3, "the return at shutdown is the end");
+        assert_eq!(task.await, Ok(()));
+    })
+    .await;
+}
+
+/// Never gets through.
+#[background(
+    shutdown,
+    critical,
+    restart = "on_failure",
+    max_restarts = "2/1m",
+    name = "critical-feed"
+)]
+async fn always_refused(runs: Runs, _shutdown: Shutdown) -> Result<(), String> {
+    Err(format!("connection refused #{}", runs.start()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_its_limit_a_critical_service_starts_shutdown_naming_its_restarts() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let runs = Runs::new();
+        let task = always_refused(runs.clone());
+        let report = coordinator.report().await;
+        assert_eq!(runs.at(), [ms(0), ms(100), ms(300)]);
+        let error = "restarted 2 times in 60s, the most `max_restarts` allows; last failure: \
+                     connection refused #3";
+        assert_eq!(
+            report.reason(),
+            &ShutdownReason::CriticalTaskFailed {
+                task: "critical-feed".to_owned(),
+                error: error.to_owned(),
+            }
+        );
+        assert!(
+            report.to_string().starts_with(&format!(
+                "shutdown: critical task `critical-feed` failed: {error}"
+            )),
+            "{report}"
+        );
+        let feed = entry(&report, "critical-feed");
+        assert_eq!(feed.outcome(), &Outcome::Error(error.to_owned()));
+        assert_eq!(feed.detail(), None, "the error says it all");
+        assert_eq!(
+            task.await.unwrap_err().to_string(),
+            format!("task `critical-feed` failed: {error}")
+        );
+    })
+    .await;
+}
+
+/// Never gets through either, and nobody depends on it.
+#[background(shutdown, restart = "on_failure", max_restarts = "2/10s")]
+async fn never_connects(runs: Runs, _shutdown: Shutdown) -> Result<(), String> {
+    Err(format!("connection refused #{}", runs.start()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_its_limit_a_service_that_is_not_critical_ends_failed_and_is_counted() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let runs = Runs::new();
+        let task = never_connects(runs.clone());
+        assert_eq!(
+            task.await.unwrap_err().to_string(),
+            "task `never_connects` failed: restarted 2 times in 10s, the most `max_restarts` \
+             allows; last failure: connection refused #3"
+        );
+        assert_eq!(runs.at(), [ms(0), ms(100), ms(300)]);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(runs.count(), 3, "given up for good");
+        let snapshot = lifecycle_runtime::snapshot();
+        assert_eq!(
+            snapshot.counters.failed, 3,
+            "two restarted failures and the last"
+        );
+        assert!(snapshot.tasks.is_empty());
+        assert!(!coordinator.is_shutting_down(), "not critical");
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}
+
+/// Fails at once, every time.
+#[background(shutdown, restart = "on_failure")]
+async fn fails_at_once(runs: Runs, _shutdown: Shutdown) -> Result<(), String> {
+    runs.start();
+    Err("refused".to_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_during_the_backoff_ends_the_service_cleanly_without_a_restart() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let runs = Runs::new();
+        let task = fails_at_once(runs.clone());
+        tokio::time::sleep(ms(50)).await;
+        let snapshot = lifecycle_runtime::snapshot();
+        assert_eq!(snapshot.tasks[0].state, TaskState::Restarting);
+        assert_eq!(snapshot.tasks[0].restarts, 0, "not restarted yet");
+        assert_eq!(snapshot.tasks[0].last_failure.as_deref(), Some("refused"));
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+        let entry = entry(&report, "fails_at_once");
+        assert_eq!(entry.outcome(), &Outcome::Stopped);
+        assert_eq!(entry.elapsed(), Duration::ZERO, "ended at once");
+        assert_eq!(entry.detail(), None, "never restarted");
+        assert_eq!(task.await, Ok(()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(runs.count(), 1);
+    })
+    .await;
+}
+
+/// Fails only once shutdown has begun.
+#[background(shutdown, restart = "always")]
+async fn fails_on_the_way_out(runs: Runs, shutdown: Shutdown) -> Result<(), String> {
+    runs.start();
+    shutdown.triggered().await;
+    Err("lost the last batch".to_owned())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_during_shutdown_is_reported_not_restarted() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let runs = Runs::new();
+        let task = fails_on_the_way_out(runs.clone());
+        settle().await;
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            entry(&report, "fails_on_the_way_out").outcome(),
+            &Outcome::Error("lost the last batch".to_owned()),
+            "{report}"
+        );
+        assert!(task.await.is_err());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(runs.count(), 1);
+    })
+    .await;
+}
+
+/// Runs 1 and 2 fail at once, run 3 after 20 s of work, run 4 at once; run 5 serves.
+#[background(shutdown, restart = "on_failure", max_restarts = "2/10s")]
+async fn fails_in_bursts(runs: Runs, shutdown: Shutdown) -> Result<(), String> {
+    match runs.start() {
+        3 => {
+            shutdown.sleep(Duration::from_secs(20)).await;
+            Err("worked a while, then failed".to_owned())
+        }
+        1 | 2 | 4 => Err("failed at once".to_owned()),
+        _ => {
+            shutdown.triggered().await;
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarts_older_than_the_period_no_longer_count_and_the_backoff_starts_again() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let runs = Runs::new();
+        let _task = fails_in_bursts(runs.clone());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        // The third failure, at 20.3 s, finds no restart within the last 10 s: restarted after
+        // 100 ms again, not given up on.
+        assert_eq!(runs.at(), [ms(0), ms(100), ms(300), ms(20_400), ms(20_600)]);
+        assert_eq!(lifecycle_runtime::snapshot().tasks[0].restarts, 4);
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}
+
+/// A service on an OS thread: its first two runs fail.
+#[background(shutdown, thread, restart = "on_failure", name = "flaky-reader")]
+fn flaky_reader(runs: Arc<AtomicU32>, shutdown: Shutdown) -> Result<(), String> {
+    let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+    if run <= 2 {
+        return Err(format!("device busy #{run}"));
+    }
+    shutdown.wait_blocking();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_thread_service_is_restarted_too() {
+    let coordinator = coordinator();
+    within(&coordinator, Duration::from_secs(30), async {
+        let runs = Arc::new(AtomicU32::new(0));
+        let started = std::time::Instant::now();
+        let thread = flaky_reader(runs.clone());
+        while runs.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(ms(10)).await;
+        }
+        assert!(
+            started.elapsed() >= ms(300),
+            "waited 100 ms, then 200 ms: {:?}",
+            started.elapsed()
+        );
+        let snapshot = lifecycle_runtime::snapshot();
+        assert_eq!(snapshot.threads[0].restarts, 2);
+        assert_eq!(
+            snapshot.threads[0].last_failure.as_deref(),
+            Some("device busy #2")
+        );
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+        let reader = entry(&report, "flaky-reader");
+        assert_eq!(reader.kind(), lifecycle_runtime::EntryKind::Thread);
+        assert_eq!(
+            reader.detail(),
+            Some("restarted 2 times; last failure: device busy #2")
+        );
+        assert_eq!(thread.wait().await, Ok(()));
+    })
+    .await;
 }

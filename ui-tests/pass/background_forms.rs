@@ -103,6 +103,28 @@ fn spooler(shutdown: Shutdown) -> Result<(), String> {
     Ok(())
 }
 
+/// A supervised service: restarted when it fails, at most 3 times in any 10 seconds.
+#[background(shutdown, restart = "on_failure", max_restarts = "3/10s")]
+async fn feed(url: String, shutdown: Shutdown) -> Result<(), String> {
+    let _url = url.len();
+    shutdown.triggered().await;
+    Ok(())
+}
+
+/// `restart = "always"` with the default limit, on a thread.
+#[background(shutdown, thread, restart = "always", name = "reader")]
+fn reader(shutdown: Shutdown) {
+    shutdown.wait_blocking();
+}
+
+/// `restart = "never"`, written out although it is the default.
+#[background(shutdown, restart = "never")]
+async fn once(_shutdown: Shutdown) {}
+
+/// `restart` on an interval loop is an error, but `"never"` is what every loop does.
+#[background(interval = "10ms", shutdown, restart = "never")]
+async fn unsupervised_tick() {}
+
 /// Every key but `crate` and `thread`, at once.
 #[background(
     interval = "10ms",
@@ -207,12 +229,16 @@ fn run() -> ShutdownReport {
             collector(16),
             public_tick(),
             Cache::flush(Arc::new(Cache::default())),
+            feed("postgres://db".to_owned()),
+            once(),
+            unsupervised_tick(),
         ];
         let threads = [
             sampler(Arc::new(AtomicU64::new(0))),
             watcher(),
             spooler(),
             skipper(),
+            reader(),
         ];
         tokio::time::sleep(Duration::from_millis(30)).await;
         let report = lifecycle_runtime::shutdown().await;

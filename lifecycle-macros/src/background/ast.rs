@@ -5,7 +5,7 @@
 use proc_macro2::{Span, TokenStream};
 use syn::{FnArg, ItemFn, LitStr, PatType, Receiver, Type};
 
-use crate::args::{self, Arg, DurationArg, Errors, Zero};
+use crate::args::{self, Arg, DurationArg, Errors, Rate, Zero};
 
 const ATTRIBUTE: &str = "background";
 const KEYS: &[&str] = &[
@@ -18,6 +18,8 @@ const KEYS: &[&str] = &[
     "critical",
     "missed_tick",
     "thread",
+    "restart",
+    "max_restarts",
     "crate",
 ];
 
@@ -26,6 +28,14 @@ pub(super) enum Mode {
     Finish,
     Abort,
     FinalTick,
+}
+
+/// `restart = "..."`: which ends of a service's run start it again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Restart {
+    Never,
+    OnFailure,
+    Always,
 }
 
 #[derive(Clone, Copy)]
@@ -51,7 +61,23 @@ pub(super) struct Spec {
     pub(super) critical: bool,
     pub(super) missed_tick: Option<(MissedTick, TokenStream)>,
     pub(super) thread: Option<Span>,
+    pub(super) restart: Option<(Restart, TokenStream)>,
+    pub(super) restart_written: bool,
+    pub(super) max_restarts: Option<(Rate, TokenStream)>,
     pub(super) krate: syn::Path,
+}
+
+impl Spec {
+    /// Whether the service is supervised: `restart = "on_failure"` or `"always"` on a fn without
+    /// an `interval` (with one, `restart` is an error and the loop expands unsupervised).
+    pub(super) fn supervised(&self) -> Option<Restart> {
+        match &self.restart {
+            Some((restart, _)) if *restart != Restart::Never && !self.interval_written => {
+                Some(*restart)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Spec {
@@ -71,6 +97,9 @@ impl Spec {
             critical: false,
             missed_tick: None,
             thread: None,
+            restart: None,
+            restart_written: written("restart"),
+            max_restarts: None,
             krate,
         };
         for arg in &parsed {
@@ -133,6 +162,26 @@ impl Spec {
                     });
             }
             "thread" => self.thread = args::flag(arg, errors),
+            "restart" => {
+                self.restart =
+                    args::choice(arg, &["never", "on_failure", "always"], errors).map(|choice| {
+                        let restart = match choice {
+                            "on_failure" => Restart::OnFailure,
+                            "always" => Restart::Always,
+                            _ => Restart::Never,
+                        };
+                        (restart, arg.tokens())
+                    });
+            }
+            "max_restarts" => {
+                self.max_restarts = args::rate(
+                    arg,
+                    "restarts",
+                    "for a service that is never restarted, remove `restart` and `max_restarts`",
+                    errors,
+                )
+                .map(|rate| (rate, arg.tokens()));
+            }
             // `crate` was read first.
             _ => {}
         }

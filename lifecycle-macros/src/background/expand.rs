@@ -1,13 +1,15 @@
 //! The expansion of `#[background]`: the fn keeps its name, attributes and caller parameters and
 //! returns a `TaskHandle` (or `ThreadHandle`), its body run by the runtime's loop under a
 //! `BackgroundSpec` that writes out every setting, defaults included (named through `__private`).
+//! A supervised service (`restart = ...`) is spawned by `spawn_supervised` with a `RestartSpec`
+//! beside it, and runs its body in a `while`: once, and again after each restart.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ReturnType;
 use syn::spanned::Spanned;
 
-use super::ast::{Item, MissedTick, Mode, Spec};
+use super::ast::{Item, MissedTick, Mode, Restart, Spec};
 use crate::args;
 
 pub(super) fn expand(spec: &Spec, item: &Item) -> TokenStream {
@@ -42,15 +44,28 @@ pub(super) fn expand(spec: &Spec, item: &Item) -> TokenStream {
         quote!(let #pat: #ty = #ticker.shutdown();)
     });
     let block_span = block.span();
-    // A service (no interval) runs its body once: `if`, not `while`, so the expansion says so.
-    let repeat = if spec.interval_written {
+    // A service (no interval) runs its body once: `if`, not `while`, so the expansion says so; a
+    // supervised one runs it again after each restart.
+    let supervised = spec.supervised();
+    let repeat = if spec.interval_written || supervised.is_some() {
         quote!(while)
     } else {
         quote!(if)
     };
+    // `spawn_background(SPEC, body)`, or `spawn_supervised(SPEC, RESTART_SPEC, body)`.
+    let (spawn, restart_spec) = match supervised {
+        None if spec.thread_written => (quote!(spawn_background_thread), None),
+        None => (quote!(spawn_background), None),
+        Some(_) if spec.thread_written => (quote!(spawn_supervised_thread), restart_tokens(spec)),
+        Some(_) => (quote!(spawn_supervised), restart_tokens(spec)),
+    };
+    let spec_tokens = match restart_spec {
+        Some(restart_spec) => quote!(#spec_tokens, #restart_spec),
+        None => spec_tokens,
+    };
 
     if spec.thread_written {
-        let spawn = quote_spanned!(block_span=> #krate::__private::spawn_background_thread);
+        let spawn = quote_spanned!(block_span=> #krate::__private::#spawn);
         quote! {
             #(#attrs)*
             #vis #unsafety fn #ident #generics (#(#params),*) -> #krate::ThreadHandle #where_clause {
@@ -72,7 +87,7 @@ pub(super) fn expand(spec: &Spec, item: &Item) -> TokenStream {
         }
     } else {
         // Spanned at the body, so a body that is not `Send` is blamed there.
-        let spawn = quote_spanned!(block_span=> #krate::__private::spawn_background);
+        let spawn = quote_spanned!(block_span=> #krate::__private::#spawn);
         quote! {
             #(#attrs)*
             #vis #unsafety fn #ident #generics (#(#params),*) -> #krate::TaskHandle #where_clause {
@@ -152,4 +167,32 @@ fn spec_tokens(spec: &Spec, ident: &syn::Ident) -> TokenStream {
             missed_tick: #missed_tick,
         }
     }
+}
+
+/// The `RestartSpec { ... }` literal of a supervised service, every field written out; a
+/// `max_restarts` left out (or rejected) is the runtime's default, by its `__private` names.
+fn restart_tokens(spec: &Spec) -> Option<TokenStream> {
+    let krate = &spec.krate;
+    let private = quote!(#krate::__private);
+    let restart = match spec.supervised()? {
+        Restart::Always => quote!(#private::Restart::Always),
+        Restart::OnFailure | Restart::Never => quote!(#private::Restart::OnFailure),
+    };
+    let (max_restarts, period) = match &spec.max_restarts {
+        Some((rate, _)) => (
+            proc_macro2::Literal::u32_unsuffixed(rate.count).into_token_stream(),
+            args::duration_tokens(rate.period, krate),
+        ),
+        None => (
+            quote!(#private::DEFAULT_MAX_RESTARTS),
+            quote!(#private::DEFAULT_RESTART_PERIOD),
+        ),
+    };
+    Some(quote! {
+        #private::RestartSpec {
+            restart: #restart,
+            max_restarts: #max_restarts,
+            period: #period,
+        }
+    })
 }

@@ -6,7 +6,7 @@ use proc_macro2::Span;
 use syn::visit::Visit;
 use syn::{Signature, Type};
 
-use super::ast::{Item, Mode, Param, Spec, path_segments};
+use super::ast::{Item, Mode, Param, Restart, Spec, path_segments};
 use crate::args::Errors;
 
 /// Checks that need several keys at once.
@@ -37,6 +37,7 @@ pub(super) fn check_spec(spec: &Spec, errors: &mut Errors) {
             errors.at(tokens, "`missed_tick` needs an `interval`");
         }
     }
+    check_restart(spec, errors);
     if spec.thread_written {
         if let Some((Mode::Abort, tokens)) = &spec.shutdown {
             errors.at(
@@ -57,6 +58,39 @@ pub(super) fn check_spec(spec: &Spec, errors: &mut Errors) {
                 "`group` permits are for async tasks; remove `thread` or `group`",
             );
         }
+    }
+}
+
+/// `restart` is for services, and `max_restarts` needs a `restart` that restarts.
+fn check_restart(spec: &Spec, errors: &mut Errors) {
+    let restart = spec.restart.as_ref();
+    if spec.interval_written
+        && let Some((Restart::OnFailure | Restart::Always, tokens)) = restart
+    {
+        errors.at(
+            tokens,
+            "`restart` is for services (no `interval`): an interval loop already goes on after a tick that fails \
+             or panics (it is logged and counted, and `critical` starts shutdown); remove `restart`, or remove \
+             `interval` to run the body once as a service that is restarted when it fails",
+        );
+    }
+    let Some((_, tokens)) = &spec.max_restarts else {
+        return;
+    };
+    match restart {
+        Some((Restart::OnFailure | Restart::Always, _)) => {}
+        Some((Restart::Never, _)) => errors.at(
+            tokens,
+            "`max_restarts` limits restarts, and `restart = \"never\"` makes none; write `restart = \"on_failure\"` \
+             (or `\"always\"`), or remove `max_restarts`",
+        ),
+        // A `restart` whose value was rejected has its own error.
+        None if spec.restart_written => {}
+        None => errors.at(
+            tokens,
+            "`max_restarts` limits restarts, and this task is never restarted (`restart` defaults to \"never\"): \
+             add `restart = \"on_failure\"` (or `\"always\"`), or remove `max_restarts`",
+        ),
     }
 }
 

@@ -24,6 +24,8 @@ pub(super) const KEYS: &[&str] = &[
     "critical",
     "missed_tick",
     "thread",
+    "restart",
+    "max_restarts",
     "crate",
     // #[main], #[test]
     "shutdown_timeout",
@@ -47,6 +49,9 @@ const WORDS: &[&str] = &[
     "final_tick",
     "delay",
     "burst",
+    "never",
+    "on_failure",
+    "always",
     "multi_thread",
     "current_thread",
     "true",
@@ -177,6 +182,9 @@ const CHOICES: &[&str] = &[
     "burst",
     "multi_thread",
     "current_thread",
+    "never",
+    "on_failure",
+    "always",
     "FINISH",
     "final tick",
     "final_tick ",
@@ -252,6 +260,7 @@ const ODD_LITERALS: &[&str] = &[
 pub(super) fn string_content(rng: &mut Rng) -> String {
     match rng.below(10) {
         0..=2 => rng.pick(DURATIONS).to_owned(),
+        3 if rng.chance(40) => rate(rng),
         3 => composed_duration(rng),
         4 => edge_duration(rng),
         5 => rng.pick(NAMES).to_owned(),
@@ -268,6 +277,23 @@ pub(super) fn string_content(rng: &mut Rng) -> String {
                 .collect()
         }
     }
+}
+
+/// A rate such as `max_restarts` takes, `"N/PERIOD"`: a number (zero, huge, negative or not one)
+/// and a duration valid or not, sometimes with spaces, a second slash or none.
+fn rate(rng: &mut Rng) -> String {
+    let count = if rng.chance(80) {
+        rng.pick(NUMBERS)
+    } else {
+        rng.pick(&["", " ", "-1", "five", "1.5", "\u{0}"])
+    };
+    let period = if rng.chance(50) {
+        rng.pick(DURATIONS).to_owned()
+    } else {
+        composed_duration(rng)
+    };
+    let slash = rng.pick(&["/", "/", "/", " / ", "//", "", "/1s/"]);
+    format!("{count}{slash}{period}")
 }
 
 /// A duration of one to three parts, each a number (perhaps with a fraction) and a unit, so

@@ -89,6 +89,8 @@ impl Macro {
                 "critical",
                 "missed_tick",
                 "thread",
+                "restart",
+                "max_restarts",
                 "crate",
             ],
             Macro::Main => &[

@@ -25,6 +25,8 @@ impl Coordinator {
                 .as_ref()
                 .map_or(TaskState::Running, |cell| cell.state());
             let ticks = state_cell.as_ref().map_or(0, |cell| cell.ticks());
+            let restarts = state_cell.as_ref().map_or(0, |cell| cell.restarts());
+            let last_failure = state_cell.as_ref().and_then(|cell| cell.last_failure());
             let age = worker.age();
             let name = worker.name().to_string();
             match worker.kind() {
@@ -32,6 +34,8 @@ impl Coordinator {
                     name,
                     state,
                     ticks,
+                    restarts,
+                    last_failure,
                     age,
                 }),
                 kind => tasks.push(TaskSnapshot {
@@ -39,6 +43,8 @@ impl Coordinator {
                     main: kind == WorkerKind::Main,
                     state,
                     ticks,
+                    restarts,
+                    last_failure,
                     age,
                 }),
             }

@@ -16,6 +16,10 @@
 //!     ticker
 //! })
 //! ```
+//!
+//! A service (no interval) runs its body once: `if` instead of `while`. A supervised service
+//! (`restart = ...`) is spawned by `spawn_supervised` and keeps `while`: `next_tick` is true
+//! again after a run its supervisor restarts (`restart.rs`), once the backoff has passed.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -24,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::time::{Interval, MissedTickBehavior};
 
+use super::restart::{Decision, RETURNED, RestartSpec, Supervisor};
 use crate::coordinator::{Coordinator, Shutdown, with_current};
 use crate::report::ShutdownReason;
 use crate::snapshot::{StateCell, TaskState};
@@ -111,10 +116,18 @@ struct Settle<'a> {
     spec: &'a BackgroundSpec,
     coordinator: &'a Coordinator,
     exit: &'a mut Option<TaskError>,
+    /// A supervised service's restarts.
+    supervisor: Option<&'a mut Supervisor>,
+    state: &'a StateCell,
 }
 
 impl Settle<'_> {
-    fn settle(self, end: TickEnd) {
+    fn settle(mut self, end: TickEnd) {
+        if let Some(supervisor) = self.supervisor.take()
+            && self.restart_or_give_up(supervisor, &end)
+        {
+            return;
+        }
         let spec = self.spec;
         let service = spec.interval.is_none();
         let message = match end {
@@ -157,6 +170,70 @@ impl Settle<'_> {
                 });
         }
     }
+
+    /// A supervised service's run ended: restarts it (the failure logged and counted, `critical`
+    /// not escalated), or gives up past `max_restarts` (the task ends failed, and a `critical`
+    /// one starts shutdown). False when neither: the run's end is the task's, settled as any
+    /// service's.
+    fn restart_or_give_up(&mut self, supervisor: &mut Supervisor, end: &TickEnd) -> bool {
+        let spec = self.spec;
+        let failure = match end {
+            TickEnd::Cancelled => return false,
+            TickEnd::Done(Ok(())) => None,
+            TickEnd::Done(Err(message)) => Some(message.clone()),
+            TickEnd::Panicked(message) => Some(format!("panicked: {message}")),
+            TickEnd::TimedOut(limit) => {
+                Some(format!("tick timed out after {}", format_duration(*limit)))
+            }
+        };
+        let shutting_down = self.coordinator.is_shutting_down();
+        match supervisor.decide(
+            failure.as_deref(),
+            shutting_down,
+            tokio::time::Instant::now(),
+        ) {
+            Decision::Done => {
+                if let Some(failure) = &failure {
+                    self.state.failed(failure, false);
+                }
+                false
+            }
+            Decision::Restart(pause) => {
+                let restart_in = format_duration(pause);
+                match (end, &failure) {
+                    (TickEnd::Panicked(message), _) => {
+                        self.coordinator.workers().count_panicked();
+                        tracing::error!(task = spec.name, panic = %message, %restart_in, "service panicked; restarting it");
+                    }
+                    (_, Some(failure)) => {
+                        self.coordinator.workers().count_failed();
+                        tracing::error!(task = spec.name, error = %failure, %restart_in, "service failed; restarting it");
+                    }
+                    (_, None) => {
+                        tracing::warn!(task = spec.name, %restart_in, "service returned before shutdown; restarting it");
+                    }
+                }
+                self.state
+                    .failed(failure.as_deref().unwrap_or(RETURNED), true);
+                true
+            }
+            Decision::GiveUp(message) => {
+                self.state.gave_up(failure.as_deref().unwrap_or(RETURNED));
+                *self.exit = Some(TaskError::Failed {
+                    task: spec.name.into(),
+                    message: message.clone(),
+                });
+                if spec.critical {
+                    self.coordinator
+                        .start_shutdown(ShutdownReason::CriticalTaskFailed {
+                            task: spec.name.to_owned(),
+                            error: message,
+                        });
+                }
+                true
+            }
+        }
+    }
 }
 
 /// What both tickers share: counting ticks, a service's single run, the final tick.
@@ -189,6 +266,11 @@ impl Ticks {
         self.state.set(TaskState::Idle);
     }
 
+    /// A supervised service runs again.
+    fn restarted(&mut self) {
+        self.state.restarted();
+    }
+
     fn regular(&mut self) {
         self.count += 1;
         self.state.tick_started(TaskState::Ticking, self.count);
@@ -216,17 +298,30 @@ pub struct Ticker {
     ticks: Ticks,
     group: Option<Arc<Group>>,
     exit: Option<TaskError>,
+    /// A supervised service's restarts (`None` for loops and unsupervised services).
+    supervisor: Option<Supervisor>,
 }
 
 impl Ticker {
     /// Waits for the next tick, or for shutdown. Returns false when the loop must end.
     ///
     /// The first tick is immediate. Waiting is event-driven (a timer and the shutdown token), so
-    /// an idle loop uses no CPU. With `final_tick`, one more tick follows shutdown.
+    /// an idle loop uses no CPU. With `final_tick`, one more tick follows shutdown. A service's
+    /// body runs once, and again after each restart its supervisor decided, once the backoff
+    /// has passed; shutdown during the backoff ends it instead.
     pub async fn next_tick(&mut self) -> bool {
         let Some(period) = self.spec.interval else {
-            // A service: the body runs once.
-            return self.ticks.service_run();
+            return match self.supervisor.as_mut().and_then(Supervisor::take_pending) {
+                None => self.ticks.service_run(),
+                Some(pause) => {
+                    let restart =
+                        self.shutdown.sleep(pause).await && !self.coordinator.is_shutting_down();
+                    if restart {
+                        self.ticks.restarted();
+                    }
+                    restart
+                }
+            };
         };
         if self.ticks.in_final_tick {
             return false;
@@ -299,6 +394,8 @@ impl Ticker {
             spec: &self.spec,
             coordinator: &self.coordinator,
             exit: &mut self.exit,
+            supervisor: self.supervisor.as_mut(),
+            state: &self.ticks.state,
         }
         .settle(end);
     }
@@ -339,6 +436,36 @@ where
     F: FnOnce(Ticker) -> Fut,
     Fut: Future<Output = Ticker> + Send + 'static,
 {
+    spawn_loop_task(spec, None, body)
+}
+
+/// Spawns a supervised `#[background(restart = ...)]` service on the current coordinator: as
+/// [`spawn_background`], and its ticker restarts the body as `restart` says. (The macros only
+/// supervise services; a loop's ticks are never restarted, so `restart` is ignored for one.)
+#[track_caller]
+pub fn spawn_supervised<F, Fut>(spec: BackgroundSpec, restart: RestartSpec, body: F) -> TaskHandle
+where
+    F: FnOnce(Ticker) -> Fut,
+    Fut: Future<Output = Ticker> + Send + 'static,
+{
+    spawn_loop_task(spec, supervisor(&spec, restart), body)
+}
+
+/// A service's supervisor; none for a loop.
+fn supervisor(spec: &BackgroundSpec, restart: RestartSpec) -> Option<Supervisor> {
+    spec.interval.is_none().then(|| Supervisor::new(restart))
+}
+
+#[track_caller]
+fn spawn_loop_task<F, Fut>(
+    spec: BackgroundSpec,
+    supervisor: Option<Supervisor>,
+    body: F,
+) -> TaskHandle
+where
+    F: FnOnce(Ticker) -> Fut,
+    Fut: Future<Output = Ticker> + Send + 'static,
+{
     with_current(|coordinator| {
         let state = Arc::new(StateCell::default());
         let ticker = Ticker {
@@ -351,6 +478,7 @@ where
                 .group
                 .map(|name| coordinator.group(name).group().clone()),
             exit: None,
+            supervisor,
         };
         let run = body(ticker);
         let meta = WorkerMeta::new(
@@ -377,13 +505,26 @@ pub struct ThreadTicker {
     ticks: Ticks,
     next_due: Option<Instant>,
     exit: Option<TaskError>,
+    /// A supervised service's restarts (`None` for loops and unsupervised services).
+    supervisor: Option<Supervisor>,
 }
 
 impl ThreadTicker {
-    /// Blocks until the next tick or shutdown. Returns false when the loop must end.
+    /// Blocks until the next tick or shutdown. Returns false when the loop must end. A
+    /// supervised service runs again as [`Ticker::next_tick`] says.
     pub fn next_tick(&mut self) -> bool {
         let Some(period) = self.spec.interval else {
-            return self.ticks.service_run();
+            return match self.supervisor.as_mut().and_then(Supervisor::take_pending) {
+                None => self.ticks.service_run(),
+                Some(pause) => {
+                    let restart =
+                        self.shutdown.sleep_blocking(pause) && !self.coordinator.is_shutting_down();
+                    if restart {
+                        self.ticks.restarted();
+                    }
+                    restart
+                }
+            };
         };
         if self.ticks.in_final_tick {
             return false;
@@ -443,6 +584,8 @@ impl ThreadTicker {
             spec: &self.spec,
             coordinator: &self.coordinator,
             exit: &mut self.exit,
+            supervisor: self.supervisor.as_mut(),
+            state: &self.ticks.state,
         }
         .settle(end);
     }
@@ -451,6 +594,32 @@ impl ThreadTicker {
 /// Starts a `#[background(thread)]` loop on a named OS thread of the current coordinator.
 #[track_caller]
 pub fn spawn_background_thread<F>(spec: BackgroundSpec, body: F) -> ThreadHandle
+where
+    F: FnOnce(ThreadTicker) -> ThreadTicker + Send + 'static,
+{
+    spawn_loop_thread(spec, None, body)
+}
+
+/// Starts a supervised `#[background(thread, restart = ...)]` service on a named OS thread, as
+/// [`spawn_supervised`] does a task.
+#[track_caller]
+pub fn spawn_supervised_thread<F>(
+    spec: BackgroundSpec,
+    restart: RestartSpec,
+    body: F,
+) -> ThreadHandle
+where
+    F: FnOnce(ThreadTicker) -> ThreadTicker + Send + 'static,
+{
+    spawn_loop_thread(spec, supervisor(&spec, restart), body)
+}
+
+#[track_caller]
+fn spawn_loop_thread<F>(
+    spec: BackgroundSpec,
+    supervisor: Option<Supervisor>,
+    body: F,
+) -> ThreadHandle
 where
     F: FnOnce(ThreadTicker) -> ThreadTicker + Send + 'static,
 {
@@ -463,6 +632,7 @@ where
             ticks: Ticks::new(state.clone()),
             next_due: None,
             exit: None,
+            supervisor,
         };
         let meta = WorkerMeta::new(
             TaskName::from(spec.name),

@@ -302,6 +302,12 @@ impl Workers {
     /// `node` is linked in this registry and the caller is its owner.
     unsafe fn leave(&self, node: &Node, ended: Ended) {
         let recording = self.recording();
+        // Read before the shard is locked: a restarted service keeps a line of its own.
+        let restarts = if recording {
+            self.restart_note(node)
+        } else {
+            None
+        };
         // SAFETY: passed on from the caller.
         let left = unsafe {
             self.registry.unlink(node, |node, fold| {
@@ -309,17 +315,31 @@ impl Workers {
                     return;
                 }
                 let now = Instant::now();
-                match (&ended, node.verdict()) {
-                    (Ended::Completed, Verdict::None) => fold(FoldedEnd::Stopped, now),
-                    (Ended::Cancelled, Verdict::Aborted) => fold(
-                        FoldedEnd::Aborted {
-                            stop_timeout: node.stop_timeout(),
-                            cut_by_budget: node.cut_by_budget(),
-                        },
-                        now,
-                    ),
-                    _ => self.record(node, &ended, node.verdict(), node.cut_by_budget(), now),
+                if restarts.is_none() {
+                    match (&ended, node.verdict()) {
+                        (Ended::Completed, Verdict::None) => {
+                            return fold(FoldedEnd::Stopped, now);
+                        }
+                        (Ended::Cancelled, Verdict::Aborted) => {
+                            return fold(
+                                FoldedEnd::Aborted {
+                                    stop_timeout: node.stop_timeout(),
+                                    cut_by_budget: node.cut_by_budget(),
+                                },
+                                now,
+                            );
+                        }
+                        _ => {}
+                    }
                 }
+                self.record(
+                    node,
+                    &ended,
+                    node.verdict(),
+                    node.cut_by_budget(),
+                    now,
+                    restarts,
+                );
             })
         };
         self.registry.count_end(ended.is_cancelled());
@@ -339,7 +359,8 @@ impl Workers {
             return;
         }
         if self.recording() {
-            self.record(node, &ended, Verdict::None, false, Instant::now());
+            let restarts = self.restart_note(node);
+            self.record(node, &ended, Verdict::None, false, Instant::now(), restarts);
         }
         self.log_end(node.name(), &ended, Verdict::None);
         self.notify_if_settled();

@@ -123,6 +123,9 @@ pub(super) struct Record {
     outcome: Outcome,
     detail: Option<String>,
     ended: Instant,
+    /// A restarted service: its line is its own, never folded with others of its name (their
+    /// count would swallow its restarts).
+    apart: bool,
 }
 
 /// What makes two endings read alike without building their text: workers of one name and kind
@@ -167,6 +170,15 @@ impl Records {
 }
 
 impl Workers {
+    /// What a supervised service's entry says of its restarts (`restarted 2 times; last failure:
+    /// ...`), read from its loop state; `None` for any other worker. Asked before the worker
+    /// leaves the registry, with no lock held.
+    pub(super) fn restart_note(&self, node: &Node) -> Option<String> {
+        let key = node.loop_key()?;
+        self.loop_state(key)?.restart_note()
+    }
+
+    /// Records how a worker ended; `restarts` is its [`restart_note`](Self::restart_note).
     pub(super) fn record(
         &self,
         node: &Node,
@@ -174,6 +186,7 @@ impl Workers {
         verdict: Verdict,
         cut_by_budget: bool,
         now: Instant,
+        restarts: Option<String>,
     ) {
         let foldable = match ended {
             Ended::Completed => Some(0),
@@ -182,14 +195,17 @@ impl Workers {
                 None
             }
         };
-        let key = foldable.map(|ended| FoldKey {
-            name: node.name().clone(),
-            kind: node.kind(),
-            ended,
-            verdict,
-            cut_by_budget,
-            stop_timeout: node.stop_timeout(),
-        });
+        // A restarted service keeps a line of its own.
+        let key = foldable
+            .filter(|_| restarts.is_none())
+            .map(|ended| FoldKey {
+                name: node.name().clone(),
+                kind: node.kind(),
+                ended,
+                verdict,
+                cut_by_budget,
+                stop_timeout: node.stop_timeout(),
+            });
         if let Some(key) = &key {
             let mut records = lock(&self.records);
             if let Some(&at) = records.folded.get(key) {
@@ -205,6 +221,11 @@ impl Workers {
             verdict,
             cut_by_budget,
         );
+        let apart = restarts.is_some();
+        let detail = match (detail, restarts) {
+            (Some(detail), Some(restarts)) => Some(format!("{restarts}; {detail}")),
+            (detail, restarts) => restarts.or(detail),
+        };
         let mut records = lock(&self.records);
         if let Some(key) = key {
             let at = records.rows.len();
@@ -216,6 +237,7 @@ impl Workers {
             outcome,
             detail,
             ended: now,
+            apart,
         });
     }
 
@@ -244,6 +266,7 @@ impl Workers {
             outcome,
             detail,
             ended: Instant::now(),
+            apart: false,
         };
         lock(&self.records).rows.push((record, count));
     }
@@ -274,6 +297,7 @@ impl Workers {
                 outcome,
                 detail,
                 ended: row.last_end,
+                apart: false,
             };
             (record, row.count)
         }));
@@ -292,6 +316,15 @@ impl Workers {
             let offset = start.saturating_duration_since(sequence_started);
             let elapsed = record.ended.saturating_duration_since(start);
             let key = (record.name, record.kind, record.outcome, record.detail);
+            if record.apart {
+                let (name, kind, outcome, detail) = key;
+                entries.push(
+                    Entry::new(name, kind.entry_kind(), outcome, offset, elapsed)
+                        .with_detail(detail)
+                        .with_count(count),
+                );
+                continue;
+            }
             if let Some(&at) = index.get(&key) {
                 entries[at].absorb(count, elapsed);
                 continue;
