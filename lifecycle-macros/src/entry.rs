@@ -103,6 +103,8 @@ struct EntryArgs {
     start_paused: Option<TokenStream>,
     shutdown_timeout: Option<DurationArg>,
     drain: Option<DurationArg>,
+    /// `drain = "..."` as written, for the error when it takes the whole budget.
+    drain_tokens: Option<TokenStream>,
     stop_timeout: Option<DurationArg>,
     krate: syn::Path,
 }
@@ -116,6 +118,7 @@ impl EntryArgs {
             start_paused: None,
             shutdown_timeout: None,
             drain: None,
+            drain_tokens: None,
             stop_timeout: None,
             krate,
         };
@@ -146,7 +149,10 @@ impl EntryArgs {
                         args::duration(arg, Zero::Rejected(entry.zero_shutdown_timeout), errors);
                 }
                 // `#[main]` only.
-                "drain" => config.drain = args::duration(arg, Zero::Allowed, errors),
+                "drain" => {
+                    config.drain = args::duration(arg, Zero::Allowed, errors);
+                    config.drain_tokens = Some(arg.tokens());
+                }
                 "stop_timeout" => {
                     config.stop_timeout = args::duration(
                         arg,
@@ -164,6 +170,16 @@ impl EntryArgs {
 
     /// Checks that need several keys at once; each error blames the key that conflicts.
     fn check(&self, entry: &Entry, errors: &mut Errors) {
+        if let (Some(budget), Some(drain), Some(tokens)) =
+            (&self.shutdown_timeout, &self.drain, &self.drain_tokens)
+        {
+            if drain.value >= budget.value {
+                errors.at(
+                    tokens,
+                    "the drain takes the whole `shutdown_timeout`: every shutdown would abort every task and close nothing in time; make the drain shorter than the budget, leaving time to stop and close",
+                );
+            }
+        }
         if let (Flavor::MultiThread, Some(tokens)) = (self.flavor, &self.start_paused) {
             errors.at(
                 tokens,

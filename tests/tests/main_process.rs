@@ -229,6 +229,12 @@ fn a_bad_environment_value_stops_the_program_at_start_naming_variable_and_value(
         run.stderr
     );
 
+    assert!(
+        run.stderr.contains("or unset it to use 3s"),
+        "the default named is the attribute's `shutdown_timeout = \"3s\"`: {}",
+        run.stderr
+    );
+
     let run = self::run("clean", &[("LIFECYCLE_DRAIN", "5 parsecs")]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
@@ -241,6 +247,67 @@ fn a_bad_environment_value_stops_the_program_at_start_naming_variable_and_value(
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn a_zero_budget_is_refused_at_start_naming_where_it_came_from() {
+    let run = run("clean", &[("LIFECYCLE_SHUTDOWN_TIMEOUT", "0s")]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("LIFECYCLE_SHUTDOWN_TIMEOUT=0s leaves shutdown no time"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("ready:"),
+        "the body never ran: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_drain_that_takes_the_whole_budget_is_refused_at_start() {
+    // The drain from the environment against the attribute's budget.
+    let run = run("clean", &[("LIFECYCLE_DRAIN", "3s")]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "LIFECYCLE_DRAIN=3s takes the whole shutdown budget (shutdown_timeout = \"3s\")"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("ready:"),
+        "the body never ran: {}",
+        run.stderr
+    );
+
+    // Both from the environment; a drain just under the budget is accepted.
+    let run = self::run(
+        "clean",
+        &[
+            ("LIFECYCLE_SHUTDOWN_TIMEOUT", "1s"),
+            ("LIFECYCLE_DRAIN", "5s"),
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "LIFECYCLE_DRAIN=5s takes the whole shutdown budget (LIFECYCLE_SHUTDOWN_TIMEOUT=1s)"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = self::run(
+        "clean",
+        &[
+            ("LIFECYCLE_SHUTDOWN_TIMEOUT", "1s"),
+            ("LIFECYCLE_DRAIN", "900ms"),
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
 }
 
 #[test]

@@ -13,9 +13,9 @@ use crate::coordinator::Coordinator;
 use crate::coordinator::{HARD_GRACE, TEST_HARD_GRACE, Watch, claim_exit};
 use crate::defaults::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TEST_SHUTDOWN_TIMEOUT};
 use crate::report::{Entry, Outcome, ShutdownReason};
-use crate::util::debug_guarded;
 #[cfg(unix)]
 use crate::util::write_stderr;
+use crate::util::{debug_guarded, format_duration};
 use crate::workers::{TaskError, TaskName, WorkerKind, WorkerMeta};
 
 /// Exit code when a second signal arrives during shutdown (128 + SIGINT, as shells report it).
@@ -100,14 +100,7 @@ where
     O: MainOutput + Send + 'static,
     F: Future<Output = O> + Send + 'static,
 {
-    let budget = env_duration(SHUTDOWN_TIMEOUT_VAR, DEFAULT_SHUTDOWN_TIMEOUT)
-        .map_err(|error| error.to_string())?
-        .or(spec.shutdown_timeout)
-        .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
-    let drain = env_duration(DRAIN_VAR, Duration::ZERO)
-        .map_err(|error| error.to_string())?
-        .or(spec.drain)
-        .unwrap_or(Duration::ZERO);
+    let (budget, drain) = budget_and_drain(spec)?;
     let coordinator = Coordinator::global();
     coordinator.set_shutdown_timeout(budget);
     coordinator.set_drain(drain);
@@ -236,6 +229,45 @@ fn listen_for_signals(coordinator: Coordinator) -> Result<(), String> {
         }
     });
     Ok(())
+}
+
+/// The budget and the drain: the environment over the attribute over the defaults. A budget of
+/// zero, or a drain that leaves no time to stop anything, is refused before the program starts:
+/// every shutdown would abort everything.
+fn budget_and_drain(spec: MainSpec) -> Result<(Duration, Duration), String> {
+    // What applies when the variable is unset, for its error message.
+    let default_budget = spec.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    let default_drain = spec.drain.unwrap_or(Duration::ZERO);
+    let from_env_budget =
+        env_duration(SHUTDOWN_TIMEOUT_VAR, default_budget).map_err(|error| error.to_string())?;
+    let from_env_drain =
+        env_duration(DRAIN_VAR, default_drain).map_err(|error| error.to_string())?;
+    let budget = from_env_budget.unwrap_or(default_budget);
+    let drain = from_env_drain.unwrap_or(default_drain);
+    // Zero as the user would write it, not as "0µs".
+    let shown = |duration: Duration| match duration.is_zero() {
+        true => "0s".to_owned(),
+        false => format_duration(duration),
+    };
+    let budget_source = match from_env_budget {
+        Some(_) => format!("{SHUTDOWN_TIMEOUT_VAR}={}", shown(budget)),
+        None => format!("shutdown_timeout = \"{}\"", shown(budget)),
+    };
+    if budget.is_zero() {
+        return Err(format!(
+            "{budget_source} leaves shutdown no time: every task would be aborted at once and nothing closed; give it a budget such as 30s"
+        ));
+    }
+    if drain >= budget {
+        let drain_source = match from_env_drain {
+            Some(_) => format!("{DRAIN_VAR}={}", shown(drain)),
+            None => format!("drain = \"{}\"", shown(drain)),
+        };
+        return Err(format!(
+            "{drain_source} takes the whole shutdown budget ({budget_source}): every shutdown would abort every task and close nothing in time; make the drain shorter than the budget, leaving time to stop and close"
+        ));
+    }
+    Ok((budget, drain))
 }
 
 /// A tokio runtime builder of the flavor asked for, with every driver enabled.
