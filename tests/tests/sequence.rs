@@ -241,8 +241,8 @@ impl lifecycle_runtime::Close for Outbox {
         self.name.into()
     }
 
-    fn skipped_detail(&self) -> Option<String> {
-        assert!(self.unsent > 0, "a skipped_detail that panics");
+    fn unclosed_detail(&self) -> Option<String> {
+        assert!(self.unsent > 0, "a unclosed_detail that panics");
         Some(format!("{} messages unsent", self.unsent))
     }
 }
@@ -274,7 +274,7 @@ async fn a_skipped_resource_still_says_what_it_holds() {
         assert_eq!(
             broken.detail(),
             Some(
-                "shutdown budget exhausted before it could close; its `skipped_detail` panicked: a skipped_detail that panics"
+                "shutdown budget exhausted before it could close; its `unclosed_detail` panicked: a unclosed_detail that panics"
             ),
             "{report}"
         );

@@ -367,6 +367,12 @@ impl Coordinator {
         &self.state.workers
     }
 
+    /// This coordinator's workers, to be asked later who still runs.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn workers_shared(&self) -> Arc<Workers> {
+        Arc::clone(&self.state.workers)
+    }
+
     /// How a worker of this coordinator reaches it: the global coordinator's without reference
     /// counting.
     fn workers_ref(&self) -> WorkersRef {

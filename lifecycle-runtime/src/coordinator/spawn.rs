@@ -179,6 +179,7 @@ impl Coordinator {
                 let _runtime = runtime.as_ref().map(tokio::runtime::Handle::enter);
                 let _span = tracing::info_span!("thread", name = %thread_name).entered();
                 let _current = coordinator.enter();
+                crate::workers::set_current_thread_worker(thread_name.clone());
                 let shutdown = coordinator.shutdown_signal();
                 let outcome = match catch(move || f(shutdown)) {
                     Ok(outcome) => outcome,

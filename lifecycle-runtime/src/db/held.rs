@@ -3,8 +3,8 @@
 
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use slab::Slab;
@@ -18,6 +18,7 @@ use crate::TaskName;
 use crate::snapshot::PoolSnapshot;
 use crate::util::format_duration;
 use crate::util::lock;
+use crate::workers::Workers;
 
 struct HeldEntry {
     site: &'static Location<'static>,
@@ -31,6 +32,8 @@ struct HeldEntry {
 #[derive(Default)]
 pub(crate) struct Held {
     entries: Mutex<Slab<HeldEntry>>,
+    /// The workers of the coordinator the pool belongs to: asked whether a holder still runs.
+    workers: OnceLock<Arc<Workers>>,
     waiters: AtomicUsize,
     acquires: AtomicU64,
     acquire_wait_micros: AtomicU64,
@@ -73,6 +76,11 @@ impl Held {
         }
     }
 
+    /// Holders are looked up among these workers from now on.
+    pub(crate) fn watch_workers(&self, workers: Arc<Workers>) {
+        let _ = self.workers.set(workers);
+    }
+
     pub(crate) fn count_timeout(&self) {
         self.timeouts.fetch_add(1, Ordering::Relaxed);
     }
@@ -107,8 +115,18 @@ impl Held {
                 .map(|(_, entry)| (entry.since, entry.site, entry.task.clone()))
                 .collect();
         held.sort_by_key(|(since, _, _)| *since);
+        let workers = self.workers.get();
         held.into_iter()
-            .map(|(since, site, task)| HeldConnection::new(site, task, since.elapsed()))
+            .map(|(since, site, task)| {
+                // Asked once the lock is released: the registry takes its own locks.
+                let ended = match (&task, workers) {
+                    (Some(name), Some(workers)) => workers.running(name) == Some(false),
+                    _ => false,
+                };
+                let mut held = HeldConnection::new(site, task, since.elapsed());
+                held.task_ended = ended;
+                held
+            })
             .collect()
     }
 
@@ -190,14 +208,18 @@ impl HeldConnection {
         HeldConnection {
             site: format!("{}:{}:{}", site.file(), site.line(), site.column()),
             task: task.map(|name| name.to_string()),
+            task_ended: false,
             held_for,
         }
     }
 
     fn describe(&self) -> String {
-        let by = match &self.task {
-            Some(name) => format!(" by task `{name}`"),
-            None => " outside any tracked task".to_owned(),
+        let by = match (&self.task, self.task_ended) {
+            (Some(name), false) => format!(" by task `{name}`"),
+            (Some(name), true) => format!(
+                " by task `{name}`, which has ended (the connection outlived it: kept in a value that lives on, or forgotten)"
+            ),
+            (None, _) => " outside any tracked task".to_owned(),
         };
         format!(
             "acquired at {}{by}, held for {}",
@@ -228,8 +250,12 @@ pub(crate) fn spawn_leak_checker(coordinator: &Coordinator, database: &Database)
 pub struct HeldConnection {
     /// `file:line:column` of the `acquire` call.
     pub site: String,
-    /// The tracked task that acquired it, if any.
+    /// The tracked task (or thread) that acquired it, if any.
     pub task: Option<String>,
+    /// Whether that task is known to have ended: the connection outlived its holder, kept in a
+    /// value that lives on (a cache, a static) or forgotten. Never true of a holder that may still
+    /// run.
+    pub task_ended: bool,
     /// How long it has been held.
     #[serde(rename = "held_for_secs", serialize_with = "crate::util::secs")]
     pub held_for: Duration,

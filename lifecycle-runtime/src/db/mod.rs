@@ -223,6 +223,10 @@ impl Database {
             pools.insert(key, Arc::downgrade(&database.inner));
         }
         let coordinator = crate::Coordinator::current();
+        database
+            .inner
+            .held
+            .watch_workers(coordinator.workers_shared());
         coordinator.add_pool_stats(Arc::downgrade(&database.inner) as Weak<dyn crate::snapshot::PoolStats>);
         let _managed = coordinator.manage(database.clone());
         held::spawn_leak_checker(&coordinator, &database);
@@ -447,6 +451,12 @@ impl Close for Database {
             holders
         )
         .into())
+    }
+
+    /// Who still holds connections, when the budget cut the close short (or skipped it).
+    fn unclosed_detail(&self) -> Option<String> {
+        let held = &self.inner.held;
+        (held.count() > 0).then(|| held.describe_all())
     }
 
     fn close_timeout(&self) -> Duration {

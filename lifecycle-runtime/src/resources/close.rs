@@ -59,9 +59,10 @@ pub trait Close: Send + Sync {
         Cow::Borrowed(crate::util::short_type_name(std::any::type_name::<Self>()))
     }
 
-    /// What the report should still say about this value when it is managed and shutdown skips
-    /// it (the budget ran out before resources closed): a short account of what it holds, read
-    /// without waiting. Default: nothing.
+    /// What the report should still say about this value when it is managed and shutdown could
+    /// not close it: the budget ran out before its turn, or its close ran past its limit and was
+    /// left behind. A short account of what it still holds, read without waiting (it is called
+    /// while the close may still be running). Default: nothing.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,13 +77,13 @@ pub trait Close: Send + Sync {
     ///         Ok(())
     ///     }
     ///
-    ///     fn skipped_detail(&self) -> Option<String> {
+    ///     fn unclosed_detail(&self) -> Option<String> {
     ///         let unsent = self.unsent.load(Ordering::Relaxed);
     ///         (unsent > 0).then(|| format!("{unsent} messages unsent"))
     ///     }
     /// }
     /// ```
-    fn skipped_detail(&self) -> Option<String> {
+    fn unclosed_detail(&self) -> Option<String> {
         None
     }
 }

@@ -53,8 +53,8 @@ pub(crate) trait DynClose: Send + Sync {
     /// poll, so that a panic in the code that builds its future is caught with the rest.
     fn close_boxed(&self) -> Pin<Box<dyn Future<Output = Closed> + Send + '_>>;
     fn state(&self) -> &CloseState;
-    /// The value's [`Close::skipped_detail`].
-    fn skipped_detail(&self) -> Option<String>;
+    /// The value's [`Close::unclosed_detail`].
+    fn unclosed_detail(&self) -> Option<String>;
 }
 
 const OPEN: u8 = 0;
@@ -162,8 +162,8 @@ impl<T: Close> DynClose for ManagedInner<T> {
         &self.close
     }
 
-    fn skipped_detail(&self) -> Option<String> {
-        self.value.skipped_detail()
+    fn unclosed_detail(&self) -> Option<String> {
+        self.value.unclosed_detail()
     }
 }
 
@@ -310,8 +310,8 @@ impl<T: Close + 'static> Close for Managed<T> {
         self.inner.name.clone()
     }
 
-    fn skipped_detail(&self) -> Option<String> {
-        self.inner.value.skipped_detail()
+    fn unclosed_detail(&self) -> Option<String> {
+        self.inner.value.unclosed_detail()
     }
 }
 

@@ -159,11 +159,11 @@ impl ResourceEntry {
         self.kind
     }
 
-    /// What the resource still says about itself when shutdown skips it; a panic in it is
-    /// reported in its place.
-    pub(crate) fn skipped_detail(&self) -> Option<String> {
-        catch(|| self.resource.skipped_detail())
-            .unwrap_or_else(|panic| Some(format!("its `skipped_detail` panicked: {panic}")))
+    /// What the resource still says about itself when shutdown skips it or its close is cut off;
+    /// a panic in it is reported in its place.
+    pub(crate) fn unclosed_detail(&self) -> Option<String> {
+        catch(|| self.resource.unclosed_detail())
+            .unwrap_or_else(|panic| Some(format!("its `unclosed_detail` panicked: {panic}")))
     }
 
     /// Shutdown skipped it: nobody closes it any more.
@@ -246,7 +246,16 @@ impl ResourceEntry {
                 Err(elapsed)
             }
         };
-        let (outcome, detail) = close_outcome(ended, limit, self.timeout);
+        let (outcome, mut detail) = close_outcome(ended, limit, self.timeout);
+        if outcome == Outcome::TimedOut {
+            // Cut off: what it still holds is said, as for a resource the budget skipped.
+            if let Some(more) = self.unclosed_detail() {
+                detail = Some(match detail {
+                    Some(detail) => format!("{detail}; {more}"),
+                    None => more,
+                });
+            }
+        }
         claim.finish((outcome.clone(), detail.clone()));
         match &outcome {
             Outcome::Closed => {

@@ -44,6 +44,7 @@ pub(crate) use task::{OkFuture, Worker, ended_from};
 pub use task::{TaskError, TaskHandle};
 pub(crate) use thread::ThreadGuard;
 pub use thread::ThreadHandle;
+pub(crate) use thread::set_current_thread_worker;
 
 use crate::report::EntryKind;
 use crate::snapshot::StateCell;
@@ -413,5 +414,19 @@ impl Workers {
     /// Calls `f` on every live worker, one shard locked at a time.
     pub(crate) fn for_each(&self, f: impl FnMut(&LiveWorker<'_>)) {
         self.registry.for_each(self.stop_started(), f);
+    }
+
+    /// Whether a task or thread named `name` is still running: `Some(false)` only when none is
+    /// listed and no spawned task is still in its first poll (such a task is not listed yet), so
+    /// "it has ended" is never said of one that may still be there.
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn running(&self, name: &str) -> Option<bool> {
+        let mut running = false;
+        self.for_each(|worker| running |= worker.name().as_str() == name);
+        match running {
+            true => Some(true),
+            false if self.unpolled() == 0 => Some(false),
+            false => None,
+        }
     }
 }

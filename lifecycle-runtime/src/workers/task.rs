@@ -173,11 +173,14 @@ pub(crate) fn polling_worker() -> *const WorkerGuard {
     POLLING.with(Cell::get)
 }
 
-/// The name of the worker being polled on this thread, if any.
+/// The name of the worker being polled on this thread, or of the tracked thread this is, if any.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn current_task_name() -> Option<TaskName> {
     // SAFETY: the worker being polled on this thread is alive for the whole of its poll.
-    unsafe { polling_worker().as_ref() }.map(|guard| guard.name().clone())
+    match unsafe { polling_worker().as_ref() } {
+        Some(guard) => Some(guard.name().clone()),
+        None => super::thread::current_thread_worker(),
+    }
 }
 
 /// Marks a worker as the one being polled until dropped, then restores what was there (a

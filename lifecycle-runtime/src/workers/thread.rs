@@ -2,6 +2,7 @@
 //! thread's registration. Shutdown signals threads, waits up to their stop timeout, and reports one
 //! that will not stop as leaked instead of joining it forever.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::pin::Pin;
 use std::time::Duration;
@@ -10,6 +11,22 @@ use tokio::sync::oneshot;
 
 use super::node::{Node, WorkerMeta};
 use super::{Ended, TaskError, TaskName, WorkersRef};
+
+thread_local! {
+    /// The tracked thread this is, if it is one: names who acquires a connection from it.
+    static THREAD_WORKER: RefCell<Option<TaskName>> = const { RefCell::new(None) };
+}
+
+/// Marks the calling OS thread as the tracked thread `name`, for the rest of its life.
+pub(crate) fn set_current_thread_worker(name: TaskName) {
+    THREAD_WORKER.with(|worker| *worker.borrow_mut() = Some(name));
+}
+
+/// The tracked thread this is, if it is one.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) fn current_thread_worker() -> Option<TaskName> {
+    THREAD_WORKER.with(|worker| worker.borrow().clone())
+}
 
 /// A handle to a tracked OS thread.
 ///

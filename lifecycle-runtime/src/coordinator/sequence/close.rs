@@ -21,7 +21,7 @@ pub(super) async fn run(coordinator: &Coordinator, started: Instant, deadline: I
     for resource in resources.take_for_shutdown() {
         if Instant::now() >= deadline {
             let skipped = "shutdown budget exhausted before it could close";
-            let detail = match resource.skipped_detail() {
+            let detail = match resource.unclosed_detail() {
                 Some(more) => format!("{skipped}; {more}"),
                 None => skipped.to_owned(),
             };

@@ -34,7 +34,7 @@ pub(super) async fn run(coordinator: &Coordinator, started: Instant, deadline: I
         let mut detail = format!(
             "registered while shutdown closed resources, after {MAX_LATE_ROUNDS} rounds of late work: not closed"
         );
-        if let Some(more) = resource.skipped_detail() {
+        if let Some(more) = resource.unclosed_detail() {
             detail = format!("{detail}; {more}");
         }
         sequence.record(vec![

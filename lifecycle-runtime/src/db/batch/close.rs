@@ -44,7 +44,7 @@ impl<T: Send + Sync + 'static> Close for Accounts<T> {
         Cow::Owned(format!("batch-writer {}", self.name))
     }
 
-    fn skipped_detail(&self) -> Option<String> {
+    fn unclosed_detail(&self) -> Option<String> {
         let ledger = &self.ledger;
         describe(&ledger.account(), ledger.is_finished())
     }
