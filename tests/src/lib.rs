@@ -113,4 +113,41 @@ impl Program {
     }
 }
 
+/// Records how long the current test's fault took to end, measured from outside, for the
+/// "measured" column of FAULTS.md. Written only when `LIFECYCLE_FAULT_TIMES` names a file
+/// (`LIFECYCLE_FAULT_TIMES=$PWD/target/fault-times.tsv cargo test --workspace`); the test's own
+/// bound is what asserts. Call it on the test's own thread: the line is keyed by the thread's
+/// name, which libtest sets to the test's.
+pub fn record_fault_time(took: Duration) {
+    use std::io::Write;
+
+    let Some(path) = std::env::var_os("LIFECYCLE_FAULT_TIMES") else {
+        return;
+    };
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned();
+    // `faults-0123abcd` → `faults`: the test file's name.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+        .map(|stem| match stem.rsplit_once('-') {
+            Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_owned(),
+            _ => stem,
+        })
+        .unwrap_or_default();
+    let line = format!("{binary}::{test}\t{}\n", took.as_millis());
+    // One `write` of one short line to a file opened for appending: lines of tests running at
+    // once do not interleave.
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(line.as_bytes()));
+    if let Err(error) = written {
+        panic!("cannot record the fault's time in {path:?}: {error}");
+    }
+}
+
 pub mod pg;
