@@ -51,7 +51,9 @@ fn terminate(fixture: &str, scenario: &str, ready: &str) -> Ended {
     }
 }
 
+/// Asserts the bound, and records the time for FAULTS.md.
 fn assert_within(ended: &Ended, limit: Duration) {
+    lifecycle_tests::record_fault_time(ended.took);
     assert!(
         ended.took <= limit + MEASURING,
         "took {:?} from SIGTERM to exit, promised {limit:?}:\n{}",
@@ -296,5 +298,30 @@ fn a_child_ignoring_sigterm_past_the_budget_does_not_outlive_the_program() {
     assert!(
         !group_running(group),
         "the child's group outlived the program:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_signal_during_start_up_ends_the_program_at_once_naming_what_it_waited_for() {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // The database accepts connections and never answers; its start-up budget is a minute.
+    let ended = terminate(MULTI_THREAD, "start-up-hangs", "ready: connecting");
+    assert_eq!(ended.code, Some(1), "it did not start: {}", ended.stderr);
+    // Not at the body's stop timeout (300 ms, when it would be aborted), but at once.
+    assert_within(&ended, Duration::from_millis(200));
+    assert_line(
+        &ended.stderr,
+        "Error: \"gave up connecting to `orders` after",
+    );
+    assert_line(
+        &ended.stderr,
+        "shutdown began while the database was starting up",
+    );
+    assert!(
+        !ended.stderr.contains("ABORTED"),
+        "the body returned, it was not aborted:\n{}",
+        ended.stderr
     );
 }

@@ -124,6 +124,19 @@ pub enum DbError {
     /// The URL or an option is invalid.
     #[error("{0}")]
     Configuration(String),
+    /// Shutdown told tasks to stop while the database was still starting up: connecting was
+    /// given up, so a program stopped during start-up (a crash-looping pod, an operator's
+    /// Ctrl-C) ends at once instead of after the start-up budget.
+    #[error(
+        "gave up connecting to `{service}` after {}: shutdown began while the database was starting up",
+        format_duration(*.waited)
+    )]
+    ShutdownDuringStartup {
+        /// The service name the pool was for.
+        service: String,
+        /// How long it had tried.
+        waited: Duration,
+    },
     /// The pool was closed (shutdown under way).
     #[error("the database pool `{0}` is closed: shutdown is under way")]
     Closed(String),
@@ -184,8 +197,29 @@ impl Database {
     /// # Errors
     ///
     /// [`DbError::Unreachable`] (with its [`ConnectCause`]), [`DbError::FallbackFailed`],
-    /// [`DbError::Configuration`].
+    /// [`DbError::Configuration`], [`DbError::ShutdownDuringStartup`] when tasks are told to stop
+    /// before it is done.
     pub async fn connect(options: DatabaseOptions) -> Result<Database, DbError> {
+        let shutdown = crate::shutdown_signal();
+        if shutdown.is_triggered() {
+            return Err(DbError::ShutdownDuringStartup {
+                service: options.service.clone(),
+                waited: Duration::ZERO,
+            });
+        }
+        let started = tokio::time::Instant::now();
+        let service = options.service.clone();
+        tokio::select! {
+            biased;
+            connected = Database::connect_now(options) => connected,
+            () = shutdown.triggered() => Err(DbError::ShutdownDuringStartup {
+                service,
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    async fn connect_now(options: DatabaseOptions) -> Result<Database, DbError> {
         install_drivers();
         let key = options.url.clone();
         if let Some(existing) = existing_pool(&key) {
