@@ -131,7 +131,10 @@ pub fn record_fault_time(took: Duration) {
     // `faults-0123abcd` → `faults`: the test file's name.
     let binary = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+        .and_then(|exe| {
+            exe.file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
         .map(|stem| match stem.rsplit_once('-') {
             Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_owned(),
             _ => stem,
