@@ -739,7 +739,7 @@ fn shutdown_with_a_blocker(
 const BLOCKED_PROMISE: Duration = Duration::from_millis(2100);
 
 /// Asserts shutdown waited out the default stop timeout and no more than the promise (with some
-/// slack for a loaded machine), measured from outside and in the report.
+/// slack for a loaded machine), measured from outside; the report agrees.
 fn assert_held_up_only_for_the_promise(report: &lifecycle_runtime::ShutdownReport, took: Duration) {
     assert!(
         took >= Duration::from_secs(2),
@@ -750,8 +750,8 @@ fn assert_held_up_only_for_the_promise(report: &lifecycle_runtime::ShutdownRepor
         "held shutdown up for {took:?}, more than 2s + 100ms: {report}"
     );
     assert!(
-        report.elapsed() <= took && report.elapsed() < BLOCKED_PROMISE + Duration::from_millis(50),
-        "reported {:?}: {report}",
+        report.elapsed() <= took,
+        "reported {:?}, measured {took:?}: {report}",
         report.elapsed()
     );
 }
