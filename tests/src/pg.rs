@@ -35,7 +35,8 @@ fn find_binaries() -> Option<PathBuf> {
 /// Whether `path` is a file someone may execute.
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 fn has_server_programs(dir: &Path) -> bool {
@@ -64,9 +65,10 @@ fn find_binaries_in(root: &Path, search_path: Option<&std::ffi::OsStr>) -> Optio
         .filter(|(_, bin)| has_server_programs(bin))
         .collect();
     versions.sort();
-    versions.pop().map(|(_, bin)| bin).or_else(|| {
-        std::env::split_paths(search_path?).find(|dir| has_server_programs(dir))
-    })
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .or_else(|| std::env::split_paths(search_path?).find(|dir| has_server_programs(dir)))
 }
 
 /// `bin/name` when it exists, else `name` found on `$PATH` (`psql` is often in `/usr/bin` while
@@ -90,7 +92,11 @@ fn program(bin: &Path, name: &str) -> PathBuf {
 fn skip_list() -> Option<PathBuf> {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => std::env::current_exe().ok()?.ancestors().nth(3)?.to_path_buf(),
+        None => std::env::current_exe()
+            .ok()?
+            .ancestors()
+            .nth(3)?
+            .to_path_buf(),
     };
     Some(target.join("skipped-tests.txt"))
 }
@@ -402,10 +408,8 @@ mod tests {
 
     /// A fresh directory under the system's temporary one.
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "lifecycle-pg-search-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("lifecycle-pg-search-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir

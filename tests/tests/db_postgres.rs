@@ -175,8 +175,14 @@ fn the_documented_pool_defaults_are_the_ones_in_use() {
         let options = db.pool().options();
         assert_eq!(options.get_max_connections(), 5);
         assert_eq!(options.get_acquire_timeout(), Duration::from_secs(5));
-        assert_eq!(options.get_idle_timeout(), Some(Duration::from_secs(5 * 60)));
-        assert_eq!(options.get_max_lifetime(), Some(Duration::from_secs(30 * 60)));
+        assert_eq!(
+            options.get_idle_timeout(),
+            Some(Duration::from_secs(5 * 60))
+        );
+        assert_eq!(
+            options.get_max_lifetime(),
+            Some(Duration::from_secs(30 * 60))
+        );
         assert!(options.get_test_before_acquire(), "pre-ping before use");
         assert_eq!(lifecycle_runtime::snapshot().pools[0].max_connections, 5);
         let report = lifecycle_runtime::shutdown().await;
@@ -324,7 +330,9 @@ async fn failures_after_every_session_was_terminated(
     let held: Vec<_> = futures_all(5, || db.acquire()).await;
     drop(held);
     let sessions = format!("FROM pg_stat_activity WHERE application_name = '{app}'");
-    let killed = cluster.psql(&format!("SELECT count(pg_terminate_backend(pid)) {sessions}"));
+    let killed = cluster.psql(&format!(
+        "SELECT count(pg_terminate_backend(pid)) {sessions}"
+    ));
     assert_eq!(killed, "5");
     cluster.wait_for(&format!("SELECT count(*) {sessions}"), "0");
     let mut failures = 0;
@@ -353,10 +361,18 @@ fn connections_the_server_closed_are_replaced_before_use() {
     };
     let coordinator = coordinator();
     runtime().block_on(coordinator.scope(async {
-        let db = Database::connect(DatabaseOptions::new(cluster.url(), "stale-app").max_connections(5)).await.unwrap();
+        let db =
+            Database::connect(DatabaseOptions::new(cluster.url(), "stale-app").max_connections(5))
+                .await
+                .unwrap();
         for tracked in [false, true] {
-            let failures = failures_after_every_session_was_terminated(&cluster, &db, "stale-app", tracked).await;
-            assert_eq!(failures, 0, "the pool pinged and replaced every stale connection (tracked: {tracked})");
+            let failures =
+                failures_after_every_session_was_terminated(&cluster, &db, "stale-app", tracked)
+                    .await;
+            assert_eq!(
+                failures, 0,
+                "the pool pinged and replaced every stale connection (tracked: {tracked})"
+            );
         }
         let report = lifecycle_runtime::shutdown().await;
         assert_database_closed(&report, "stale-app");
@@ -609,7 +625,10 @@ fn a_connection_held_past_the_leak_threshold_is_reported_with_its_site_and_task(
         assert_eq!(pool.suspected_leaks, 1, "not logged again");
         assert!(pool.hold_max >= Duration::from_millis(400));
         assert_eq!(
-            log_lines("leaky-app", "probable connection leak: held longer than 100ms"),
+            log_lines(
+                "leaky-app",
+                "probable connection leak: held longer than 100ms"
+            ),
             1
         );
         assert_eq!(
@@ -622,7 +641,10 @@ fn a_connection_held_past_the_leak_threshold_is_reported_with_its_site_and_task(
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert_eq!(lifecycle_runtime::snapshot().pools[0].suspected_leaks, 2);
         assert_eq!(
-            log_lines("leaky-app", "probable connection leak: held longer than 100ms"),
+            log_lines(
+                "leaky-app",
+                "probable connection leak: held longer than 100ms"
+            ),
             2
         );
         drop(again);
@@ -819,7 +841,10 @@ fn diagnose_exits_non_zero_naming_a_full_server() {
     );
     assert_eq!(output.status.code(), Some(1), "{text}");
     assert!(text.contains("UNREACHABLE"), "{text}");
-    assert!(text.contains("53300") || text.contains("too many"), "{text}");
+    assert!(
+        text.contains("53300") || text.contains("too many"),
+        "{text}"
+    );
     assert!(text.contains("all connection slots are taken"), "{text}");
     assert!(took < Duration::from_secs(4), "took {took:?}: {text}");
 }

@@ -13,7 +13,10 @@ const LIMIT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
 struct Settings {
-    #[allow(dead_code, reason = "a plain value with no cleanup; only its presence matters")]
+    #[allow(
+        dead_code,
+        reason = "a plain value with no cleanup; only its presence matters"
+    )]
     retries: u32,
 }
 
@@ -100,7 +103,10 @@ fn field_limits_whose_sum_overflows_saturate_to_no_limit() {
         first: Part::new("first", &log, Behaviour::Ok),
         second: Part::new("second", &log, Behaviour::Ok),
     };
-    assert_eq!(lifecycle_runtime::Close::close_timeout(&huge), Duration::MAX);
+    assert_eq!(
+        lifecycle_runtime::Close::close_timeout(&huge),
+        Duration::MAX
+    );
 }
 
 #[test]

@@ -118,7 +118,8 @@ async fn a_cancelled_early_close_is_still_closed_or_reported_by_shutdown() {
         assert_eq!(report.entries().len(), 1, "{report}");
         // The 1s close ran to its end (from the early call or anew), once it was given up on.
         assert!(
-            entry.elapsed() >= Duration::from_millis(990) && entry.elapsed() <= Duration::from_secs(1),
+            entry.elapsed() >= Duration::from_millis(990)
+                && entry.elapsed() <= Duration::from_secs(1),
             "{report}"
         );
     })
@@ -356,7 +357,10 @@ fn a_trigger_after_the_first_runtime_is_gone_still_produces_a_report() {
     );
     // The sequence really ran: it closed the resource.
     assert!(
-        matches!(report.reason(), lifecycle_runtime::ShutdownReason::Requested { .. }),
+        matches!(
+            report.reason(),
+            lifecycle_runtime::ShutdownReason::Requested { .. }
+        ),
         "{report}"
     );
     assert_eq!(common::entry(&report, "db").outcome(), &Outcome::Closed);
