@@ -346,7 +346,7 @@ async fn failures_after_every_session_was_terminated(
         } else {
             query.fetch_one(db.pool()).await.map_err(drop)
         };
-        if result.map_or(true, |value| value != n) {
+        if result != Ok(n) {
             failures += 1;
         }
     }

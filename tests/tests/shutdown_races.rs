@@ -29,13 +29,13 @@ async fn a_huge_budget_still_produces_a_report() {
     // A task to stop and a resource to close: each computes a deadline from the budget.
     let log: Log = Arc::default();
     let _db = coordinator.manage(Part::new("db", &log, Behaviour::Ok));
-    let _task = coordinator
+    coordinator
         .scope(async {
-            let task = lifecycle_runtime::spawn("listener", async {
+            // Detached: it runs on, tracked, until shutdown stops it.
+            drop(lifecycle_runtime::spawn("listener", async {
                 lifecycle_runtime::shutdown_signal().triggered().await;
-            });
+            }));
             settle().await;
-            task
         })
         .await;
     let report = tokio::time::timeout(Duration::from_secs(5), coordinator.shutdown()).await;
