@@ -72,6 +72,11 @@ impl Program {
         }
     }
 
+    /// The stderr lines read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
     /// Sends `signal` (a `libc::SIG*` number) to the program.
     pub fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.child.id()).expect("pid fits in i32");

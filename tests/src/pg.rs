@@ -20,32 +20,119 @@ pub struct PgCluster {
     port: u16,
 }
 
+/// The programs a cluster needs, all in one directory (`psql` may live elsewhere: see
+/// [`program`]).
+const SERVER_PROGRAMS: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+
 /// Where the PostgreSQL binaries are: the newest `/usr/lib/postgresql/*/bin`, or `$PATH`.
 fn find_binaries() -> Option<PathBuf> {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
+    find_binaries_in(
+        Path::new("/usr/lib/postgresql"),
+        std::env::var_os("PATH").as_deref(),
+    )
+}
+
+/// Whether `path` is a file someone may execute.
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+fn has_server_programs(dir: &Path) -> bool {
+    SERVER_PROGRAMS
+        .iter()
+        .all(|program| is_executable(&dir.join(program)))
+}
+
+/// A version directory's name as numbers ("9.6" is [9, 6], "15" is [15]); `None` for other
+/// names.
+fn version_key(name: &str) -> Option<Vec<u64>> {
+    name.split('.').map(|part| part.parse().ok()).collect()
+}
+
+/// The newest `root/<version>/bin` (by version number, not text: 15 is newer than 9.6) that holds
+/// the server programs; else the first directory of `search_path` that does.
+fn find_binaries_in(root: &Path, search_path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    let mut versions: Vec<(Vec<u64>, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
         .filter_map(Result::ok)
-        .map(|entry| entry.path().join("bin"))
-        .filter(|bin| bin.join("initdb").exists() && bin.join("pg_ctl").exists())
+        .filter_map(|entry| {
+            let key = version_key(entry.file_name().to_str()?)?;
+            Some((key, entry.path().join("bin")))
+        })
+        .filter(|(_, bin)| has_server_programs(bin))
         .collect();
     versions.sort();
-    versions.pop().or_else(|| {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg("command -v initdb")
-            .output()
-            .ok()?;
-        let path = String::from_utf8(found.stdout).ok()?;
-        Path::new(path.trim()).parent().map(Path::to_path_buf)
-    })
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .or_else(|| std::env::split_paths(search_path?).find(|dir| has_server_programs(dir)))
+}
+
+/// `bin/name` when it exists, else `name` found on `$PATH` (`psql` is often in `/usr/bin` while
+/// the server programs are elsewhere), else `bin/name` (to fail naming it).
+fn program(bin: &Path, name: &str) -> PathBuf {
+    let beside = bin.join(name);
+    if is_executable(&beside) {
+        return beside;
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|candidate| is_executable(candidate))
+        })
+        .unwrap_or(beside)
+}
+
+/// Where skipped tests are listed: `skipped-tests.txt` in the target directory (the test binary
+/// runs from `<target>/<profile>/deps`).
+fn skip_list() -> Option<PathBuf> {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()
+            .ok()?
+            .ancestors()
+            .nth(3)?
+            .to_path_buf(),
+    };
+    Some(target.join("skipped-tests.txt"))
 }
 
 /// Skips the calling test (returns `None`) when PostgreSQL is missing; panics under `CI=true`.
+///
+/// The skip is loud: libtest captures `eprintln!` and shows it only for failing tests, so the
+/// line goes to the process's stderr directly (which libtest does not capture), and into
+/// [`skip_list`].
 fn skip_or_fail(why: &str) -> Option<PgCluster> {
     if std::env::var("CI").is_ok_and(|value| value == "true") {
         panic!("PostgreSQL is required under CI=true, but {why}");
     }
-    eprintln!("SKIP: {why}; this test needs PostgreSQL binaries (initdb, pg_ctl)");
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("(unnamed test)");
+    let line = format!(
+        "SKIPPED: {test}: {why}; this test needs PostgreSQL binaries (initdb, pg_ctl, postgres)\n"
+    );
+    {
+        use std::io::Write;
+        // `std::io::stderr()` writes to fd 2 itself; only the print macros are captured.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+    if let Some(list) = skip_list() {
+        use std::io::Write;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&list)
+            .and_then(|mut file| file.write_all(line.as_bytes()));
+        if let Err(error) = written {
+            let _ = std::io::stderr().lock().write_all(
+                format!("cannot record the skip in {}: {error}\n", list.display()).as_bytes(),
+            );
+        }
+    }
     None
 }
 
@@ -57,7 +144,7 @@ fn is_root() -> bool {
 /// Runs a PostgreSQL binary, as the `postgres` user when we are root (initdb and the server
 /// refuse to run as root).
 fn run(bin: &Path, program: &str, args: &[&str]) -> Result<String, String> {
-    let path = bin.join(program);
+    let path = self::program(bin, program);
     let mut command = if is_root() {
         let mut command = Command::new("runuser");
         command.args(["-u", "postgres", "--"]).arg(&path);
@@ -312,5 +399,92 @@ impl Silent {
 impl Drop for Silent {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system's temporary one.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("lifecycle-pg-search-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Fake executables `programs` in `dir`.
+    fn fake(dir: &Path, programs: &[&str]) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(dir).unwrap();
+        for program in programs {
+            let path = dir.join(program);
+            std::fs::write(&path, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dir.to_path_buf()
+    }
+
+    #[test]
+    fn versions_sort_by_number_not_text() {
+        let mut names = vec!["9.6", "15", "10", "9.10", "13.2", "nightly"];
+        names.sort_by_key(|name| version_key(name));
+        assert_eq!(names, ["nightly", "9.6", "9.10", "10", "13.2", "15"]);
+    }
+
+    #[test]
+    fn the_newest_complete_version_wins_over_path() {
+        let root = scratch("newest");
+        let newest = fake(&root.join("lib/15/bin"), &SERVER_PROGRAMS);
+        fake(&root.join("lib/9.6/bin"), &SERVER_PROGRAMS);
+        // Newer, but without a server: not a candidate.
+        fake(&root.join("lib/16/bin"), &["initdb", "pg_ctl"]);
+        let on_path = fake(&root.join("path"), &SERVER_PROGRAMS);
+        let path = std::env::join_paths([&on_path]).unwrap();
+        assert_eq!(
+            find_binaries_in(&root.join("lib"), Some(&path)),
+            Some(newest)
+        );
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn path_is_searched_in_order_when_the_versioned_tree_is_missing_or_empty() {
+        let root = scratch("path");
+        let empty = fake(&root.join("empty"), &[]);
+        let partial = fake(&root.join("partial"), &["initdb"]);
+        let first = fake(&root.join("first"), &SERVER_PROGRAMS);
+        let second = fake(&root.join("second"), &SERVER_PROGRAMS);
+        let path = std::env::join_paths([&empty, &partial, &first, &second]).unwrap();
+        // No tree at all.
+        assert_eq!(
+            find_binaries_in(&root.join("absent"), Some(&path)),
+            Some(first.clone())
+        );
+        // A tree with no complete version.
+        fake(&root.join("lib/14/bin"), &["pg_ctl"]);
+        assert_eq!(
+            find_binaries_in(&root.join("lib"), Some(&path)),
+            Some(first)
+        );
+        // Nothing anywhere.
+        let path = std::env::join_paths([&empty, &partial]).unwrap();
+        assert_eq!(find_binaries_in(&root.join("lib"), Some(&path)), None);
+        assert_eq!(find_binaries_in(&root.join("absent"), None), None);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_program_not_beside_the_server_is_found_on_path() {
+        let root = scratch("program");
+        let bin = fake(&root.join("bin"), &["initdb"]);
+        assert_eq!(program(&bin, "initdb"), bin.join("initdb"));
+        // `sh` is on every PATH; it is not in `bin`.
+        let sh = program(&bin, "sh");
+        assert_ne!(sh, bin.join("sh"));
+        assert!(is_executable(&sh), "{}", sh.display());
+        let _ = std::fs::remove_dir_all(root);
     }
 }

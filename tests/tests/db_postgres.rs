@@ -23,6 +23,21 @@ fn coordinator() -> Coordinator {
         .build()
 }
 
+/// The pool closed cleanly at shutdown, and so did everything else.
+#[track_caller]
+fn assert_database_closed(report: &lifecycle_runtime::ShutdownReport, service: &str) {
+    let entry = common::entry(report, &format!("database {service}"));
+    assert_eq!(
+        (entry.kind(), entry.outcome()),
+        (
+            lifecycle_runtime::EntryKind::Resource,
+            &lifecycle_runtime::Outcome::Closed
+        ),
+        "{report}"
+    );
+    assert!(report.is_clean(), "{report}");
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -147,6 +162,70 @@ fn a_full_server_is_named_as_such_inside_the_budget() {
 }
 
 #[test]
+fn the_documented_pool_defaults_are_the_ones_in_use() {
+    let _watchdog = Watchdog::new("pool_defaults", HANG);
+    let Some(cluster) = PgCluster::start(20) else {
+        return;
+    };
+    let coordinator = coordinator();
+    runtime().block_on(coordinator.scope(async {
+        let db = Database::connect(DatabaseOptions::new(cluster.url(), "defaults"))
+            .await
+            .unwrap();
+        let options = db.pool().options();
+        assert_eq!(options.get_max_connections(), 5);
+        assert_eq!(options.get_acquire_timeout(), Duration::from_secs(5));
+        assert_eq!(
+            options.get_idle_timeout(),
+            Some(Duration::from_secs(5 * 60))
+        );
+        assert_eq!(
+            options.get_max_lifetime(),
+            Some(Duration::from_secs(30 * 60))
+        );
+        assert!(options.get_test_before_acquire(), "pre-ping before use");
+        assert_eq!(lifecycle_runtime::snapshot().pools[0].max_connections, 5);
+        let report = lifecycle_runtime::shutdown().await;
+        assert_database_closed(&report, "defaults");
+    }));
+}
+
+#[test]
+fn by_default_a_silent_server_gets_5s_per_attempt_within_a_10s_start_up_budget() {
+    let _watchdog = Watchdog::new("connect_defaults", HANG);
+    let silent = Silent::start();
+    let url = format!("postgres://app@127.0.0.1:{}/postgres", silent.port());
+    let started = Instant::now();
+    let error = runtime()
+        .block_on(coordinator().scope(Database::connect(DatabaseOptions::new(&url, "patient"))))
+        .unwrap_err();
+    let took = started.elapsed();
+    let DbError::Unreachable {
+        cause,
+        attempts,
+        waited,
+        ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    // Two attempts fill the 10s budget: a whole 5s one, then one cut to what is left of the
+    // budget after the pause between them. It gives up then, not later.
+    let ConnectCause::NoAnswer { limit } = cause else {
+        panic!("{error}")
+    };
+    assert!(
+        *limit > Duration::from_millis(4_500) && *limit <= Duration::from_secs(5),
+        "{error}"
+    );
+    assert_eq!(*attempts, 2, "{error}");
+    assert!(
+        took >= Duration::from_secs(10) && took < Duration::from_millis(10_500),
+        "took {took:?}, waited {waited:?}: {error}"
+    );
+}
+
+#[test]
 fn wrong_credentials_and_an_unknown_database_fail_at_once_naming_the_cause() {
     let _watchdog = Watchdog::new("auth", HANG);
     let Some(cluster) = PgCluster::start(20) else {
@@ -232,12 +311,47 @@ fn with_a_fallback_an_unreachable_primary_leaves_sqlite_live() {
                 .contains("connection refused")
         );
         let report = lifecycle_runtime::shutdown().await;
-        assert!(report.is_clean(), "{report}");
+        assert_database_closed(&report, "with-fallback");
     }));
     let _ = std::fs::remove_file(path);
 }
 
 // ----- recovery --------------------------------------------------------------------------------
+
+/// Opens all five connections of `db` (service `app`), has the server terminate every one,
+/// then runs 1000 queries, through [`Database::acquire`] (`tracked`) or the sqlx pool; returns
+/// how many failed.
+async fn failures_after_every_session_was_terminated(
+    cluster: &PgCluster,
+    db: &Database,
+    app: &str,
+    tracked: bool,
+) -> u32 {
+    let held: Vec<_> = futures_all(5, || db.acquire()).await;
+    drop(held);
+    let sessions = format!("FROM pg_stat_activity WHERE application_name = '{app}'");
+    let killed = cluster.psql(&format!(
+        "SELECT count(pg_terminate_backend(pid)) {sessions}"
+    ));
+    assert_eq!(killed, "5");
+    cluster.wait_for(&format!("SELECT count(*) {sessions}"), "0");
+    let mut failures = 0;
+    for n in 0..1000i64 {
+        let query = sqlx::query_scalar::<_, i64>("SELECT $1::int8").bind(n);
+        let result = if tracked {
+            match db.acquire().await {
+                Ok(mut connection) => query.fetch_one(&mut *connection).await.map_err(drop),
+                Err(_) => Err(()),
+            }
+        } else {
+            query.fetch_one(db.pool()).await.map_err(drop)
+        };
+        if result != Ok(n) {
+            failures += 1;
+        }
+    }
+    failures
+}
 
 #[test]
 fn connections_the_server_closed_are_replaced_before_use() {
@@ -247,23 +361,51 @@ fn connections_the_server_closed_are_replaced_before_use() {
     };
     let coordinator = coordinator();
     runtime().block_on(coordinator.scope(async {
-        let db = Database::connect(DatabaseOptions::new(cluster.url(), "stale-app").max_connections(5)).await.unwrap();
-        // Open all five connections, then have the server close every one of them.
-        let held: Vec<_> = futures_all(5, || db.acquire()).await;
-        drop(held);
-        let killed = cluster.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'stale-app'");
-        assert_eq!(killed, "5");
-        cluster.wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stale-app'", "0");
-        let mut failures = 0;
-        for n in 0..1000i64 {
-            let result: Result<i64, _> = sqlx::query_scalar("SELECT $1::int8").bind(n).fetch_one(db.pool()).await;
-            if result.map_or(true, |value| value != n) {
-                failures += 1;
-            }
+        let db =
+            Database::connect(DatabaseOptions::new(cluster.url(), "stale-app").max_connections(5))
+                .await
+                .unwrap();
+        for tracked in [false, true] {
+            let failures =
+                failures_after_every_session_was_terminated(&cluster, &db, "stale-app", tracked)
+                    .await;
+            assert_eq!(
+                failures, 0,
+                "the pool pinged and replaced every stale connection (tracked: {tracked})"
+            );
         }
-        assert_eq!(failures, 0, "the pool pinged and replaced every stale connection");
         let report = lifecycle_runtime::shutdown().await;
-        assert!(report.is_clean(), "{report}");
+        assert_database_closed(&report, "stale-app");
+    }));
+}
+
+/// The control of the test above: without the pre-ping (sqlx's `test_before_acquire`), the same
+/// scenario fails queries. So the pre-ping is what replaces stale connections (the database
+/// layer adds only the lifetime check), and the test above can tell it is there.
+#[test]
+fn without_the_pre_ping_connections_the_server_closed_fail_queries() {
+    let _watchdog = Watchdog::new("stale_no_ping", HANG);
+    let Some(cluster) = PgCluster::start(20) else {
+        return;
+    };
+    let coordinator = coordinator();
+    runtime().block_on(coordinator.scope(async {
+        let options = DatabaseOptions::new(cluster.url(), "stale-unpinged")
+            .max_connections(5)
+            .test_before_acquire(false);
+        let db = Database::connect(options).await.unwrap();
+        assert!(!db.pool().options().get_test_before_acquire());
+        let failures =
+            failures_after_every_session_was_terminated(&cluster, &db, "stale-unpinged", true)
+                .await;
+        eprintln!("{failures} of 1000 queries failed without the pre-ping");
+        // Each dead connection fails its first query, then is discarded.
+        assert!(
+            (1..=5).contains(&failures),
+            "{failures} of 1000 queries failed without the pre-ping"
+        );
+        let report = lifecycle_runtime::shutdown().await;
+        assert_database_closed(&report, "stale-unpinged");
     }));
 }
 
@@ -387,7 +529,8 @@ fn an_exhausted_pool_times_out_with_a_clear_error_naming_the_holders() {
         assert!(message.contains("raise max_connections"), "{message}");
         assert_eq!(lifecycle_runtime::snapshot().pools[0].acquire_timeouts, 1);
         drop((first, second));
-        lifecycle_runtime::shutdown().await;
+        let report = lifecycle_runtime::shutdown().await;
+        assert_database_closed(&report, "exhausted-app");
     }));
 }
 
@@ -445,6 +588,7 @@ fn a_connection_held_past_the_leak_threshold_is_reported_with_its_site_and_task(
     let Some(cluster) = PgCluster::start(20) else {
         return;
     };
+    capture_logs();
     let coordinator = coordinator();
     runtime().block_on(coordinator.scope(async {
         let options = DatabaseOptions::new(cluster.url(), "leaky-app")
@@ -480,8 +624,69 @@ fn a_connection_held_past_the_leak_threshold_is_reported_with_its_site_and_task(
         let pool = &lifecycle_runtime::snapshot().pools[0];
         assert_eq!(pool.suspected_leaks, 1, "not logged again");
         assert!(pool.hold_max >= Duration::from_millis(400));
-        lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            log_lines(
+                "leaky-app",
+                "probable connection leak: held longer than 100ms"
+            ),
+            1
+        );
+        assert_eq!(
+            log_lines("leaky-app", "probable leak came back after"),
+            1,
+            "its return is logged"
+        );
+        // Held past the threshold again: a new suspicion, logged again.
+        let again = db.acquire().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(lifecycle_runtime::snapshot().pools[0].suspected_leaks, 2);
+        assert_eq!(
+            log_lines(
+                "leaky-app",
+                "probable connection leak: held longer than 100ms"
+            ),
+            2
+        );
+        drop(again);
+        assert_eq!(log_lines("leaky-app", "probable leak came back after"), 2);
+        let report = lifecycle_runtime::shutdown().await;
+        assert_database_closed(&report, "leaky-app");
     }));
+}
+
+/// What the database layer logged (every test of this binary), for [`log_lines`].
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Sends this process's logs (INFO and up) to [`LOGS`].
+fn capture_logs() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .init();
+    });
+}
+
+/// How many logged lines mention `pool` and contain `text`.
+fn log_lines(pool: &str, text: &str) -> usize {
+    String::from_utf8_lossy(&LOGS.lock().unwrap())
+        .lines()
+        .filter(|line| line.contains(pool) && line.contains(text))
+        .count()
 }
 
 // ----- server side ------------------------------------------------------------------------------
@@ -609,6 +814,42 @@ fn diagnose_names_an_unreachable_server_and_emergency_mode_clears_an_application
 }
 
 #[test]
+fn diagnose_exits_non_zero_naming_a_full_server() {
+    let _watchdog = Watchdog::new("diagnose_full", HANG);
+    // 5 slots, 2 of them reserved for superusers: the app role gets 3.
+    let Some(cluster) = PgCluster::start(5) else {
+        return;
+    };
+    let runtime = runtime();
+    let _hogs: Vec<sqlx::PgConnection> = runtime.block_on(async {
+        let mut hogs = Vec::new();
+        for _ in 0..3 {
+            hogs.push(sqlx::PgConnection::connect(&cluster.url()).await.unwrap());
+        }
+        hogs
+    });
+    let started = Instant::now();
+    let output = diagnose_fixture()
+        .args(["--url", &cluster.url(), "--timeout", "2s"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("UNREACHABLE"), "{text}");
+    assert!(
+        text.contains("53300") || text.contains("too many"),
+        "{text}"
+    );
+    assert!(text.contains("all connection slots are taken"), "{text}");
+    assert!(took < Duration::from_secs(4), "took {took:?}: {text}");
+}
+
+#[test]
 fn database_terminate_leaked_spares_the_pool_and_other_applications() {
     let _watchdog = Watchdog::new("terminate_leaked", HANG);
     let Some(cluster) = PgCluster::start(20) else {
@@ -647,6 +888,7 @@ fn database_terminate_leaked_spares_the_pool_and_other_applications() {
             .await
             .unwrap();
         drop((leaked, other));
-        lifecycle_runtime::shutdown().await;
+        let report = lifecycle_runtime::shutdown().await;
+        assert_database_closed(&report, "api");
     }));
 }

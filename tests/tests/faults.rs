@@ -325,3 +325,57 @@ fn a_signal_during_start_up_ends_the_program_at_once_naming_what_it_waited_for()
         ended.stderr
     );
 }
+
+#[test]
+fn a_second_signal_sigkills_a_child_that_ignores_sigterm_and_exits_130() {
+    let _serial = SERIAL.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut command = Command::new(MULTI_THREAD);
+    command.arg("stubborn-child");
+    let mut program = Program::start(command, &[]);
+    program.wait_for("ready: stubborn-child");
+    let group: u32 = program
+        .seen()
+        .iter()
+        .find_map(|line| line.strip_prefix("child group: "))
+        .and_then(|group| group.trim().parse().ok())
+        .expect("the fixture printed its child's group");
+    program.signal(libc::SIGTERM);
+    // The first signal's shutdown sends the child SIGTERM, which it ignores; its 10 s term
+    // timeout keeps the close waiting.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        group_running(group),
+        "the child should have outlived SIGTERM:\n{}",
+        program.seen().join("\n")
+    );
+    let second = Instant::now();
+    program.signal(libc::SIGTERM);
+    let (code, exited, stderr) = program.finish_timed();
+    let took = exited - second;
+    // SIGKILL takes effect asynchronously: give the kernel a moment, no more.
+    let killed = (0..100).any(|_| {
+        let gone = !group_running(group);
+        if !gone {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        gone
+    });
+    if !killed {
+        // SAFETY: killpg(2) on the group our fixture started, so it does not outlive the test.
+        unsafe { libc::killpg(group as i32, libc::SIGKILL) };
+    }
+    assert!(
+        killed,
+        "the child ignores SIGTERM: only SIGKILL ends it, and it outlived the program:\n{stderr}"
+    );
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(took <= PROMISED + MEASURING, "took {took:?}:\n{stderr}");
+    assert_line(
+        &stderr,
+        "SIGTERM during shutdown: exiting now with code 130.",
+    );
+    assert_line(
+        &stderr,
+        "TIMED OUT resource stubborn-child — did not finish closing: still closing when the process exited",
+    );
+}

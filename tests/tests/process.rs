@@ -3,13 +3,30 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Watchdog, coordinator, entry};
 use lifecycle_runtime::{EntryKind, ManagedChild, Outcome};
 use tokio::process::Command;
 
 const HANG: Duration = Duration::from_secs(60);
+
+/// The default time a child gets after SIGTERM before SIGKILL.
+const TERM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a loaded machine may add to a promised bound, measured from outside.
+const MARGIN: Duration = Duration::from_millis(500);
+
+/// Runs `shutdown` and measures it from outside.
+async fn timed_shutdown(
+    coordinator: &lifecycle_runtime::Coordinator,
+) -> (lifecycle_runtime::ShutdownReport, Duration) {
+    let started = Instant::now();
+    let report = coordinator.shutdown().await;
+    let took = started.elapsed();
+    assert!(report.elapsed() <= took, "{report}");
+    (report, took)
+}
 
 fn sh(script: &str) -> Command {
     let mut command = Command::new("sh");
@@ -64,7 +81,7 @@ async fn a_child_that_honours_sigterm_stops_cleanly_with_its_children() {
     let pgid = child.id().unwrap();
     wait_ready(&ready).await;
     assert!(group_alive(pgid));
-    let report = coordinator.shutdown().await;
+    let (report, took) = timed_shutdown(&coordinator).await;
     let closed = entry(&report, "sleepers");
     assert_eq!(
         (closed.kind(), closed.outcome()),
@@ -72,6 +89,8 @@ async fn a_child_that_honours_sigterm_stops_cleanly_with_its_children() {
         "{report}"
     );
     assert!(!group_alive(pgid), "no process of the group is left");
+    // It stopped on SIGTERM: nothing waited out the 3s term timeout.
+    assert!(took < Duration::from_secs(1), "took {took:?}: {report}");
     let _ = std::fs::remove_file(ready);
 }
 
@@ -95,7 +114,7 @@ async fn a_child_that_ignores_sigterm_is_killed_after_its_timeout_and_reported()
         .unwrap();
     let pgid = child.id().unwrap();
     wait_ready(&ready).await;
-    let report = coordinator.shutdown().await;
+    let (report, took) = timed_shutdown(&coordinator).await;
     let killed = entry(&report, "stubborn");
     let Outcome::Error(message) = killed.outcome() else {
         panic!("{report}")
@@ -107,6 +126,10 @@ async fn a_child_that_ignores_sigterm_is_killed_after_its_timeout_and_reported()
     assert!(
         killed.elapsed() >= Duration::from_millis(300),
         "it was given its term timeout: {report}"
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(300) + MARGIN,
+        "SIGKILL came {took:?} after shutdown began, its term timeout is 300ms: {report}"
     );
     assert!(!group_alive(pgid), "SIGKILL reached the whole group");
     let _ = std::fs::remove_file(ready);
@@ -144,19 +167,30 @@ async fn a_descendant_that_left_the_process_group_is_killed_and_named() {
         .parse()
         .unwrap();
     assert!(process_running(escaped));
+    // `$!` is known before the background process has run `setsid` and exec'd `sleep`: wait
+    // until it is `sleep` in a group of its own.
+    let (name, group) = {
+        let mut seen = (String::new(), String::new());
+        for _ in 0..500 {
+            let stat = std::fs::read_to_string(format!("/proc/{escaped}/stat")).unwrap();
+            let (head, rest) = stat.rsplit_once(") ").unwrap();
+            let name = head.split_once(" (").unwrap().1.to_owned();
+            let group = rest.split_whitespace().nth(2).unwrap().to_owned();
+            seen = (name, group);
+            if seen.0 == "sleep" && seen.1 == escaped.to_string() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen
+    };
+    assert_eq!(name, "sleep");
     assert_ne!(
-        std::fs::read_to_string(format!("/proc/{escaped}/stat"))
-            .unwrap()
-            .rsplit_once(") ")
-            .unwrap()
-            .1
-            .split_whitespace()
-            .nth(2)
-            .unwrap(),
+        group,
         child.id().unwrap().to_string(),
         "the sleeper left the child's process group"
     );
-    let report = coordinator.shutdown().await;
+    let (report, took) = timed_shutdown(&coordinator).await;
     let closed = entry(&report, "daemonizer");
     let Outcome::Error(message) = closed.outcome() else {
         panic!("{report}")
@@ -167,7 +201,13 @@ async fn a_descendant_that_left_the_process_group_is_killed_and_named() {
         )),
         "{report}"
     );
-    assert!(!process_running(escaped), "the escaped sleeper is gone");
+    assert!(
+        !process_running(escaped),
+        "the escaped sleeper is gone: {:?} ({took:?})",
+        std::fs::read_to_string(format!("/proc/{escaped}/stat"))
+    );
+    // The group honoured SIGTERM; the escaped sleeper was killed without waiting for it.
+    assert!(took < Duration::from_secs(1), "took {took:?}: {report}");
     let _ = std::fs::remove_file(ready);
     let _ = std::fs::remove_file(pid_file);
 }
@@ -207,7 +247,7 @@ async fn with_a_subreaper_an_orphaned_descendant_comes_to_us_and_is_reaped() {
         .unwrap()
         .to_owned();
     assert_eq!(parent, std::process::id().to_string(), "re-parented to us");
-    let report = coordinator.shutdown().await;
+    let (report, took) = timed_shutdown(&coordinator).await;
     let Outcome::Error(message) = entry(&report, "orphan-maker").outcome() else {
         panic!("{report}")
     };
@@ -219,6 +259,7 @@ async fn with_a_subreaper_an_orphaned_descendant_comes_to_us_and_is_reaped() {
         !std::path::Path::new(&format!("/proc/{orphan}")).exists(),
         "killed and reaped, not left a zombie"
     );
+    assert!(took < Duration::from_secs(1), "took {took:?}: {report}");
     let _ = std::fs::remove_file(ready);
     let _ = std::fs::remove_file(pid_file);
 }
@@ -232,13 +273,14 @@ async fn a_child_that_already_exited_closes_at_once() {
         .await
         .unwrap();
     assert!(child.wait().await.unwrap().success());
-    let report = coordinator.shutdown().await;
+    let (report, took) = timed_shutdown(&coordinator).await;
     assert_eq!(
         entry(&report, "one-shot").outcome(),
         &Outcome::Closed,
         "{report}"
     );
     assert!(report.is_clean(), "{report}");
+    assert!(took < MARGIN, "took {took:?}: {report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,8 +292,14 @@ async fn closing_early_stops_the_child_and_shutdown_skips_it() {
         .await
         .unwrap();
     let pgid = child.id().unwrap();
+    let started = Instant::now();
     child.close().await.unwrap();
+    let took = started.elapsed();
     assert!(!group_alive(pgid));
+    assert!(
+        took < TERM_TIMEOUT,
+        "`sleep` dies of SIGTERM: no SIGKILL after the term timeout was needed ({took:?})"
+    );
     assert!(child.has_exited().await);
     let report = coordinator.shutdown().await;
     assert!(report.entry("early").is_none(), "{report}");

@@ -26,9 +26,28 @@ async fn a_huge_budget_still_produces_a_report() {
     // "No budget" written the obvious way. The same happens with
     // LIFECYCLE_SHUTDOWN_TIMEOUT=500000000000years, which humantime accepts.
     let coordinator = coordinator_with_budget(Duration::MAX);
+    // A task to stop and a resource to close: each computes a deadline from the budget.
+    let log: Log = Arc::default();
+    let _db = coordinator.manage(Part::new("db", &log, Behaviour::Ok));
+    coordinator
+        .scope(async {
+            // Detached: it runs on, tracked, until shutdown stops it.
+            drop(lifecycle_runtime::spawn("listener", async {
+                lifecycle_runtime::shutdown_signal().triggered().await;
+            }));
+            settle().await;
+        })
+        .await;
     let report = tokio::time::timeout(Duration::from_secs(5), coordinator.shutdown()).await;
     let report = report.expect("shutdown().await never returned: the budget arithmetic panicked");
     assert!(report.is_clean(), "{report}");
+    assert_eq!(
+        common::entry(&report, "listener").outcome(),
+        &Outcome::Stopped
+    );
+    assert_eq!(common::entry(&report, "db").outcome(), &Outcome::Closed);
+    assert_eq!(report.entries().len(), 2, "{report}");
+    assert_eq!(common::lines(&log), ["close db"]);
 }
 
 // ----- a `Close` impl that panics before returning its future is contained -----------------------
@@ -87,11 +106,21 @@ async fn a_cancelled_early_close_is_still_closed_or_reported_by_shutdown() {
                 .is_err()
         );
         let report = lifecycle_runtime::shutdown().await;
+        let entry = report.entry("db").unwrap_or_else(|| {
+            panic!(
+                "db's close never completed, yet it is neither closed by shutdown nor in the \
+                 report (is_closed() = {}):\n{report}",
+                db.is_closed()
+            )
+        });
+        assert_eq!(entry.outcome(), &Outcome::Closed, "{report}");
+        assert!(db.is_closed());
+        assert_eq!(report.entries().len(), 1, "{report}");
+        // The 1s close ran to its end (from the early call or anew), once it was given up on.
         assert!(
-            report.entry("db").is_some(),
-            "db's close never completed, yet it is neither closed by shutdown nor in the report \
-             (is_closed() = {}):\n{report}",
-            db.is_closed()
+            entry.elapsed() >= Duration::from_millis(990)
+                && entry.elapsed() <= Duration::from_secs(1),
+            "{report}"
         );
     })
     .await;
@@ -116,11 +145,22 @@ async fn a_resource_whose_early_close_shutdown_aborted_is_still_closed_or_report
         });
         settle().await;
         let report = lifecycle_runtime::shutdown().await;
-        assert!(
-            report.entry("db").is_some(),
-            "db's close was cut off by the abort of `db-owner`; step 4 neither closed it nor \
-             listed it:\n{report}"
+        let entry = report.entry("db").unwrap_or_else(|| {
+            panic!(
+                "db's close was cut off by the abort of `db-owner`; step 4 neither closed it nor \
+                 listed it:\n{report}"
+            )
+        });
+        assert_eq!(entry.outcome(), &Outcome::Closed, "{report}");
+        assert!(db.is_closed());
+        assert_eq!(
+            common::entry(&report, "db-owner").outcome(),
+            &Outcome::Aborted,
+            "{report}"
         );
+        assert_eq!(report.entries().len(), 2, "{report}");
+        // Closed by step 4, after the abort at 2s, taking its whole 2.5s again.
+        assert_eq!(report.elapsed(), Duration::from_millis(4500), "{report}");
     })
     .await;
 }
@@ -200,7 +240,7 @@ async fn a_thread_that_never_started_is_not_reported_leaked() {
         let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
         assert!(
-            report.is_clean(),
+            report.is_clean() && report.entries().is_empty(),
             "no thread was started, yet after {:?} the report says:\n{report}",
             started.elapsed()
         );
@@ -236,7 +276,16 @@ async fn a_cancelled_waiter_no_longer_counts_as_waiting() {
             Some(0),
             "the aborted waiter is still counted as waiting"
         );
-        lifecycle_runtime::shutdown().await;
+        let report = lifecycle_runtime::shutdown().await;
+        assert_eq!(
+            common::entry(&report, "holder").outcome(),
+            &Outcome::Stopped,
+            "{report}"
+        );
+        // Aborted by its caller before it ever ran: nothing of it is left to stop.
+        assert!(report.entry("waiter").is_none(), "{report}");
+        assert_eq!(report.entries().len(), 1, "{report}");
+        assert!(report.is_clean(), "{report}");
     })
     .await;
 }
@@ -281,6 +330,8 @@ fn a_trigger_after_the_first_runtime_is_gone_still_produces_a_report() {
         Duration::from_secs(60),
     );
     let coordinator: Coordinator = coordinator();
+    let log: Log = Arc::default();
+    let _db = coordinator.manage(Part::new("db", &log, Behaviour::Ok));
     {
         // The coordinator remembers the first runtime it sees.
         let first = tokio::runtime::Builder::new_current_thread()
@@ -301,10 +352,19 @@ fn a_trigger_after_the_first_runtime_is_gone_still_produces_a_report() {
     let report = second.block_on(async {
         tokio::time::timeout(Duration::from_secs(5), coordinator.report()).await
     });
-    assert!(
-        report.is_ok(),
-        "report() never returned: the sequence was spawned on a runtime that no longer exists"
+    let report = report.expect(
+        "report() never returned: the sequence was spawned on a runtime that no longer exists",
     );
+    // The sequence really ran: it closed the resource.
+    assert!(
+        matches!(
+            report.reason(),
+            lifecycle_runtime::ShutdownReason::Requested { .. }
+        ),
+        "{report}"
+    );
+    assert_eq!(common::entry(&report, "db").outcome(), &Outcome::Closed);
+    assert_eq!(common::lines(&log), ["close db"]);
 }
 
 // ----- a task that registers during the abort grace is judged on its own -------------------------
@@ -331,12 +391,21 @@ async fn a_task_registering_during_the_abort_grace_is_not_called_stuck() {
         let report = lifecycle_runtime::shutdown().await;
         // `connection` is aborted at 2 s; dropping it spawns `cleanup`, which registers during the
         // 100 ms abort grace. It was never told anything or aborted, and it is not blocking.
-        let cleanup = report.entry("cleanup");
-        assert!(
-            cleanup.is_none_or(|entry| entry.outcome() != &Outcome::Leaked),
-            "cleanup was marked LEAKED without ever being \
-             signalled or aborted:\n{report}"
+        let connection = common::entry(&report, "connection");
+        assert_eq!(connection.outcome(), &Outcome::Aborted, "{report}");
+        assert_eq!(connection.elapsed(), Duration::from_secs(2), "{report}");
+        // It registered (the race is about that) and was waited for: it ends by itself 300ms
+        // after it started, and is reported stopped, not LEAKED.
+        let cleanup = report.entry("cleanup").unwrap_or_else(|| {
+            panic!("cleanup never registered: the race was not exercised:\n{report}")
+        });
+        assert_eq!(
+            cleanup.outcome(),
+            &Outcome::Stopped,
+            "cleanup was judged without being signalled or aborted:\n{report}"
         );
+        assert_eq!(report.elapsed(), Duration::from_millis(2300), "{report}");
+        assert_eq!(report.entries().len(), 2, "{report}");
     })
     .await;
 }
@@ -446,8 +515,10 @@ async fn a_tracked_task_that_starts_awaiting_the_report_during_step_3_releases_i
         settle().await;
         let report = lifecycle_runtime::shutdown().await;
         assert!(report.is_clean(), "{report}");
-        assert!(
-            report.elapsed() < Duration::from_millis(400),
+        // Released the moment it starts waiting, 300ms in (paused clock).
+        assert_eq!(
+            report.elapsed(),
+            Duration::from_millis(300),
             "shutdown waited for a task that waits for it:\n{report}"
         );
     })

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use lifecycle_runtime::{Close, CloseError, Elapsed, Shutdown, background};
@@ -210,7 +210,18 @@ fn a_wedged_shutdown_ends_the_test_process_in_time() {
     );
 }
 
-static SIBLING_TASK_RUNNING: AtomicBool = AtomicBool::new(false);
+/// The sibling task `mine` of [`each_test_has_a_coordinator_of_its_own`] has not run yet.
+const SIBLING_NOT_STARTED: u8 = 0;
+/// It runs, waiting for shutdown.
+const SIBLING_RUNNING: u8 = 1;
+/// It heard the test's shutdown and returned.
+const SIBLING_STOPPED: u8 = 2;
+
+thread_local! {
+    /// What became of `mine`, per thread running the test (the body runs on the calling thread,
+    /// so a direct call of the test sees its own state, not that of the harness's run).
+    static SIBLING_TASK_RUNNING: Arc<AtomicU8> = Arc::new(AtomicU8::new(SIBLING_NOT_STARTED));
+}
 
 #[lifecycle_runtime::test]
 async fn a_test_that_stops_cleanly_passes() {
@@ -226,11 +237,22 @@ async fn a_test_that_stops_cleanly_passes() {
 
 #[lifecycle_runtime::test(flavor = "multi_thread", worker_threads = 2, shutdown_timeout = "2s")]
 async fn each_test_has_a_coordinator_of_its_own() {
-    SIBLING_TASK_RUNNING.store(true, Ordering::SeqCst);
-    let _mine = lifecycle_runtime::spawn("mine", async {
+    let sibling = SIBLING_TASK_RUNNING.with(Arc::clone);
+    sibling.store(SIBLING_NOT_STARTED, Ordering::SeqCst);
+    let state = sibling.clone();
+    let _mine = lifecycle_runtime::spawn("mine", async move {
+        state.store(SIBLING_RUNNING, Ordering::SeqCst);
         lifecycle_runtime::shutdown_signal().triggered().await;
+        state.store(SIBLING_STOPPED, Ordering::SeqCst);
     });
-    tokio::task::yield_now().await;
+    // Until it waits for shutdown (registered at its first wait).
+    for _ in 0..100_000 {
+        if lifecycle_runtime::snapshot().starting == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(sibling.load(Ordering::SeqCst), SIBLING_RUNNING);
     let snapshot = lifecycle_runtime::snapshot();
     let names: Vec<&str> = snapshot
         .tasks
@@ -241,12 +263,24 @@ async fn each_test_has_a_coordinator_of_its_own() {
         names.iter().all(|name| *name == "mine"),
         "sees only its own tasks: {names:?}"
     );
+    assert!(names.contains(&"mine"), "{names:?}");
     assert!(
         !lifecycle_runtime::Coordinator::global()
             .snapshot()
             .tasks
             .iter()
             .any(|task| task.name == "mine")
+    );
+}
+
+#[test]
+fn a_sibling_task_is_stopped_by_the_tests_shutdown_when_the_test_ends() {
+    // The whole test, shutdown included, on this thread.
+    each_test_has_a_coordinator_of_its_own();
+    let state = SIBLING_TASK_RUNNING.with(|state| state.load(Ordering::SeqCst));
+    assert_eq!(
+        state, SIBLING_STOPPED,
+        "`mine` was not stopped by the test's shutdown (1: still running when the test ended)"
     );
 }
 

@@ -208,7 +208,9 @@ impl Coordinator {
     /// known, exits with `code`. If the main thread is printing the finished report, it gets
     /// [`PRINT_GRACE`] to finish and the process exits with its code instead.
     fn exit_now(&self, headline: &str, code: u8) -> ! {
-        crate::resources::kill_all_now();
+        // Claimed and described before the children are killed: killing them lets a close that
+        // waited for them finish, and the sequence could then end and claim the exit (with its
+        // own code) or publish a report that calls the killed children closed.
         match claim_for_watchdog() {
             Ok(()) => {
                 // The finished report if the sequence made one (the main thread could not print
@@ -218,10 +220,12 @@ impl Coordinator {
                     Some(report) => report.to_string(),
                     None => self.report_so_far().to_string(),
                 };
+                crate::resources::kill_all_now();
                 write_stderr(&format!("\n{headline}\n{report}"), WRITE_LIMIT);
                 exit(code)
             }
             Err(main_code) => {
+                crate::resources::kill_all_now();
                 std::thread::sleep(PRINT_GRACE);
                 exit(main_code)
             }

@@ -378,21 +378,34 @@ fn tagged_processes(tag: &str) -> Vec<Tagged> {
         .collect()
 }
 
-/// SIGKILLs one process, and reaps it if it is this process's child (re-parented to a
-/// subreaper), so it does not linger as a zombie.
+/// SIGKILLs one process and waits (up to 100 ms) until it is gone: reaped if it is this
+/// process's child (re-parented to a subreaper), so it does not linger as a zombie; otherwise
+/// until it is dead (SIGKILL takes effect asynchronously: the process runs on until the kernel
+/// gets to it).
 fn kill_process(pid: i32) {
-    // SAFETY: kill(2) and waitpid(2) on one pid, with no memory effects but the status we drop.
+    // SAFETY: kill(2) on one pid, with no memory effects.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
-        let mut status = 0;
-        for _ in 0..100 {
-            match libc::waitpid(pid, &mut status, libc::WNOHANG) {
-                0 => std::thread::sleep(Duration::from_millis(1)),
-                // Reaped, or not our child (init reaps it).
-                _ => break,
-            }
-        }
     }
+    let mut status = 0;
+    for _ in 0..100 {
+        // SAFETY: waitpid(2) on one pid, writing only the status we drop.
+        let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        // Reaped; or not our child (init reaps it) and already dead.
+        if reaped == pid || (reaped != 0 && !process_running(pid)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Whether process `pid` still runs: neither gone nor a zombie. Without `/proc`, taken as gone.
+fn process_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
 }
 
 /// The report's words for descendants that left their group.
