@@ -237,6 +237,15 @@ async fn with_a_subreaper_an_orphaned_descendant_comes_to_us_and_is_reaped() {
         .trim()
         .parse()
         .unwrap();
+    // `$!` is known before the background process has exec'd `setsid` and then `sleep`: the
+    // report names it by what it is when killed, so wait until it is `sleep`.
+    for _ in 0..500 {
+        let comm = std::fs::read_to_string(format!("/proc/{orphan}/comm")).unwrap();
+        if comm.trim() == "sleep" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let parent = std::fs::read_to_string(format!("/proc/{orphan}/stat"))
         .unwrap()
         .rsplit_once(") ")
