@@ -82,6 +82,9 @@ fn a_second_sigterm_exits_at_once_with_130() {
         ],
     );
     demo.wait_for("demo service running");
+    // The heartbeat has ticked (it is spawned before that line, but under load may not have run
+    // yet): it is then a registered loop, which the report must name.
+    demo.wait_for("alive");
     demo.signal(libc::SIGTERM);
     demo.wait_for("shutdown started");
     let second = Instant::now();
