@@ -71,7 +71,7 @@ pub(crate) struct CloseState {
 }
 
 impl CloseState {
-    fn new() -> CloseState {
+    pub(super) fn new() -> CloseState {
         CloseState {
             state: AtomicU8::new(OPEN),
             changed: Notify::new(),
