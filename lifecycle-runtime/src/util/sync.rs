@@ -135,12 +135,12 @@ mod model {
 }
 
 /// Runs a loom model: every interleaving of its threads up to `LOOM_MAX_PREEMPTIONS` preemptions
-/// (2 unless set), so that a model finishes in seconds in CI.
+/// (3 unless set), so that every model finishes in seconds in CI.
 #[cfg(all(test, lifecycle_loom))]
 pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
+        builder.preemption_bound = Some(3);
     }
     builder.check(f);
 }
