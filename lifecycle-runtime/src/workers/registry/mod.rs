@@ -154,7 +154,7 @@ fn thread_index() -> usize {
 }
 
 /// Under loom: the calling model thread uses shard `index`.
-#[cfg(lifecycle_loom)]
+#[cfg(all(test, lifecycle_loom))]
 pub(crate) fn model_thread_shard(index: usize) {
     MODEL_INDEX.with(|cell| cell.set(index));
 }
