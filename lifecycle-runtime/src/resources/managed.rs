@@ -6,15 +6,13 @@ use std::fmt;
 use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-
-use tokio::sync::Notify;
 
 use super::registry::Resources;
 use super::{Close, CloseError};
 use crate::report::{EntryKind, Outcome};
+use crate::util::sync::{self, AtomicU8, Notify, Ordering};
 use crate::util::{CatchUnwind, display_guarded, format_duration, lock};
 
 /// A close's result with its error displayed, as the panic guard hands it over.
@@ -69,15 +67,15 @@ pub(crate) struct CloseState {
     /// Woken when a close finishes or gives the resource back.
     changed: Notify,
     /// How the close went, for the report when shutdown waited for one through the handle.
-    outcome: Mutex<Option<(Outcome, Option<String>)>>,
+    outcome: sync::Mutex<Option<(Outcome, Option<String>)>>,
 }
 
 impl CloseState {
-    fn new() -> CloseState {
+    pub(super) fn new() -> CloseState {
         CloseState {
             state: AtomicU8::new(OPEN),
             changed: Notify::new(),
-            outcome: Mutex::new(None),
+            outcome: sync::Mutex::new(None),
         }
     }
 
@@ -91,7 +89,7 @@ impl CloseState {
 
     /// How the finished close went.
     pub(crate) fn outcome(&self) -> Option<(Outcome, Option<String>)> {
-        lock(&self.outcome).clone()
+        sync::lock(&self.outcome).clone()
     }
 
     /// Claims the close: `Some` for the one caller that gets to close it now.
@@ -100,6 +98,30 @@ impl CloseState {
             .compare_exchange(OPEN, CLOSING, Ordering::AcqRel, Ordering::Acquire)
             .ok()
             .map(|_| ClaimGuard { state: self })
+    }
+
+    /// Claims the close, waiting while someone else closes it: [`Claimed::Mine`] for the one
+    /// caller that closes it now, [`Claimed::Closed`] once someone closed it (its outcome is
+    /// [`outcome`](Self::outcome)). A close that gives the resource back (cancelled) is waited
+    /// out and the claim tried again.
+    pub(crate) async fn claim_or_wait(&self) -> Claimed<'_> {
+        loop {
+            if let Some(claim) = self.claim() {
+                return Claimed::Mine(claim);
+            }
+            if self.is_closed() {
+                return Claimed::Closed;
+            }
+            self.while_closing().await;
+        }
+    }
+
+    /// Shutdown skips the resource: nobody closes it any more, unless someone already is (then
+    /// that close finishes with its own outcome).
+    pub(crate) fn mark_skipped(&self) {
+        if let Some(claim) = self.claim() {
+            claim.finish((Outcome::Skipped, None));
+        }
     }
 
     /// Waits while someone else is closing it.
@@ -116,6 +138,14 @@ impl CloseState {
     }
 }
 
+/// What [`CloseState::claim_or_wait`] got.
+pub(crate) enum Claimed<'a> {
+    /// The caller closes it, and finishes the claim with how it went.
+    Mine(ClaimGuard<'a>),
+    /// Someone else closed it.
+    Closed,
+}
+
 /// Held while closing: gives the resource back if the close is cancelled before it finished.
 pub(crate) struct ClaimGuard<'a> {
     state: &'a CloseState,
@@ -123,7 +153,7 @@ pub(crate) struct ClaimGuard<'a> {
 
 impl ClaimGuard<'_> {
     pub(crate) fn finish(self, outcome: (Outcome, Option<String>)) {
-        *lock(&self.state.outcome) = Some(outcome);
+        *sync::lock(&self.state.outcome) = Some(outcome);
         self.state.state.store(CLOSED, Ordering::Release);
         self.state.changed.notify_waiters();
         std::mem::forget(self);
@@ -258,14 +288,8 @@ impl<T: Close + 'static> Managed<T> {
     /// before the close finished (a `select!`, a timeout, an aborted task), the resource counts as
     /// open again and stays registered, so shutdown still closes it.
     pub async fn close(&self) -> Result<(), CloseError> {
-        let claim = loop {
-            if let Some(claim) = self.inner.close.claim() {
-                break claim;
-            }
-            if self.inner.close.is_closed() {
-                return Ok(());
-            }
-            self.inner.close.while_closing().await;
+        let Claimed::Mine(claim) = self.inner.close.claim_or_wait().await else {
+            return Ok(());
         };
         let limit = self.inner.timeout;
         let closing = CatchUnwind::new(self.inner.close_boxed());

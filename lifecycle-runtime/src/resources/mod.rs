@@ -8,6 +8,8 @@
 
 mod close;
 pub(crate) mod fields;
+#[cfg(all(test, lifecycle_loom))]
+mod loom_tests;
 mod managed;
 mod process;
 mod registry;

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::fields::{FIELDS, FieldSink};
-use super::managed::{Closed, DynClose, close_outcome};
+use super::managed::{Claimed, Closed, DynClose, close_outcome};
 use crate::report::{Entry, EntryKind, Outcome};
 use crate::util::{CatchUnwind, after, catch, format_duration, lock};
 
@@ -168,9 +168,7 @@ impl ResourceEntry {
 
     /// Shutdown skipped it: nobody closes it any more.
     pub(crate) fn mark_skipped(&self) {
-        if let Some(claim) = self.resource.state().claim() {
-            claim.finish((Outcome::Skipped, None));
-        }
+        self.resource.state().mark_skipped();
     }
 
     /// Closes under `min(own timeout, what is left of the budget)`; returns the resource's entry
@@ -196,12 +194,12 @@ impl ResourceEntry {
             )
             .with_detail(detail)
         };
-        let claim = loop {
-            if let Some(claim) = state.claim() {
-                break claim;
-            }
-            if state.is_closed() {
-                // Closed through its handle while shutdown was under way.
+        // The limit covers the wait for a close through the handle that is under way (one that
+        // gives the resource back is waited out, and the claim tried again).
+        let claim = match tokio::time::timeout_at(until, state.claim_or_wait()).await {
+            Ok(Claimed::Mine(claim)) => claim,
+            // Closed through its handle while shutdown was under way.
+            Ok(Claimed::Closed) => {
                 return match state.outcome() {
                     Some((outcome, detail)) => {
                         let note = "closed through its handle during shutdown";
@@ -214,10 +212,7 @@ impl ResourceEntry {
                     None => Vec::new(),
                 };
             }
-            if tokio::time::timeout_at(until, state.while_closing())
-                .await
-                .is_err()
-            {
+            Err(_) => {
                 let detail = format!(
                     "a close through its handle was still under way after {}",
                     format_duration(limit)

@@ -6,6 +6,7 @@ mod format;
 #[cfg(unix)]
 mod output;
 mod panic;
+pub(crate) mod sync;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

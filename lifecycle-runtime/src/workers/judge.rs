@@ -4,7 +4,6 @@
 //! them).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,7 +12,7 @@ use super::node::{Node, Verdict};
 use super::outcome::{Fate, Leak, outcome};
 use super::task::{WorkerGuard, polling_worker};
 use super::{Phase, StopPolicy, TaskName, WorkerKind, Workers};
-use crate::util::lock;
+use crate::util::sync::{self, Ordering};
 
 /// How a wait of step 3 ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,12 +139,12 @@ impl Workers {
     /// Keeps wakers of aborted tasks that step 3 did not get to wake within the budget, to wake
     /// once the report is made (the report does not wait for them; they still get dropped).
     pub(crate) fn defer_wakes(&self, wakers: Vec<std::task::Waker>) {
-        lock(&self.deferred_wakes).extend(wakers);
+        sync::lock(&self.deferred_wakes).extend(wakers);
     }
 
     /// Wakes what [`defer_wakes`](Self::defer_wakes) kept.
     pub(crate) fn wake_deferred(&self) {
-        let wakers = std::mem::take(&mut *lock(&self.deferred_wakes));
+        let wakers = std::mem::take(&mut *sync::lock(&self.deferred_wakes));
         wakers.into_iter().for_each(std::task::Waker::wake);
     }
 

@@ -8,6 +8,8 @@
 
 mod group;
 mod judge;
+#[cfg(all(test, lifecycle_loom))]
+mod loom_tests;
 mod name;
 mod node;
 mod outcome;
@@ -18,12 +20,11 @@ mod stop;
 mod task;
 mod thread;
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64 as StdAtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use slab::Slab;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub(crate) use group::{Group, Groups};
@@ -48,6 +49,7 @@ pub(crate) use thread::set_current_thread_worker;
 
 use crate::report::EntryKind;
 use crate::snapshot::StateCell;
+use crate::util::sync::{self, AtomicBool, AtomicU8, AtomicU64, Notify, Ordering};
 use crate::util::{coarse_now, lock};
 
 /// What kind of worker a registry entry is.
@@ -115,9 +117,9 @@ impl Ended {
 /// Failures counted since the coordinator was created (the registry counts the rest).
 #[derive(Debug, Default)]
 pub(crate) struct Failures {
-    pub(crate) failed: AtomicU64,
-    pub(crate) timed_out: AtomicU64,
-    pub(crate) panicked: AtomicU64,
+    pub(crate) failed: StdAtomicU64,
+    pub(crate) timed_out: StdAtomicU64,
+    pub(crate) panicked: StdAtomicU64,
 }
 
 /// Every live worker of one coordinator, and what shutdown needs to stop them.
@@ -132,7 +134,7 @@ pub(crate) struct Workers {
     /// Set once shutdown aborted some task: only then do tasks look up whether they were.
     aborts_issued: AtomicBool,
     /// Wakers of aborted tasks step 3 did not wake within the budget (`judge.rs`).
-    deferred_wakes: Mutex<Vec<std::task::Waker>>,
+    deferred_wakes: sync::Mutex<Vec<std::task::Waker>>,
     /// Tasks still in their first poll that step 3 gave up on (they block their thread).
     ignored_unpolled: AtomicU64,
     records: Mutex<Records>,
@@ -161,7 +163,7 @@ impl Workers {
             settled: Notify::new(),
             rescan: AtomicBool::new(false),
             aborts_issued: AtomicBool::new(false),
-            deferred_wakes: Mutex::new(Vec::new()),
+            deferred_wakes: sync::Mutex::new(Vec::new()),
             ignored_unpolled: AtomicU64::new(0),
             records: Mutex::new(Records::default()),
             failures: Failures::default(),

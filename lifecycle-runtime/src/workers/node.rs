@@ -7,11 +7,10 @@
 //! into eight words, and a task's guard is its node alone (it finds its registry without a
 //! pointer: see `reference.rs`).
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::marker::PhantomPinned;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use tokio::time::Instant;
 use super::{TaskName, WorkerKind};
 use crate::snapshot::StateCell;
 use crate::util::coarse_now;
+use crate::util::sync::{AtomicU8, Ordering, UnsafeCell};
 
 /// What shutdown decided about a worker that did not stop in time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -144,6 +144,18 @@ pub(crate) struct Node {
     _pinned: PhantomPinned,
 }
 
+/// Under loom, freeing a node is a write to its memory: one touched by anyone after its owner
+/// dropped it (and not ordered before the drop) is reported as a race, the model's
+/// use-after-free. Models keep the memory allocated past the drop so that the check itself reads
+/// valid memory.
+#[cfg(lifecycle_loom)]
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.links.with_mut(|_| ());
+        self.waker.with_mut(|_| ());
+    }
+}
+
 // SAFETY: see the registry's rules: shared fields are atomics or guarded by the shard lock; the
 // `Cell`s others read are written by the owner before the node is linked, and `flags` is read and
 // written by the owner only.
@@ -221,10 +233,15 @@ impl Node {
         self.verdict.fetch_or(DROPPING, Ordering::AcqRel);
     }
 
-    /// Sets the verdict. With the lock held.
+    /// Sets the verdict (and clears [`DROPPING`]). With the lock held.
+    ///
+    /// A swap, not a store: the owner's [`mark_dropping`](Self::mark_dropping) races with it, and
+    /// loom does not order a plain store after a concurrent read-modify-write as C11 does
+    /// (tokio-rs/loom#254), so a store here makes the models report a stale verdict that no real
+    /// execution can read. Only shutdown's judging calls this, under the lock.
     pub(super) fn set_verdict(&self, verdict: Verdict, cut_by_budget: bool) {
         let cut = if cut_by_budget { CUT_BY_BUDGET } else { 0 };
-        self.verdict.store(verdict as u8 | cut, Ordering::Release);
+        self.verdict.swap(verdict as u8 | cut, Ordering::AcqRel);
     }
 
     #[inline]
@@ -276,7 +293,7 @@ impl Node {
     /// The waker, cloned. With the lock held, or by the owner.
     pub(super) fn waker(&self) -> Option<Waker> {
         // SAFETY: written only by the owner with the lock held; see the registry's rules.
-        unsafe { (*self.waker.get()).clone() }
+        self.waker.with(|waker| unsafe { (*waker).clone() })
     }
 
     pub(super) fn list(&self) -> ListId {

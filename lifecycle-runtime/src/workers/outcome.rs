@@ -170,6 +170,16 @@ impl Records {
 }
 
 impl Workers {
+    /// How many endings are recorded (each row counts its workers). For the models.
+    #[cfg(all(test, lifecycle_loom))]
+    pub(super) fn records_count(&self) -> usize {
+        lock(&self.records)
+            .rows
+            .iter()
+            .map(|(_, count)| count)
+            .sum()
+    }
+
     /// What a supervised service's entry says of its restarts (`restarted 2 times; last failure:
     /// ...`), read from its loop state; `None` for any other worker. Asked before the worker
     /// leaves the registry, with no lock held.

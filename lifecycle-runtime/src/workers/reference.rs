@@ -10,9 +10,16 @@ use super::Workers;
 
 static GLOBAL: OnceLock<Arc<Workers>> = OnceLock::new();
 
+#[cfg(not(lifecycle_loom))]
 thread_local! {
     /// The workers of the innermost coordinator scope being polled or dropped on this thread.
     static SCOPED: Cell<*const Workers> = const { Cell::new(std::ptr::null()) };
+}
+
+// Under loom, one per model thread (loom's threads share one OS thread).
+#[cfg(lifecycle_loom)]
+loom::thread_local! {
+    static SCOPED: Cell<*const Workers> = Cell::new(std::ptr::null());
 }
 
 /// The global coordinator's workers, made on first use; they live as long as the process.

@@ -3,13 +3,11 @@
 //! a condition variable, and loops ask a plain flag.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 use crate::util::lock;
+use crate::util::sync::{AtomicBool, Notify, Ordering};
 
 /// Fires once; every way of waiting for it sees the same moment. Cheap to clone.
 #[derive(Debug, Clone, Default)]

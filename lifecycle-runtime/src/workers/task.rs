@@ -161,10 +161,17 @@ pub(crate) fn ended_from<T>(result: &Result<T, TaskError>) -> Ended {
     }
 }
 
+#[cfg(not(lifecycle_loom))]
 thread_local! {
     /// The worker being polled on this thread, if any: how a task finds its own registry node
     /// (to say it awaits the report, to name who acquires a connection) without a lookup.
     static POLLING: Cell<*const WorkerGuard> = const { Cell::new(std::ptr::null()) };
+}
+
+// Under loom, one per model thread (loom's threads share one OS thread).
+#[cfg(lifecycle_loom)]
+loom::thread_local! {
+    static POLLING: Cell<*const WorkerGuard> = Cell::new(std::ptr::null());
 }
 
 /// The worker being polled on this thread (null outside a worker's poll). Valid to dereference

@@ -83,12 +83,17 @@ impl Lists {
         let ptr = NonNull::from(node);
         // SAFETY: the lock is held (we have `&mut self`); `tail` is a live linked node.
         unsafe {
-            *node.links.get() = Links {
-                prev: list.tail,
-                next: None,
-            };
+            node.links.with_mut(|links| {
+                *links = Links {
+                    prev: list.tail,
+                    next: None,
+                }
+            });
             match list.tail {
-                Some(tail) => (*tail.as_ref().links.get()).next = Some(ptr),
+                Some(tail) => tail
+                    .as_ref()
+                    .links
+                    .with_mut(|links| (*links).next = Some(ptr)),
                 None => list.head = Some(ptr),
             }
         }
@@ -111,15 +116,21 @@ impl Lists {
         let list = self.list(id);
         // SAFETY: the lock is held; `node` and its neighbours are linked, live nodes.
         unsafe {
-            let links = std::mem::take(&mut *node.links.get());
+            let links = node.links.with_mut(|links| std::mem::take(&mut *links));
             debug_assert!(links.prev.is_some() || list.head == Some(NonNull::from(node)));
             debug_assert!(links.next.is_some() || list.tail == Some(NonNull::from(node)));
             match links.prev {
-                Some(prev) => (*prev.as_ref().links.get()).next = links.next,
+                Some(prev) => prev
+                    .as_ref()
+                    .links
+                    .with_mut(|prev| (*prev).next = links.next),
                 None => list.head = links.next,
             }
             match links.next {
-                Some(next) => (*next.as_ref().links.get()).prev = links.prev,
+                Some(next) => next
+                    .as_ref()
+                    .links
+                    .with_mut(|next| (*next).prev = links.prev),
                 None => list.tail = links.prev,
             }
         }
@@ -143,7 +154,7 @@ impl Lists {
                 let node = unsafe { node.as_ref() };
                 f(node);
                 // SAFETY: as above.
-                cursor = unsafe { (*node.links.get()).next };
+                cursor = node.links.with(|links| unsafe { (*links).next });
             }
         }
     }

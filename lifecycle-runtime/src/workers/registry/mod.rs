@@ -29,8 +29,6 @@
 use std::cell::Cell;
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -39,7 +37,7 @@ use tokio::time::Instant;
 mod lists;
 
 use super::node::{Entry, Node, Verdict, flags};
-use crate::util::lock;
+use crate::util::sync::{self, AtomicU64, Mutex, MutexGuard, Ordering};
 use lists::Lists;
 pub(crate) use lists::{Folded, FoldedEnd};
 
@@ -94,6 +92,7 @@ pub(crate) struct Registry {
 /// distinct small indexes (and so distinct shards) however many threads came and went: a
 /// program that builds a runtime per test, or a blocking pool whose threads come and go, does
 /// not end up with two busy workers on one shard.
+#[cfg(not(lifecycle_loom))]
 #[inline]
 fn thread_index() -> usize {
     thread_local! {
@@ -108,10 +107,15 @@ fn thread_index() -> usize {
 
 /// Takes a free index for this thread, and arranges for it to be given back when the thread
 /// ends.
+#[cfg(not(lifecycle_loom))]
 #[cold]
 fn assign_thread_index(remember: impl FnOnce(usize)) -> usize {
+    use std::sync::atomic::AtomicUsize;
+
+    use crate::util::lock;
+
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+    static FREE: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
 
     struct GiveBack(usize);
 
@@ -126,7 +130,7 @@ fn assign_thread_index(remember: impl FnOnce(usize)) -> usize {
     }
     let index = lock(&FREE)
         .pop()
-        .unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed));
+        .unwrap_or_else(|| NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     // During thread teardown the thread-local may be gone already: then the index is simply not
     // given back (and not remembered either).
     if GIVE_BACK
@@ -138,10 +142,34 @@ fn assign_thread_index(remember: impl FnOnce(usize)) -> usize {
     index
 }
 
+#[cfg(lifecycle_loom)]
+loom::thread_local! {
+    /// Under loom, the model says which shard each of its threads uses (0 unless told).
+    static MODEL_INDEX: Cell<usize> = Cell::new(0);
+}
+
+#[cfg(lifecycle_loom)]
+fn thread_index() -> usize {
+    MODEL_INDEX.with(Cell::get)
+}
+
+/// Under loom: the calling model thread uses shard `index`.
+#[cfg(all(test, lifecycle_loom))]
+pub(crate) fn model_thread_shard(index: usize) {
+    MODEL_INDEX.with(|cell| cell.set(index));
+}
+
 impl Registry {
     pub(crate) fn new() -> Registry {
         let cores = std::thread::available_parallelism().map_or(4, usize::from);
         let count = (cores * 4).next_power_of_two().clamp(8, 64);
+        // Under loom two shards: enough for a node in another shard than the scanner's, and every
+        // scan locks every shard.
+        #[cfg(lifecycle_loom)]
+        let count = {
+            let _ = count;
+            2
+        };
         Registry {
             shards: (0..count).map(|_| Shard::default()).collect(),
             mask: count - 1,
@@ -149,7 +177,7 @@ impl Registry {
     }
 
     fn lists(&self, index: usize) -> MutexGuard<'_, Lists> {
-        lock(&self.shards[index].lists)
+        sync::lock(&self.shards[index].lists)
     }
 
     #[inline]
@@ -221,7 +249,7 @@ impl Registry {
         // SAFETY: not linked yet, so no one else sees it; the lock is held for the waker and the
         // push.
         unsafe {
-            *node.waker.get() = waker;
+            node.waker.with_mut(|slot| *slot = waker);
             lists.push(node);
         }
         node.set_flag(flags::REGISTERED, true);
@@ -307,7 +335,7 @@ impl Registry {
                     stop_started: None,
                 });
                 // SAFETY: as above.
-                cursor = unsafe { (*node.links.get()).next };
+                cursor = node.links.with(|links| unsafe { (*links).next });
             }
         }
     }
