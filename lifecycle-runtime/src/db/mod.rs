@@ -307,8 +307,8 @@ impl Database {
             .before_acquire(move |connection, meta| {
                 // Retire each connection at its own point of the last tenth of the max
                 // lifetime, so they do not all reconnect at the same moment.
-                let retire =
-                    lifetime.map(|lifetime| lifetime.mul_f64(1.0 - 0.1 * jitter(connection)));
+                let address = std::ptr::from_ref(connection) as usize as u64;
+                let retire = lifetime.map(|lifetime| retire_at(lifetime, address));
                 Box::pin(async move { Ok(retire.is_none_or(|retire| meta.age < retire)) })
             });
         if backend == Backend::Postgres {
@@ -432,11 +432,56 @@ impl Database {
     }
 }
 
-/// A stable value in [0, 1) per connection, from its address (it does not move while open).
-fn jitter(connection: &sqlx::AnyConnection) -> f64 {
-    let address = std::ptr::from_ref(connection) as usize as u64;
+/// The age at which the connection at `address` is retired: a point of the last tenth of
+/// `lifetime` that is stable per connection (a connection does not move while open) and spread
+/// across connections, so they do not all reconnect at the same moment.
+fn retire_at(lifetime: Duration, address: u64) -> Duration {
+    // Fibonacci hashing spreads addresses that differ in any bit over [0, 1).
     let mixed = address.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (mixed >> 11) as f64 / (1u64 << 53) as f64
+    let jitter = (mixed >> 11) as f64 / (1u64 << 53) as f64;
+    lifetime.mul_f64(1.0 - 0.1 * jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_retire_spread_over_the_last_tenth_of_their_lifetime() {
+        let lifetime = Duration::from_secs(30 * 60);
+        // Addresses as an allocator hands them out: one page, or a few bytes, apart.
+        for stride in [8u64, 64, 4096, 1 << 20] {
+            let retire: Vec<Duration> = (0..64)
+                .map(|index| retire_at(lifetime, 0x5555_0000_0000 + index * stride))
+                .collect();
+            for &age in &retire {
+                assert!(
+                    age > lifetime.mul_f64(0.9) && age <= lifetime,
+                    "stride {stride}: {age:?} is outside the last tenth"
+                );
+            }
+            let earliest = retire.iter().min().unwrap();
+            let latest = retire.iter().max().unwrap();
+            assert!(
+                *latest - *earliest > Duration::from_secs(120),
+                "stride {stride}: retirements within {:?}, not spread over the 3 min window",
+                *latest - *earliest
+            );
+            let mut distinct = retire.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(
+                distinct.len(),
+                retire.len(),
+                "stride {stride}: two retire together"
+            );
+        }
+        assert_eq!(
+            retire_at(lifetime, 0xdead_beef),
+            retire_at(lifetime, 0xdead_beef),
+            "stable per connection"
+        );
+    }
 }
 
 fn existing_pool(url: &str) -> Option<Database> {
