@@ -442,48 +442,6 @@ fn retire_at(lifetime: Duration, address: u64) -> Duration {
     lifetime.mul_f64(1.0 - 0.1 * jitter)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connections_retire_spread_over_the_last_tenth_of_their_lifetime() {
-        let lifetime = Duration::from_secs(30 * 60);
-        // Addresses as an allocator hands them out: one page, or a few bytes, apart.
-        for stride in [8u64, 64, 4096, 1 << 20] {
-            let retire: Vec<Duration> = (0..64)
-                .map(|index| retire_at(lifetime, 0x5555_0000_0000 + index * stride))
-                .collect();
-            for &age in &retire {
-                assert!(
-                    age > lifetime.mul_f64(0.9) && age <= lifetime,
-                    "stride {stride}: {age:?} is outside the last tenth"
-                );
-            }
-            let earliest = retire.iter().min().unwrap();
-            let latest = retire.iter().max().unwrap();
-            assert!(
-                *latest - *earliest > Duration::from_secs(120),
-                "stride {stride}: retirements within {:?}, not spread over the 3 min window",
-                *latest - *earliest
-            );
-            let mut distinct = retire.clone();
-            distinct.sort();
-            distinct.dedup();
-            assert_eq!(
-                distinct.len(),
-                retire.len(),
-                "stride {stride}: two retire together"
-            );
-        }
-        assert_eq!(
-            retire_at(lifetime, 0xdead_beef),
-            retire_at(lifetime, 0xdead_beef),
-            "stable per connection"
-        );
-    }
-}
-
 fn existing_pool(url: &str) -> Option<Database> {
     let pools = lock(&POOLS);
     let inner = pools.as_ref()?.get(url)?.upgrade()?;
@@ -548,5 +506,47 @@ impl Close for Database {
 
     fn close_name(&self) -> std::borrow::Cow<'static, str> {
         std::borrow::Cow::Owned(format!("database {}", self.inner.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_retire_spread_over_the_last_tenth_of_their_lifetime() {
+        let lifetime = Duration::from_secs(30 * 60);
+        // Addresses as an allocator hands them out: one page, or a few bytes, apart.
+        for stride in [8u64, 64, 4096, 1 << 20] {
+            let retire: Vec<Duration> = (0..64)
+                .map(|index| retire_at(lifetime, 0x5555_0000_0000 + index * stride))
+                .collect();
+            for &age in &retire {
+                assert!(
+                    age > lifetime.mul_f64(0.9) && age <= lifetime,
+                    "stride {stride}: {age:?} is outside the last tenth"
+                );
+            }
+            let earliest = retire.iter().min().unwrap();
+            let latest = retire.iter().max().unwrap();
+            assert!(
+                *latest - *earliest > Duration::from_secs(120),
+                "stride {stride}: retirements within {:?}, not spread over the 3 min window",
+                *latest - *earliest
+            );
+            let mut distinct = retire.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(
+                distinct.len(),
+                retire.len(),
+                "stride {stride}: two retire together"
+            );
+        }
+        assert_eq!(
+            retire_at(lifetime, 0xdead_beef),
+            retire_at(lifetime, 0xdead_beef),
+            "stable per connection"
+        );
     }
 }
