@@ -56,6 +56,69 @@ fn body<'a>(source: &'a str, name: &str) -> Option<&'a str> {
     Some(&rest[..end])
 }
 
+/// The functions of `source` that record a fault's time themselves (a helper such as
+/// `assert_within` in faults.rs): their whole body, braces matched, calls `record_fault_time(`.
+fn recording_helpers(source: &str) -> Vec<&str> {
+    let mut helpers = Vec::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("fn ") {
+        let after = &rest[at + 3..];
+        rest = after;
+        let name_end = after
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let name = &after[..name_end];
+        if name.is_empty() || !after[name_end..].starts_with('(') {
+            continue;
+        }
+        let Some(open) = after.find('{') else {
+            break;
+        };
+        let mut depth = 0usize;
+        let mut end = None;
+        for (offset, c) in after[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(open + offset);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else {
+            break;
+        };
+        if after[open..end].contains("record_fault_time(") {
+            helpers.push(name);
+        }
+    }
+    helpers
+}
+
+/// Whether `body` calls `function(` (not merely a longer name ending in it).
+fn calls(body: &str, function: &str) -> bool {
+    let call = format!("{function}(");
+    body.match_indices(&call).any(|(at, _)| {
+        !body[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            && !body[..at].ends_with("fn ")
+    })
+}
+
+/// Whether the test's body records its time: itself, or through a helper of its file that does.
+fn records(source: &str, body: &str) -> bool {
+    body.contains("record_fault_time(")
+        || recording_helpers(source)
+            .iter()
+            .any(|helper| calls(body, helper))
+}
+
 #[test]
 fn every_row_of_faults_md_names_a_test_that_exists_and_records_its_time() {
     let root = workspace();
@@ -83,7 +146,7 @@ fn every_row_of_faults_md_names_a_test_that_exists_and_records_its_time() {
             )
         });
         assert!(
-            body.contains("record_fault_time("),
+            records(&source, body),
             "row {}: `{}::{}` does not record its measured time",
             row.number,
             row.file,
@@ -115,4 +178,34 @@ not a row
     assert!(body(source, "one").unwrap().contains("record_fault_time("));
     assert!(!body(source, "two").unwrap().contains("record_fault_time("));
     assert!(body(source, "three").is_none());
+
+    let source = "\
+fn assert_within(took: Duration) {
+    if took > LIMIT { panic!() }
+    lifecycle_tests::record_fault_time(took);
+}
+
+fn not_recording(took: Duration) {
+    assert!(took < LIMIT);
+}
+
+#[test]
+fn through_the_helper() {
+    assert_within(took);
+}
+
+#[test]
+fn through_another() {
+    not_recording(took);
+    my_assert_within(took);
+}
+";
+    assert_eq!(recording_helpers(source), ["assert_within"]);
+    assert!(records(source, body(source, "through_the_helper").unwrap()));
+    assert!(!records(source, body(source, "through_another").unwrap()));
+    // The helper's own definition is no call.
+    assert!(!calls(
+        "fn assert_within(took: Duration) {}",
+        "assert_within"
+    ));
 }
