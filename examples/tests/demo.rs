@@ -91,6 +91,7 @@ fn a_second_sigterm_exits_at_once_with_130() {
     demo.signal(libc::SIGTERM);
     let (code, exited, stderr) = demo.finish_timed();
     let took = exited.duration_since(second);
+    lifecycle_tests::record_fault_time(took);
     assert_eq!(code, Some(130), "{stderr}");
     assert!(
         took < Duration::from_secs(1),
@@ -127,7 +128,9 @@ fn a_second_sigterm_exits_at_once_with_130() {
 fn a_bad_database_url_stops_the_demo_at_start_naming_the_variable() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_service"));
     command.env("DATABASE_URL", "mysql://localhost/shop");
-    let (code, stderr) = Program::start(command, &[]).finish();
+    let started = Instant::now();
+    let (code, exited, stderr) = Program::start(command, &[]).finish_timed();
+    lifecycle_tests::record_fault_time(exited - started);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("DATABASE_URL="), "{stderr}");
     assert!(

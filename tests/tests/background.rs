@@ -184,7 +184,9 @@ async fn a_tick_that_ignores_shutdown_is_aborted_after_stop_timeout_and_named() 
     within(&coordinator, LIMIT, async {
         let task = ignores_shutdown();
         settle().await;
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         let stuck = entry(&report, "ignores_shutdown");
         assert_eq!(stuck.outcome(), &Outcome::Aborted, "{report}");
         assert_eq!(stuck.elapsed(), Duration::from_secs(3));
@@ -385,7 +387,9 @@ async fn a_panicking_tick_is_counted_and_the_loop_goes_on() {
         assert_eq!(snapshot.counters.panicked, 1);
         assert_eq!(snapshot.tasks.len(), 1, "still running");
         assert!(!coordinator.is_shutting_down(), "not critical: no shutdown");
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert!(report.is_clean(), "{report}");
     })
     .await;
@@ -425,8 +429,10 @@ async fn a_critical_failure_starts_shutdown_naming_the_task() {
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {
         let ticks = Arc::new(AtomicU32::new(0));
+        let started = tokio::time::Instant::now();
         let _task = critical_fails_third(ticks.clone());
         let report = coordinator.report().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert_eq!(ticks.load(Ordering::SeqCst), 3);
         assert_eq!(
             report.reason(),
@@ -454,8 +460,10 @@ async fn critical_fails_with_a_hostile_error() -> Result<(), common::HostileErro
 async fn a_tick_error_whose_display_panics_is_still_named_and_still_critical() {
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {
+        let started = tokio::time::Instant::now();
         let _task = critical_fails_with_a_hostile_error();
         let report = coordinator.report().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert_eq!(
             report.reason(),
             &ShutdownReason::CriticalTaskFailed {
@@ -950,8 +958,10 @@ async fn past_its_limit_a_critical_service_starts_shutdown_naming_its_restarts()
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {
         let runs = Runs::new();
+        let started = tokio::time::Instant::now();
         let task = always_refused(runs.clone());
         let report = coordinator.report().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert_eq!(runs.at(), [ms(0), ms(100), ms(300)]);
         let error = "restarted 2 times in 60s, the most `max_restarts` allows; last failure: \
                      connection refused #3";

@@ -438,7 +438,9 @@ async fn a_final_flush_longer_than_the_flush_timeout_counts_and_reports_what_it_
             assert_accounted(&stats);
             assert_eq!(stats.pending, 1_000_000);
 
+            let started = tokio::time::Instant::now();
             let report = lifecycle_runtime::shutdown().await;
+            lifecycle_tests::record_fault_time(started.elapsed());
             let stats = writer.stats();
             assert_accounted(&stats);
             assert_eq!(
@@ -501,7 +503,9 @@ async fn a_flush_cut_off_by_the_shutdown_budget_names_the_budget() {
             for n in 0..100_000 {
                 writer.push(n).unwrap();
             }
+            let started = tokio::time::Instant::now();
             let report = lifecycle_runtime::shutdown().await;
+            lifecycle_tests::record_fault_time(started.elapsed());
             let stats = writer.stats();
             assert_accounted(&stats);
             assert_eq!(
@@ -561,7 +565,9 @@ async fn a_writer_aborted_at_its_stop_timeout_counts_what_its_future_held() {
             }
             // The writer takes everything and starts on its first batch, which never ends.
             tokio::task::yield_now().await;
+            let started = tokio::time::Instant::now();
             let report = lifecycle_runtime::shutdown().await;
+            lifecycle_tests::record_fault_time(started.elapsed());
             let stats = writer.stats();
             assert_accounted(&stats);
             assert_eq!(
@@ -687,6 +693,7 @@ async fn a_database_stopped_during_the_final_flush_is_accounted_for_exactly() {
             for n in 0..ROWS {
                 writer.push(n).unwrap();
             }
+            let started = std::time::Instant::now();
             let report = tokio::spawn(lifecycle_runtime::shutdown());
             eventually("ten batches written", || {
                 writer.stats().written >= 10 * BATCH as u64
@@ -697,6 +704,14 @@ async fn a_database_stopped_during_the_final_flush_is_accounted_for_exactly() {
                 .await
                 .unwrap();
             let report = report.await.unwrap();
+            let took = started.elapsed();
+            lifecycle_tests::record_fault_time(took);
+            // The flush timeout (5 s) bounds the final flush, the server's stop included; 500 ms
+            // for closing the pool and a loaded machine.
+            assert!(
+                took <= Duration::from_millis(5_500),
+                "shutdown took {took:?}, the flush timeout is 5s:\n{report}"
+            );
             let stats = writer.stats();
             assert_accounted(&stats);
             assert_eq!(stats.pending, 0, "{report}");
@@ -770,6 +785,8 @@ fn no_accepted_row_is_lost_when_the_writer_is_sent_sigterm_at_random_200_times()
     // Runs whose final flush had rows to write, and how many it had in all.
     let mut runs_with_pending = 0u32;
     let mut total_pending = 0u64;
+    // The longest time from SIGTERM to exit.
+    let mut slowest = Duration::ZERO;
     for run in 0..200u32 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lifecycle-fixture-writer"))
             .env("DATABASE_URL", cluster.url())
@@ -809,10 +826,12 @@ fn no_accepted_row_is_lost_when_the_writer_is_sent_sigterm_at_random_200_times()
             seen.join("\n")
         );
         std::thread::sleep(moments.next().unwrap());
+        let signalled = std::time::Instant::now();
         // SAFETY: kill(2) on our own child with a valid signal.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let rest: Vec<String> = stderr.collect();
         let status = child.wait().unwrap();
+        slowest = slowest.max(signalled.elapsed());
         assert_eq!(
             status.code(),
             Some(0),
@@ -862,6 +881,12 @@ fn no_accepted_row_is_lost_when_the_writer_is_sent_sigterm_at_random_200_times()
         total_pending += pending;
         total_accepted += k as u64;
     }
+    lifecycle_tests::record_fault_time(slowest);
+    // The writer's budget is 10 s: the promise, and 60 ms for measuring from outside.
+    assert!(
+        slowest <= Duration::from_millis(10_160),
+        "a run took {slowest:?} from SIGTERM to exit"
+    );
     eprintln!(
         "{total_accepted} accepted rows over 200 kills, none lost; the final flush had \
          {total_pending} rows to write in {runs_with_pending} runs"

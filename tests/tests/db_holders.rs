@@ -72,7 +72,9 @@ fn a_holder_that_ended_is_said_to_have_ended_and_a_running_one_is_not() {
         let held = db.held();
         assert!(held[0].task_ended, "the holder has ended: {held:?}");
 
+        let started = Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         let Outcome::Error(message) = entry(&report, "database holders-ended").outcome() else {
             panic!("{report}")
         };
@@ -143,6 +145,7 @@ fn holders_are_named_when_the_budget_cuts_the_close_short() {
         let started = Instant::now();
         let report = lifecycle_runtime::shutdown().await;
         let took = started.elapsed();
+        lifecycle_tests::record_fault_time(took);
         assert!(
             took < Duration::from_millis(1_100),
             "bounded by the 600ms budget, took {took:?}: {report}"

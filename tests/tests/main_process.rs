@@ -10,6 +10,8 @@ const FIXTURE: &str = env!("CARGO_BIN_EXE_lifecycle-fixture");
 
 struct Run {
     code: Option<i32>,
+    /// From starting the program to its exit.
+    took: Duration,
     stderr: String,
 }
 
@@ -21,8 +23,13 @@ fn start(scenario: &str, env: &[(&str, &str)]) -> Program {
 
 /// Runs a scenario to the end with the given environment.
 fn run(scenario: &str, env: &[(&str, &str)]) -> Run {
-    let (code, stderr) = start(scenario, env).finish();
-    Run { code, stderr }
+    let started = Instant::now();
+    let (code, exited, stderr) = start(scenario, env).finish_timed();
+    Run {
+        code,
+        took: exited - started,
+        stderr,
+    }
 }
 
 #[test]
@@ -71,6 +78,7 @@ fn main_returning_an_error_exits_one_and_prints_it() {
 #[test]
 fn main_panicking_exits_one() {
     let run = run("panic", &[]);
+    lifecycle_tests::record_fault_time(run.took);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr
@@ -83,6 +91,7 @@ fn main_panicking_exits_one() {
 #[test]
 fn a_task_that_had_to_be_aborted_makes_the_exit_code_one() {
     let run = run("stuck-task", &[]);
+    lifecycle_tests::record_fault_time(run.took);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains("ABORTED   task stubborn"),
@@ -94,6 +103,7 @@ fn a_task_that_had_to_be_aborted_makes_the_exit_code_one() {
 #[test]
 fn a_lingering_os_thread_is_listed_by_name_and_makes_the_exit_code_one() {
     let run = run("leak-thread", &[]);
+    lifecycle_tests::record_fault_time(run.took);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr.contains("LEAKED    thread rogue-worker"),
@@ -110,6 +120,7 @@ fn a_lingering_os_thread_is_listed_by_name_and_makes_the_exit_code_one() {
 #[test]
 fn a_critical_failure_exits_one_and_says_why() {
     let run = run("critical", &[]);
+    lifecycle_tests::record_fault_time(run.took);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr
@@ -147,9 +158,17 @@ fn sigint_shuts_down_too() {
 fn a_body_that_ignores_shutdown_is_dropped_after_its_stop_timeout() {
     let mut program = start("ignore-signal", &[]);
     program.wait_for("ready: ignore-signal");
+    let signalled = Instant::now();
     program.signal(libc::SIGTERM);
-    let (code, stderr) = program.finish();
+    let (code, exited, stderr) = program.finish_timed();
+    let took = exited - signalled;
+    lifecycle_tests::record_fault_time(took);
     assert_eq!(code, Some(1), "{stderr}");
+    // Its stop timeout, then the report; 160 ms for the promise (100 ms) and the measuring.
+    assert!(
+        took >= Duration::from_millis(300) && took <= Duration::from_millis(460),
+        "took {took:?} from SIGTERM to exit:\n{stderr}"
+    );
     assert!(
         stderr
             .contains("ABORTED   task main — ignored shutdown for its whole stop timeout of 300ms"),
@@ -175,6 +194,7 @@ fn a_second_signal_during_shutdown_exits_130_with_what_is_known() {
     let (code, stderr) = program.finish();
     let took = second.elapsed();
     assert_eq!(code, Some(130), "{stderr}");
+    lifecycle_tests::record_fault_time(took);
     assert!(
         took < Duration::from_secs(1),
         "exited {took:?} after the second signal"
@@ -215,6 +235,7 @@ fn budget_and_drain_come_from_the_environment() {
 #[test]
 fn a_bad_environment_value_stops_the_program_at_start_naming_variable_and_value() {
     let run = run("clean", &[("LIFECYCLE_SHUTDOWN_TIMEOUT", "banana")]);
+    lifecycle_tests::record_fault_time(run.took);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr.contains(
@@ -252,6 +273,7 @@ fn a_bad_environment_value_stops_the_program_at_start_naming_variable_and_value(
 #[test]
 fn a_zero_budget_is_refused_at_start_naming_where_it_came_from() {
     let run = run("clean", &[("LIFECYCLE_SHUTDOWN_TIMEOUT", "0s")]);
+    lifecycle_tests::record_fault_time(run.took);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr
@@ -270,6 +292,7 @@ fn a_zero_budget_is_refused_at_start_naming_where_it_came_from() {
 fn a_drain_that_takes_the_whole_budget_is_refused_at_start() {
     // The drain from the environment against the attribute's budget.
     let run = run("clean", &[("LIFECYCLE_DRAIN", "3s")]);
+    lifecycle_tests::record_fault_time(run.took);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(
         run.stderr.contains(

@@ -189,7 +189,9 @@ async fn a_hung_field_times_out_alone_and_later_fields_still_close() {
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
         let _store = lifecycle_runtime::manage(store(&log, Behaviour::Hang, Behaviour::Ok));
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert_eq!(
             lines(&log),
             ["goodbye", "close cache", "close db", "flush writer"]
@@ -218,7 +220,9 @@ async fn failing_and_panicking_fields_are_contained_and_named() {
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
         let _store = lifecycle_runtime::manage(store(&log, Behaviour::Panic, Behaviour::Fail));
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert_eq!(
             lines(&log),
             ["goodbye", "close cache", "close db", "flush writer"]

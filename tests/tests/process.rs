@@ -115,6 +115,7 @@ async fn a_child_that_ignores_sigterm_is_killed_after_its_timeout_and_reported()
     let pgid = child.id().unwrap();
     wait_ready(&ready).await;
     let (report, took) = timed_shutdown(&coordinator).await;
+    lifecycle_tests::record_fault_time(took);
     let killed = entry(&report, "stubborn");
     let Outcome::Error(message) = killed.outcome() else {
         panic!("{report}")
@@ -191,6 +192,7 @@ async fn a_descendant_that_left_the_process_group_is_killed_and_named() {
         "the sleeper left the child's process group"
     );
     let (report, took) = timed_shutdown(&coordinator).await;
+    lifecycle_tests::record_fault_time(took);
     let closed = entry(&report, "daemonizer");
     let Outcome::Error(message) = closed.outcome() else {
         panic!("{report}")
@@ -257,6 +259,7 @@ async fn with_a_subreaper_an_orphaned_descendant_comes_to_us_and_is_reaped() {
         .to_owned();
     assert_eq!(parent, std::process::id().to_string(), "re-parented to us");
     let (report, took) = timed_shutdown(&coordinator).await;
+    lifecycle_tests::record_fault_time(took);
     let Outcome::Error(message) = entry(&report, "orphan-maker").outcome() else {
         panic!("{report}")
     };

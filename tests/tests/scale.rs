@@ -54,6 +54,7 @@ async fn many_tasks_that_ignore_shutdown_are_all_reported_aborted() {
             (report, started.elapsed())
         })
         .await;
+    lifecycle_tests::record_fault_time(took);
     let aborted = entry(&report, "deaf");
     assert_eq!(aborted.outcome(), &Outcome::Aborted, "{report}");
     assert_eq!(aborted.count(), n, "{report}");
@@ -92,6 +93,7 @@ async fn tasks_still_being_dropped_when_the_budget_ends_are_not_called_blocked()
             (report, started.elapsed())
         })
         .await;
+    lifecycle_tests::record_fault_time(took);
     let counted = |outcome: &Outcome| -> usize {
         report
             .entries()

@@ -69,7 +69,9 @@ async fn a_close_error_whose_display_panics_is_reported_and_the_rest_still_close
         let _pool = lifecycle_runtime::manage(Part::new("pool", &log, Behaviour::Ok));
         let _hostile =
             lifecycle_runtime::manage(Part::new("hostile", &log, Behaviour::FailHostile));
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert_eq!(*log.lock().unwrap(), ["close hostile", "close pool"]);
         assert_eq!(
             entry(&report, "hostile").outcome(),
@@ -92,7 +94,9 @@ async fn an_early_close_whose_error_display_panics_returns_an_error_to_its_calle
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
         let hostile = lifecycle_runtime::manage(Part::new("hostile", &log, Behaviour::FailHostile));
+        let started = tokio::time::Instant::now();
         let error = hostile.close().await.expect_err("the close failed");
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert_eq!(
             error.to_string(),
             "<error display panicked: display of the error exploded>"
@@ -112,7 +116,9 @@ async fn a_failing_panicking_or_hung_close_is_contained_and_the_rest_still_close
         let _hung = lifecycle_runtime::manage(Part::new("hung", &log, Behaviour::Hang));
         let _panics = lifecycle_runtime::manage(Part::new("panics", &log, Behaviour::Panic));
         let _fails = lifecycle_runtime::manage(Part::new("fails", &log, Behaviour::Fail));
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert_eq!(
             *log.lock().unwrap(),
             ["close fails", "close panics", "close hung", "close a"]
@@ -193,7 +199,9 @@ async fn the_budget_caps_a_hung_entry_and_skips_what_it_cannot_reach() {
         let _hung = lifecycle_runtime::manage(hung);
         let _task = stubborn_loop();
         settle().await;
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
 
         let task = entry(&report, "stubborn_loop");
         assert_eq!(task.outcome(), &Outcome::Aborted, "{report}");
@@ -290,7 +298,9 @@ async fn a_task_whose_stop_timeout_outlasts_the_budget_is_aborted_when_the_budge
         let _db = lifecycle_runtime::manage(Part::new("db", &log, Behaviour::Ok));
         let _task = very_stubborn_loop();
         settle().await;
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         let task = entry(&report, "very_stubborn_loop");
         assert_eq!(task.outcome(), &Outcome::Aborted, "{report}");
         assert_eq!(task.elapsed(), Duration::from_secs(1));
@@ -360,7 +370,9 @@ async fn a_drain_longer_than_the_budget_is_cut_short_and_reported() {
         .shutdown_timeout(Duration::from_secs(1))
         .build();
     within(&coordinator, LIMIT, async {
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         let drain = entry(&report, "drain");
         assert_eq!(drain.outcome(), &Outcome::Skipped);
         assert_eq!(drain.elapsed(), Duration::from_secs(1));
@@ -379,8 +391,10 @@ async fn shutdown_twice_or_concurrently_yields_one_report() {
         let resource = Part::new("slow", &log, Behaviour::Slow(Duration::from_millis(700)));
         let closes = resource.closes.clone();
         let _slow = lifecycle_runtime::manage(resource);
+        let started = tokio::time::Instant::now();
         let first_line = line!() + 1;
         let (a, b) = tokio::join!(lifecycle_runtime::shutdown(), lifecycle_runtime::shutdown());
+        lifecycle_tests::record_fault_time(started.elapsed());
         let c = lifecycle_runtime::shutdown().await;
         let d = coordinator.report().await;
         assert_eq!(closes.load(Ordering::SeqCst), 1, "the sequence ran once");
@@ -574,7 +588,9 @@ async fn a_panicking_task_is_caught_logged_counted_and_returned() {
         settle().await;
         let snapshot = lifecycle_runtime::snapshot();
         assert_eq!(snapshot.counters.panicked, 1);
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         let entry = entry(&report, "explodes-at-shutdown");
         assert_eq!(entry.outcome(), &Outcome::Panicked);
         assert_eq!(entry.detail(), Some("while stopping"));
@@ -769,6 +785,7 @@ fn a_task_blocking_its_thread_is_reported_as_leaked_without_holding_shutdown_up(
         }
     });
     release.store(true, Ordering::SeqCst);
+    lifecycle_tests::record_fault_time(took);
     let stuck = entry(&report, "blocks-in-sync-code");
     assert_eq!(stuck.outcome(), &Outcome::Leaked, "{report}");
     // Blocked in a poll, it never saw its abort: not "blocked in its destructor".
@@ -797,6 +814,7 @@ fn a_task_that_blocks_in_its_first_poll_is_reported_unnamed_without_holding_shut
         }
     });
     release.store(true, Ordering::SeqCst);
+    lifecycle_tests::record_fault_time(took);
     let stuck = entry(&report, "(unnamed: blocked in its first poll)");
     assert_eq!(stuck.outcome(), &Outcome::Leaked, "{report}");
     assert!(

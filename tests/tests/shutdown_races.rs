@@ -73,7 +73,9 @@ async fn a_close_that_panics_synchronously_is_contained() {
     );
     let coordinator = coordinator();
     let _resource = coordinator.manage(PanicsBeforeItsFuture);
+    let started = std::time::Instant::now();
     let report = tokio::time::timeout(Duration::from_secs(5), coordinator.shutdown()).await;
+    lifecycle_tests::record_fault_time(started.elapsed());
     let report = report.expect(
         "shutdown().await never returned: the panic escaped close_for_shutdown and killed the sequence",
     );
@@ -603,7 +605,9 @@ async fn an_aborted_task_whose_destructor_panics_is_reported_panicked() {
             std::future::pending::<()>().await;
         });
         settle().await;
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         let entry = report.entry("stubborn").expect("named");
         assert_eq!(entry.outcome(), &Outcome::Panicked, "{report}");
         assert!(
@@ -649,6 +653,7 @@ async fn tasks_started_while_resources_close_are_stopped_and_reported() {
         let deaf = common::entry(&report, "deaf-cleanup");
         assert_eq!(deaf.outcome(), &Outcome::Aborted, "{report}");
         let took = started.elapsed();
+        lifecycle_tests::record_fault_time(took);
         assert!(
             took >= Duration::from_secs(2) && took < Duration::from_millis(2_200),
             "{took:?}: {report}"
@@ -685,7 +690,9 @@ async fn a_resource_managed_while_resources_close_is_closed_and_reported() {
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
         let _first = lifecycle_runtime::manage(ManagesOnClose { log: log.clone() });
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         assert_eq!(
             common::lines(&log),
             ["close first", "close spill begins", "close spill ends"]
@@ -719,7 +726,9 @@ async fn an_endless_chain_of_late_resources_is_cut_and_reported() {
     let coordinator = coordinator();
     within(&coordinator, LIMIT, async {
         let _chain = lifecycle_runtime::manage(EndlessChain { depth: 0 });
+        let started = tokio::time::Instant::now();
         let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(started.elapsed());
         // The first close, then three late rounds, each closing the link the round before made.
         for depth in 0..4 {
             assert_eq!(

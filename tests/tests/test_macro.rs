@@ -189,6 +189,7 @@ fn a_wedged_shutdown_ends_the_test_process_in_time() {
         .output()
         .expect("run the test binary");
     let took = started.elapsed();
+    lifecycle_tests::record_fault_time(took);
     let text = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(101), "{text}");
     // Budget 500 ms, grace 1 s; the rest is the child's start (the close alone would take 20 s).

@@ -127,7 +127,9 @@ async fn a_panicking_thread_tick_is_counted_and_the_loop_goes_on() {
             .await;
             assert_eq!(lifecycle_runtime::snapshot().counters.panicked, 1);
             assert_eq!(lifecycle_runtime::snapshot().threads.len(), 1);
+            let started = Instant::now();
             let report = lifecycle_runtime::shutdown().await;
+            lifecycle_tests::record_fault_time(started.elapsed());
             assert!(report.is_clean(), "{report}");
         })
         .await;
@@ -152,6 +154,7 @@ async fn a_thread_that_will_not_stop_is_named_as_leaked_and_does_not_block_shutd
     let started = Instant::now();
     let report = coordinator.shutdown().await;
     let took = started.elapsed();
+    lifecycle_tests::record_fault_time(took);
     let leaked = entry(&report, "deaf-thread");
     assert_eq!(leaked.outcome(), &Outcome::Leaked, "{report}");
     assert!(
@@ -242,7 +245,9 @@ fn a_panicking_thread_is_caught_and_returned_from_join() {
     let _guard = coordinator.enter();
     let handle =
         lifecycle_runtime::spawn_thread("boom-thread", |_| -> u32 { panic!("bad sample") });
+    let started = Instant::now();
     let error = handle.join().unwrap_err();
+    lifecycle_tests::record_fault_time(started.elapsed());
     assert_eq!(error.to_string(), "task `boom-thread` panicked: bad sample");
     assert_eq!(coordinator.snapshot().counters.panicked, 1);
 }
