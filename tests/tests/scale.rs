@@ -104,19 +104,18 @@ async fn tasks_still_being_dropped_when_the_budget_ends_are_not_called_blocked()
     };
     let (aborted, leaked) = (counted(&Outcome::Aborted), counted(&Outcome::Leaked));
     assert_eq!(aborted + leaked, n, "every task accounted for:\n{report}");
-    if leaked > 0 {
-        let entry = report
-            .entries()
-            .iter()
-            .find(|entry| entry.outcome() == &Outcome::Leaked)
-            .expect("a leaked entry");
-        assert_eq!(
-            entry.detail(),
-            Some(
-                "aborted, but not dropped yet when the shutdown budget ran out (aborted tasks were still being dropped)"
-            ),
-            "{report}"
-        );
+    // Whatever was not dropped is said to be cut by the budget, never called blocked: nothing
+    // here blocks a thread.
+    const STILL_GOING: &str = "aborted, but not dropped yet when the shutdown budget ran out (aborted tasks were still being dropped)";
+    const NO_TIME: &str = "aborted as the shutdown budget ran out, and not dropped in the moment left: the budget left no time to tell a busy runtime from a blocked thread";
+    for entry in report.entries() {
+        if entry.outcome() == &Outcome::Leaked {
+            let detail = entry.detail().unwrap_or_default();
+            assert!(
+                detail == STILL_GOING || detail == NO_TIME,
+                "not dropped for lack of budget, not blocked: {detail}\n{report}"
+            );
+        }
     }
     eprintln!("budget {budget:?}: {aborted} aborted, {leaked} not dropped yet; took {took:?}");
     // The sequence is a task like the ones it aborts: past the budget it still has to get a turn

@@ -24,6 +24,20 @@ pub(crate) enum Wait {
     Rescan,
 }
 
+/// Where the budget stood when step 3 gave up on the aborted tasks still there: what can be said
+/// of one that was not dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BudgetEnd {
+    /// Not reached: they had their whole grace and were not polled again, so their thread is
+    /// blocked.
+    NotReached,
+    /// Reached while aborted tasks were still going (or still to be woken): there were many.
+    WhileAbortedWent,
+    /// Reached with many aborted tasks left and none going in the moment left after the abort:
+    /// nothing can be told of them.
+    NoTimeToTell,
+}
+
 impl Workers {
     // ----- waiting for "settled" (step 3) ------------------------------------------------------
 
@@ -142,6 +156,11 @@ impl Workers {
         sync::lock(&self.deferred_wakes).extend(wakers);
     }
 
+    /// Whether the budget left aborted tasks unwoken: they cannot have been polled.
+    pub(crate) fn has_deferred_wakes(&self) -> bool {
+        !sync::lock(&self.deferred_wakes).is_empty()
+    }
+
     /// Wakes what [`defer_wakes`](Self::defer_wakes) kept.
     pub(crate) fn wake_deferred(&self) {
         let wakers = std::mem::take(&mut *sync::lock(&self.deferred_wakes));
@@ -160,7 +179,7 @@ impl Workers {
     pub(crate) fn leak_stragglers(
         &self,
         give_up: bool,
-        out_of_budget: bool,
+        budget: BudgetEnd,
         dropping_before: &HashSet<usize>,
     ) -> bool {
         let mut stuck = Vec::new();
@@ -172,8 +191,11 @@ impl Workers {
                 {
                     Leak::Stuck
                 }
-                Verdict::Aborted if out_of_budget => Leak::NotDroppedInBudget,
-                Verdict::Aborted => Leak::NotPolledAgain,
+                Verdict::Aborted => match budget {
+                    BudgetEnd::NotReached => Leak::NotPolledAgain,
+                    BudgetEnd::WhileAbortedWent => Leak::NotDroppedInBudget,
+                    BudgetEnd::NoTimeToTell => Leak::NoTimeToTell,
+                },
                 Verdict::None if give_up => Leak::LateAfterBudget,
                 Verdict::None => {
                     unjudged = true;

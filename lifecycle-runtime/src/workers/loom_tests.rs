@@ -46,6 +46,7 @@ use loom::future::AtomicWaker;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 
+use super::BudgetEnd;
 use super::node::Node;
 use super::registry::{FoldedEnd, model_thread_shard};
 use super::task::{OkFuture, Worker};
@@ -274,7 +275,7 @@ fn loom_abort_while_giving_up_on_stragglers() {
             }
         });
         assert!(seen.iter().all(|verdict| *verdict == Verdict::Aborted));
-        workers.leak_stragglers(false, false, &dropping);
+        workers.leak_stragglers(false, BudgetEnd::NotReached, &dropping);
         let leaked = workers.records_count();
         // A task given up on keeps running: here it ends, and its ending is not recorded again.
         release.release();

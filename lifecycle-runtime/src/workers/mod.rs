@@ -28,7 +28,7 @@ use slab::Slab;
 use tokio::time::Instant;
 
 pub(crate) use group::{Group, Groups};
-pub(crate) use judge::{AwaitingReport, Wait};
+pub(crate) use judge::{AwaitingReport, BudgetEnd, Wait};
 pub use name::TaskName;
 pub(crate) use node::{Entry as LiveWorker, Node, Verdict, WorkerMeta};
 use outcome::Records;

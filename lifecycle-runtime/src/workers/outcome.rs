@@ -25,6 +25,9 @@ pub(crate) enum Leak {
     /// Aborted, and not dropped yet when the budget ran out, while aborted tasks were still
     /// going (there were many).
     NotDroppedInBudget,
+    /// Aborted when the budget had already run out, and not dropped in the few milliseconds
+    /// left, with many others: too little time to tell a busy runtime from a blocked thread.
+    NoTimeToTell,
     /// A thread past its stop timeout: threads cannot be aborted.
     NotStopped,
     /// Kept registering after the budget ran out.
@@ -96,6 +99,10 @@ pub(crate) fn outcome(
                 }
                 Leak::NotDroppedInBudget => {
                     "aborted, but not dropped yet when the shutdown budget ran out (aborted tasks were still being dropped)"
+                        .to_owned()
+                }
+                Leak::NoTimeToTell => {
+                    "aborted as the shutdown budget ran out, and not dropped in the moment left: the budget left no time to tell a busy runtime from a blocked thread"
                         .to_owned()
                 }
                 Leak::NotStopped => cut_off("left running"),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::workers::{MAX_ROUNDS_PAST_BUDGET, StopPolicy, Unpolled, Wait, Workers};
+use crate::workers::{BudgetEnd, MAX_ROUNDS_PAST_BUDGET, StopPolicy, Unpolled, Wait, Workers};
 
 /// Runs step 3 until nothing is left to wait for.
 pub(super) async fn run(workers: &Workers, deadline: Instant) {
@@ -27,8 +27,12 @@ pub(super) async fn run(workers: &Workers, deadline: Instant) {
         // Aborted tasks go at their next poll: wait while they keep going (a million of them take
         // a while, in proportion to their number), up to the budget. Those still here once none
         // went for a whole grace are stuck.
+        // Aborted tasks the budget left unwoken cannot have been polled: whatever else is seen,
+        // they were not dropped for lack of time, not because a thread is blocked. And once the
+        // budget has run out, the grace is a few milliseconds: many tasks not dropped in it say
+        // nothing about their threads.
         let mut left = workers.linked();
-        let out_of_budget = loop {
+        let budget = loop {
             let grace = policy.abort_grace(Instant::now());
             if workers.wait_settled_until(grace, false).await == Wait::Settled {
                 return;
@@ -36,11 +40,18 @@ pub(super) async fn run(workers: &Workers, deadline: Instant) {
             let now_left = workers.linked();
             let went = now_left < left;
             left = now_left;
-            if !went {
-                break false;
+            let out_of_budget = Instant::now() >= deadline;
+            if workers.has_deferred_wakes() || (went && out_of_budget) {
+                break BudgetEnd::WhileAbortedWent;
             }
-            if Instant::now() >= deadline {
-                break true;
+            if !went {
+                // A few woken tasks are polled within microseconds on a runtime whose threads
+                // are free, so even a short grace tells a blocked thread; thousands queued behind
+                // each other may not all get a turn in it.
+                break match out_of_budget && now_left > WAKE_BATCH {
+                    true => BudgetEnd::NoTimeToTell,
+                    false => BudgetEnd::NotReached,
+                };
             }
         };
         // A task seen dropping may just be in the middle of an ordinary drop: only one still
@@ -55,7 +66,7 @@ pub(super) async fn run(workers: &Workers, deadline: Instant) {
         // Workers that joined during the grace are judged by their own stop timeout in another
         // round, unless the budget is long gone and they keep coming.
         let give_up = rounds_past_deadline > MAX_ROUNDS_PAST_BUDGET;
-        if !workers.leak_stragglers(give_up, out_of_budget, &dropping) {
+        if !workers.leak_stragglers(give_up, budget, &dropping) {
             return;
         }
     }

@@ -349,17 +349,21 @@ impl Registry {
     ) {
         for index in 0..self.shards.len() {
             let mut lists = self.lists(index);
-            let mut changes = Vec::new();
+            // Each verdict is set while its node is at hand (a million nodes are a million cache
+            // misses; a second pass would pay them twice); the settled count is fixed after.
+            let (mut newly_settled, mut unsettled) = (0, 0);
             lists.for_each(|node| {
-                if let Some(change) = judge(&Entry { node, stop_started }) {
-                    changes.push((NonNull::from(node), change));
+                if let Some((verdict, cut_by_budget)) = judge(&Entry { node, stop_started }) {
+                    let before = node.verdict().settled();
+                    node.set_verdict(verdict, cut_by_budget);
+                    match (before, verdict.settled()) {
+                        (false, true) => newly_settled += 1,
+                        (true, false) => unsettled += 1,
+                        _ => {}
+                    }
                 }
             });
-            for (node, (verdict, cut_by_budget)) in changes {
-                // SAFETY: still linked: the lock was held throughout.
-                let node = unsafe { node.as_ref() };
-                Registry::set_verdict(&mut lists, node, verdict, cut_by_budget);
-            }
+            lists.settled = lists.settled + newly_settled - unsettled;
         }
     }
 
