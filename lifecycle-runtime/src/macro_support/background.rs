@@ -486,7 +486,8 @@ where
             WorkerKind::Task,
             spec.stop_timeout,
             Some(state),
-        );
+        )
+        .woken_at_stop(spec.interval.is_some());
         coordinator.spawn_worker(meta, async move {
             match run.await.exit {
                 None => Ok(()),

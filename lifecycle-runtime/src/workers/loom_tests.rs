@@ -114,8 +114,8 @@ impl Future for UntilReleased {
 type Freed<F> = Box<ManuallyDrop<Worker<OkFuture<F>>>>;
 
 /// Runs a tracked task named `name` on shard `shard` of `workers` to its end, as a runtime
-/// would (polled until ready, woken through its waker), then drops it. `loop_key` 1 makes it a
-/// `#[background]` loop.
+/// would (polled until ready, woken through its waker), then drops it. `loop_key` 1 with
+/// `WOKEN_AT_STOP` makes it a `#[background]` loop waiting on its timer.
 fn run_task<F>(
     workers: &Workers,
     shard: usize,
@@ -209,7 +209,7 @@ fn loom_registering_while_told_to_stop() {
             let workers = Arc::clone(&workers);
             thread::spawn(move || {
                 let body = LoopBody(Arc::clone(&workers));
-                run_task(&workers, 1, "loop", 1, body)
+                run_task(&workers, 1, "loop", 1 | super::node::WOKEN_AT_STOP, body)
             })
         };
         workers.task_spawned();

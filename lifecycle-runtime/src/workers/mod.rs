@@ -247,9 +247,19 @@ impl Workers {
 
     /// The registry node of the worker `meta` describes (a loop's state goes in the loop table).
     pub(crate) fn node(&self, meta: WorkerMeta) -> Node {
+        let woken = if meta.woken_at_stop {
+            node::WOKEN_AT_STOP
+        } else {
+            0
+        };
         let loop_key = meta.state.map_or(0, |state| {
             let key = lock(&self.loops).insert(state);
-            u32::try_from(key + 1).expect("fewer than 4 billion loops at once")
+            let key = u32::try_from(key + 1).expect("fewer than 2 billion loops at once");
+            assert!(
+                key < node::WOKEN_AT_STOP,
+                "fewer than 2 billion loops at once"
+            );
+            key | woken
         });
         Node::new(meta.name, meta.kind, meta.stop_timeout, loop_key)
     }

@@ -64,6 +64,10 @@ pub(crate) struct WorkerMeta {
     pub(crate) stop_timeout: Duration,
     /// For `#[background]` loops: their state, for snapshots (and the mark of a loop).
     pub(crate) state: Option<Arc<StateCell>>,
+    /// A loop that waits on its timer alone, not on its `Shutdown`: telling workers to stop must
+    /// wake it. (A service, with no interval, watches its `Shutdown` itself; waking a million of
+    /// them for nothing would queue a million polls ahead of the shutdown sequence.)
+    pub(crate) woken_at_stop: bool,
 }
 
 impl WorkerMeta {
@@ -79,7 +83,14 @@ impl WorkerMeta {
             kind,
             stop_timeout,
             state,
+            woken_at_stop: false,
         }
+    }
+
+    /// Marks a loop that waits on its timer alone; see [`WorkerMeta::woken_at_stop`].
+    pub(crate) fn woken_at_stop(mut self, woken: bool) -> WorkerMeta {
+        self.woken_at_stop = woken;
+        self
     }
 
     pub(crate) fn is_loop(&self) -> bool {
@@ -98,6 +109,9 @@ pub(super) struct Links {
 /// the coarse clock in hundredths of a second, only for snapshots' `age` (exact for workers
 /// younger than 248 days). Set before linking, so others may read it under the lock.
 const LATE: u32 = 1 << 31;
+
+/// In a node's `loop_key`: the loop waits on its timer alone (see [`WorkerMeta::woken_at_stop`]).
+pub(super) const WOKEN_AT_STOP: u32 = 1 << 31;
 
 /// A hundredth of a second, the unit of the coarse registration time.
 const CENTISECOND: u64 = 10_000_000;
@@ -207,11 +221,17 @@ impl Node {
 
     /// For a `#[background]` loop, the key of its state in its registry's loop table.
     pub(crate) fn loop_key(&self) -> Option<usize> {
-        (self.loop_key != 0).then(|| self.loop_key as usize - 1)
+        let key = self.loop_key & !WOKEN_AT_STOP;
+        (key != 0).then(|| key as usize - 1)
     }
 
     pub(crate) fn is_loop(&self) -> bool {
-        self.loop_key != 0
+        self.loop_key & !WOKEN_AT_STOP != 0
+    }
+
+    /// A loop that waits on its timer alone: telling workers to stop wakes it.
+    pub(crate) fn woken_at_stop(&self) -> bool {
+        self.loop_key & WOKEN_AT_STOP != 0
     }
 
     #[inline]
@@ -297,7 +317,7 @@ impl Node {
     }
 
     pub(super) fn list(&self) -> ListId {
-        if self.is_loop() {
+        if self.woken_at_stop() {
             ListId::Loops
         } else {
             ListId::Workers

@@ -58,22 +58,35 @@ fn nodes_link_and_unlink_from_any_thread_in_any_order() {
 }
 
 #[test]
-fn loops_have_their_own_list() {
+fn loops_waiting_on_their_timer_have_their_own_list() {
     let registry = Registry::new();
     let plain = node("plain", 1);
-    // A loop's node holds the key of its state in the loop table (here the first, key 0).
+    // A loop's node holds the key of its state in the loop table (here the first, key 0), and
+    // whether it waits on its timer alone (an interval loop) or watches its `Shutdown` (a
+    // service): only the first must be woken when workers are told to stop.
     let looping = Box::pin(Node::new(
         "loop".into(),
         WorkerKind::Task,
         Duration::from_secs(1),
-        1,
+        1 | crate::workers::node::WOKEN_AT_STOP,
+    ));
+    let service = Box::pin(Node::new(
+        "service".into(),
+        WorkerKind::Task,
+        Duration::from_secs(1),
+        2,
     ));
     link(&registry, &plain);
     link(&registry, &looping);
+    link(&registry, &service);
     let mut loops = Vec::new();
     registry.for_each_loop(|entry| loops.push(entry.name().to_string()));
     assert_eq!(loops, ["loop"]);
-    assert_eq!(names(&registry), ["loop", "plain"]);
+    assert_eq!(names(&registry), ["loop", "plain", "service"]);
+    assert_eq!(looping.loop_key(), Some(0));
+    assert_eq!(service.loop_key(), Some(1));
+    assert!(looping.is_loop() && service.is_loop() && !plain.is_loop());
+    unlink(&registry, &service);
     unlink(&registry, &looping);
     unlink(&registry, &plain);
 }
