@@ -91,31 +91,26 @@ impl Workers {
         self.registry.min_stop_timeout()
     }
 
-    /// The earliest instant a worker not judged yet is due, if any.
-    pub(crate) fn next_due(&self, policy: &StopPolicy) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        self.registry.for_each(Some(policy.stop_started), |entry| {
-            if entry.verdict() == Verdict::None {
-                let at = policy.due(entry.registered_late(), entry.stop_timeout()).at;
-                next = Some(next.map_or(at, |next| next.min(at)));
-            }
-        });
-        next
-    }
-
     /// Aborts the tasks due by `now` and gives up on the threads due, which cannot be aborted.
     /// Returns the aborted tasks' wakers, for the caller to wake outside the locks (each notices
-    /// its abort at its next poll).
+    /// its abort at its next poll), and the earliest instant a worker not judged yet is due,
+    /// found in the same pass.
     #[must_use = "aborted tasks notice their abort only when woken"]
-    pub(crate) fn cut_off_due(&self, policy: &StopPolicy, now: Instant) -> Vec<std::task::Waker> {
+    pub(crate) fn cut_off_due(
+        &self,
+        policy: &StopPolicy,
+        now: Instant,
+    ) -> (Vec<std::task::Waker>, Option<Instant>) {
         let mut to_wake = Vec::new();
         let mut leaked = Vec::new();
+        let mut next: Option<Instant> = None;
         self.registry.judge(Some(policy.stop_started), |entry| {
             if entry.verdict() != Verdict::None {
                 return None;
             }
             let due = policy.due(entry.registered_late(), entry.stop_timeout());
             if due.at > now {
+                next = Some(next.map_or(due.at, |next| next.min(due.at)));
                 return None;
             }
             Some(match entry.waker() {
@@ -147,7 +142,7 @@ impl Workers {
             tracing::error!(thread = %name, "thread {}", detail.as_deref().unwrap_or_default());
             self.push_record(name, kind, outcome, detail);
         }
-        to_wake
+        (to_wake, next)
     }
 
     /// Keeps wakers of aborted tasks that step 3 did not get to wake within the budget, to wake
@@ -182,7 +177,10 @@ impl Workers {
         budget: BudgetEnd,
         dropping_before: &HashSet<usize>,
     ) -> bool {
-        let mut stuck = Vec::new();
+        // Folded as they are judged: neighbours mostly share a name and a reason, so a run is
+        // counted without hashing each of a million names.
+        let mut folded: HashMap<(TaskName, WorkerKind, Leak), usize> = HashMap::new();
+        let mut run: Option<((TaskName, WorkerKind, Leak), usize)> = None;
         let mut unjudged = false;
         self.registry.judge(None, |entry| {
             let leak = match entry.verdict() {
@@ -203,12 +201,23 @@ impl Workers {
                 }
                 Verdict::Leaked | Verdict::AwaitsReport => return None,
             };
-            stuck.push((entry.name().clone(), entry.kind(), leak));
+            match &mut run {
+                Some(((name, kind, same), count))
+                    if *same == leak && *kind == entry.kind() && name == entry.name() =>
+                {
+                    *count += 1;
+                }
+                _ => {
+                    let key = (entry.name().clone(), entry.kind(), leak);
+                    if let Some((key, count)) = run.replace((key, 1)) {
+                        *folded.entry(key).or_default() += count;
+                    }
+                }
+            }
             Some((Verdict::Leaked, false))
         });
-        let mut folded: HashMap<(TaskName, WorkerKind, Leak), usize> = HashMap::new();
-        for (name, kind, leak) in stuck {
-            *folded.entry((name, kind, leak)).or_default() += 1;
+        if let Some((key, count)) = run {
+            *folded.entry(key).or_default() += count;
         }
         for ((name, kind, leak), count) in folded {
             let (outcome, detail) =

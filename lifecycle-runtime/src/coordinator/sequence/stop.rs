@@ -80,9 +80,10 @@ async fn cut_off_the_late(workers: &Workers, policy: &StopPolicy) -> bool {
     loop {
         let now = Instant::now();
         if bound.is_some_and(|at| now >= at) {
-            let aborted = workers.cut_off_due(policy, now);
+            // Workers that register meanwhile make the wait below return `Rescan`.
+            let (aborted, next) = workers.cut_off_due(policy, now);
             wake_in_batches(workers, aborted, policy.deadline).await;
-            bound = workers.next_due(policy);
+            bound = next;
         }
         let recheck = if workers.unpolled_pending() {
             match policy.unpolled(now) {
