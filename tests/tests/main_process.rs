@@ -32,6 +32,17 @@ fn run(scenario: &str, env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// The program was refused at start: exit 2, `line` in its stderr, its body never ran.
+fn assert_refused_at_start(run: &Run, line: &str) {
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains(line), "no {line:?} in:\n{}", run.stderr);
+    assert!(
+        !run.stderr.contains("ready:"),
+        "the body never ran: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn a_clean_run_exits_zero_and_prints_the_report() {
     let run = run("clean", &[]);
@@ -236,20 +247,10 @@ fn budget_and_drain_come_from_the_environment() {
 fn a_bad_environment_value_stops_the_program_at_start_naming_variable_and_value() {
     let run = run("clean", &[("LIFECYCLE_SHUTDOWN_TIMEOUT", "banana")]);
     lifecycle_tests::record_fault_time(run.took);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr.contains(
-            "environment variable LIFECYCLE_SHUTDOWN_TIMEOUT=\"banana\" is not a duration"
-        ),
-        "{}",
-        run.stderr
+    assert_refused_at_start(
+        &run,
+        "environment variable LIFECYCLE_SHUTDOWN_TIMEOUT=\"banana\" is not a duration",
     );
-    assert!(
-        !run.stderr.contains("ready:"),
-        "the body never ran: {}",
-        run.stderr
-    );
-
     assert!(
         run.stderr.contains("or unset it to use 3s"),
         "the default named is the attribute's `shutdown_timeout = \"3s\"`: {}",
@@ -257,12 +258,7 @@ fn a_bad_environment_value_stops_the_program_at_start_naming_variable_and_value(
     );
 
     let run = self::run("clean", &[("LIFECYCLE_DRAIN", "5 parsecs")]);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("LIFECYCLE_DRAIN=\"5 parsecs\""),
-        "{}",
-        run.stderr
-    );
+    assert_refused_at_start(&run, "LIFECYCLE_DRAIN=\"5 parsecs\"");
     assert!(
         run.stderr.contains("write it like \"30s\""),
         "{}",
@@ -274,17 +270,9 @@ fn a_bad_environment_value_stops_the_program_at_start_naming_variable_and_value(
 fn a_zero_budget_is_refused_at_start_naming_where_it_came_from() {
     let run = run("clean", &[("LIFECYCLE_SHUTDOWN_TIMEOUT", "0s")]);
     lifecycle_tests::record_fault_time(run.took);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("LIFECYCLE_SHUTDOWN_TIMEOUT=0s leaves shutdown no time"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("ready:"),
-        "the body never ran: {}",
-        run.stderr
+    assert_refused_at_start(
+        &run,
+        "LIFECYCLE_SHUTDOWN_TIMEOUT=0s leaves shutdown no time",
     );
 }
 
@@ -293,18 +281,9 @@ fn a_drain_that_takes_the_whole_budget_is_refused_at_start() {
     // The drain from the environment against the attribute's budget.
     let run = run("clean", &[("LIFECYCLE_DRAIN", "3s")]);
     lifecycle_tests::record_fault_time(run.took);
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr.contains(
-            "LIFECYCLE_DRAIN=3s takes the whole shutdown budget (shutdown_timeout = \"3s\")"
-        ),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        !run.stderr.contains("ready:"),
-        "the body never ran: {}",
-        run.stderr
+    assert_refused_at_start(
+        &run,
+        "LIFECYCLE_DRAIN=3s takes the whole shutdown budget (shutdown_timeout = \"3s\")",
     );
 
     // Both from the environment; a drain just under the budget is accepted.
@@ -315,13 +294,9 @@ fn a_drain_that_takes_the_whole_budget_is_refused_at_start() {
             ("LIFECYCLE_DRAIN", "5s"),
         ],
     );
-    assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(
-        run.stderr.contains(
-            "LIFECYCLE_DRAIN=5s takes the whole shutdown budget (LIFECYCLE_SHUTDOWN_TIMEOUT=1s)"
-        ),
-        "{}",
-        run.stderr
+    assert_refused_at_start(
+        &run,
+        "LIFECYCLE_DRAIN=5s takes the whole shutdown budget (LIFECYCLE_SHUTDOWN_TIMEOUT=1s)",
     );
     let run = self::run(
         "clean",
