@@ -37,6 +37,19 @@ async fn multi_thread() {
     assert!(task.await.is_ok());
 }
 
+/// A body that is not `Send` (an `Rc` and `std::env::Args` held across an `.await`), on a
+/// multi-thread runtime: the body runs on the test's thread, as `#[tokio::test]`'s does.
+#[lifecycle_runtime::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_send() {
+    let shared = std::rc::Rc::new(std::cell::Cell::new(0));
+    let args = std::env::args();
+    let _ = lifecycle_runtime::shutdown_signal()
+        .sleep(std::time::Duration::from_millis(1))
+        .await;
+    shared.set(args.count());
+    assert!(shared.get() >= 1);
+}
+
 /// The current-thread flavor written out, and a shutdown budget.
 #[lifecycle_runtime::test(flavor = "current_thread", shutdown_timeout = "2s")]
 async fn shutdown_budget() {

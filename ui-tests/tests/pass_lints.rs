@@ -23,6 +23,9 @@ pub mod main_result;
 #[path = "../pass/main_default.rs"]
 pub mod main_default;
 
+#[path = "../pass/main_not_send.rs"]
+pub mod main_not_send;
+
 #[path = "../pass/blocking_and_foreign_types.rs"]
 pub mod blocking_and_foreign_types;
 

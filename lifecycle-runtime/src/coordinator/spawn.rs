@@ -63,6 +63,23 @@ impl Coordinator {
         )
     }
 
+    /// A tracked worker of the global coordinator that is not spawned: the caller polls it
+    /// itself (the body of `#[main]`, on the `block_on` thread, which need not be `Send`). It is
+    /// registered, stopped, aborted and reported like a spawned task; an abort wakes its
+    /// caller, and the next poll drops the future.
+    pub(crate) fn local_worker<F, T>(&self, meta: WorkerMeta, fut: F) -> Worker<F>
+    where
+        F: Future<Output = Result<T, TaskError>>,
+    {
+        debug_assert!(
+            self.is_global(),
+            "only the global coordinator needs no scope"
+        );
+        self.remember_runtime();
+        self.state.workers.task_spawned();
+        Worker::new(self.state.workers.node(meta), true, fut)
+    }
+
     /// Spawns a tracked worker task. It enters the registry when its first poll returns
     /// `Pending` (see `workers/registry/mod.rs`). The future's `Err` says how it failed.
     ///

@@ -81,10 +81,15 @@ impl<E: Debug> MainOutput for Result<(), E> {
 
 /// Runs `body` as the program's main task under the global coordinator. Returns the exit code:
 /// 0 when the body succeeded and shutdown was clean, 1 otherwise, 2 when it could not start.
+///
+/// The body runs on the thread that calls this (in the runtime's `block_on`), as
+/// `#[tokio::main]`'s does, so it need not be `Send`: it may hold an `Rc` or `std::env::Args`
+/// across an `.await`. It is still the tracked worker `main`, told to stop, aborted at its stop
+/// timeout and reported like any task.
 pub fn run_main<O, F>(spec: MainSpec, body: F) -> ExitCode
 where
-    O: MainOutput + Send + 'static,
-    F: Future<Output = O> + Send + 'static,
+    O: MainOutput,
+    F: Future<Output = O>,
 {
     match run_main_inner(spec, body) {
         Ok(code) => ExitCode::from(code),
@@ -97,8 +102,8 @@ where
 
 fn run_main_inner<O, F>(spec: MainSpec, body: F) -> Result<u8, String>
 where
-    O: MainOutput + Send + 'static,
-    F: Future<Output = O> + Send + 'static,
+    O: MainOutput,
+    F: Future<Output = O>,
 {
     let (budget, drain) = budget_and_drain(spec)?;
     let coordinator = Coordinator::global();
@@ -132,36 +137,47 @@ where
             spec.stop_timeout,
             None,
         );
-        let main_task =
-            coordinator.spawn_worker(meta, async move { Ok(body.await.into_main_result()) });
-        let watcher = coordinator.clone();
-        let main_ended = tokio::spawn(async move {
-            let result = main_task.await;
-            let reason = match &result {
-                Ok(Ok(())) => Some(ShutdownReason::MainReturned),
-                Ok(Err(error)) => Some(ShutdownReason::MainFailed {
-                    error: error.clone(),
-                }),
-                Err(TaskError::Panicked { message, .. }) => Some(ShutdownReason::MainFailed {
-                    error: format!("panicked: {message}"),
-                }),
-                Err(_) => None,
-            };
-            if let Some(reason) = reason {
-                watcher.start_shutdown(reason);
+        // Polled here, beside the wait for the report: the body need not be `Send`. Boxed, so that
+        // a body still there at the end (it ignored its abort in synchronous code) is forgotten,
+        // not dropped: its destructor could block the exit.
+        let mut main_task = Box::pin(
+            coordinator.local_worker(meta, async move { Ok(body.await.into_main_result()) }),
+        );
+        let mut body_result = None;
+        let report = {
+            let report = coordinator.report();
+            tokio::pin!(report);
+            loop {
+                tokio::select! {
+                    biased;
+                    result = &mut main_task, if body_result.is_none() => {
+                        let reason = match &result {
+                            Ok(Ok(())) => Some(ShutdownReason::MainReturned),
+                            Ok(Err(error)) => Some(ShutdownReason::MainFailed {
+                                error: error.clone(),
+                            }),
+                            Err(TaskError::Panicked { message, .. }) => {
+                                Some(ShutdownReason::MainFailed {
+                                    error: format!("panicked: {message}"),
+                                })
+                            }
+                            Err(_) => None,
+                        };
+                        if let Some(reason) = reason {
+                            coordinator.start_shutdown(reason);
+                        }
+                        body_result = Some(result);
+                    }
+                    report = &mut report => break report,
+                }
             }
-            result
-        });
-
-        let report = coordinator.report().await;
+        };
+        if body_result.is_none() {
+            std::mem::forget(main_task);
+        }
         let mut text = report.to_string();
         // By now the body has returned or was aborted, unless it is stuck in synchronous code, which
         // the report already names.
-        let body_result = if main_ended.is_finished() {
-            main_ended.await.ok()
-        } else {
-            None
-        };
         let body_ok = match body_result {
             Some(Ok(Ok(()))) => true,
             Some(Ok(Err(error))) => {
