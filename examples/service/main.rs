@@ -209,6 +209,9 @@ async fn main() -> Result<(), String> {
     flusher(stats.clone(), store.clone());
     load_sampler(stats.clone());
     acceptor(stats.clone(), recorder.clone());
+    // Start-up is done (database open, loops running): from now on a readiness probe says
+    // "ready", until shutdown starts.
+    lifecycle_runtime::mark_ready();
     tracing::info!(
         pid = std::process::id(),
         "demo service running; press Ctrl+C to stop"

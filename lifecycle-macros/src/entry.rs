@@ -49,6 +49,7 @@ const MAIN: Entry = Entry {
         "shutdown_timeout",
         "drain",
         "stop_timeout",
+        "ready",
         "worker_threads",
         "flavor",
         "crate",
@@ -106,6 +107,9 @@ struct EntryArgs {
     /// `drain = "..."` as written, for the error when it takes the whole budget.
     drain_tokens: Option<TokenStream>,
     stop_timeout: Option<DurationArg>,
+    /// `ready = "at_start"`: ready as soon as the body starts (a service with nothing to wait
+    /// for); by default, when the body calls `mark_ready()`.
+    ready_at_start: bool,
     krate: syn::Path,
 }
 
@@ -120,6 +124,7 @@ impl EntryArgs {
             drain: None,
             drain_tokens: None,
             stop_timeout: None,
+            ready_at_start: false,
             krate,
         };
         for arg in &parsed {
@@ -159,6 +164,11 @@ impl EntryArgs {
                         Zero::Rejected("main would be dropped the moment shutdown starts"),
                         errors,
                     );
+                }
+                "ready" => {
+                    if let Some(choice) = args::choice(arg, &["at_start", "when_marked"], errors) {
+                        config.ready_at_start = choice == "at_start";
+                    }
                 }
                 // `crate` was read first.
                 _ => {}
@@ -277,6 +287,7 @@ fn expand_valid(entry: &Entry, config: &EntryArgs, function: &ItemFn) -> TokenSt
                 Some(stop_timeout) => stop_timeout.tokens(krate),
                 None => quote!(#private::DEFAULT_MAIN_STOP_TIMEOUT),
             };
+            let ready_at_start = config.ready_at_start;
             quote! {
                 #(#attrs)*
                 #vis fn #ident() -> ::std::process::ExitCode {
@@ -286,6 +297,7 @@ fn expand_valid(entry: &Entry, config: &EntryArgs, function: &ItemFn) -> TokenSt
                             shutdown_timeout: #shutdown_timeout,
                             drain: #drain,
                             stop_timeout: #stop_timeout,
+                            ready_at_start: #ready_at_start,
                             worker_threads: #worker_threads,
                             flavor: #flavor,
                         },

@@ -73,7 +73,7 @@ mod workers;
 
 pub use crate::config::ConfigError;
 pub use crate::coordinator::{
-    Coordinator, CoordinatorBuilder, EnterGuard, Shutdown, TaskGroup, manage, shutdown,
+    Coordinator, CoordinatorBuilder, EnterGuard, Shutdown, TaskGroup, manage, mark_ready, shutdown,
     shutdown_signal, snapshot, spawn, spawn_thread, trigger_shutdown,
 };
 pub use crate::defaults::{
@@ -85,8 +85,8 @@ pub use crate::resources::{
     Close, CloseError, Managed, ManagedChild, ManagedChildBuilder, NoCleanup,
 };
 pub use crate::snapshot::{
-    Counters, GroupSnapshot, PoolSnapshot, ResourceSnapshot, Snapshot, TaskSnapshot, TaskState,
-    ThreadSnapshot,
+    Counters, GroupSnapshot, PoolSnapshot, Readiness, ResourceSnapshot, Snapshot, TaskSnapshot,
+    TaskState, ThreadSnapshot,
 };
 pub use crate::timeout::{Elapsed, timeout};
 pub use crate::workers::{TaskError, TaskHandle, TaskName, ThreadHandle};

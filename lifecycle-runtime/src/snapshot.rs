@@ -253,6 +253,43 @@ pub struct ResourceSnapshot {
     pub name: String,
 }
 
+/// Where a program stands, from start-up to the report: what a readiness probe reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Readiness {
+    /// Started, not ready yet: the program has not called [`mark_ready`](crate::mark_ready).
+    Starting,
+    /// Ready to serve.
+    Ready,
+    /// Shutdown started and the drain runs: still serving, but load balancers should stop
+    /// sending traffic.
+    Draining,
+    /// Tasks were told to stop; resources close.
+    Stopping,
+    /// Shutdown is done: the report is made.
+    Stopped,
+}
+
+impl Readiness {
+    /// The name a probe or a page shows: `starting`, `ready`, `draining`, `stopping`, `stopped`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Starting => "starting",
+            Readiness::Ready => "ready",
+            Readiness::Draining => "draining",
+            Readiness::Stopping => "stopping",
+            Readiness::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The state of a coordinator at one moment. Serialize it for a health endpoint.
 ///
 /// ```
@@ -267,7 +304,8 @@ pub struct ResourceSnapshot {
 /// tokio::task::yield_now().await;
 /// let snapshot = lifecycle_runtime::snapshot();
 /// assert_eq!(snapshot.starting, 0);
-/// assert!(snapshot.ready);
+/// // Not ready until the program says so.
+/// assert!(!snapshot.ready);
 /// assert_eq!(snapshot.tasks[0].name, "idle");
 /// assert_eq!(snapshot.counters.spawned, 1);
 /// # drop(task);
@@ -277,8 +315,11 @@ pub struct ResourceSnapshot {
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
 pub struct Snapshot {
-    /// False once shutdown was triggered: answer readiness probes with this.
+    /// Whether to answer readiness probes "ready": the program called
+    /// [`mark_ready`](crate::mark_ready) and shutdown has not started.
     pub ready: bool,
+    /// Where the program stands: starting, ready, draining, stopping or stopped.
+    pub readiness: Readiness,
     /// Whether shutdown has been triggered.
     pub shutting_down: bool,
     /// Live tasks, oldest first. A task is listed from the first time it waits; see `starting`.

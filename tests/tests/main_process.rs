@@ -156,6 +156,21 @@ fn sigterm_shuts_down_cleanly_with_exit_zero() {
 }
 
 #[test]
+fn readiness_is_starting_until_the_body_marks_it_ready() {
+    let mut program = start("readiness", &[]);
+    program.wait_for("readiness: ready");
+    program.signal(libc::SIGTERM);
+    let (code, stderr) = program.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    let seen: Vec<&str> = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("readiness: "))
+        .collect();
+    // No drain: the body hears the stop signal with tasks already told to stop.
+    assert_eq!(seen, ["starting", "ready", "stopping"], "{stderr}");
+}
+
+#[test]
 fn sigint_shuts_down_too() {
     let mut program = start("wait-signal", &[]);
     program.wait_for("ready: wait-signal");

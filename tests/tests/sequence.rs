@@ -10,7 +10,7 @@ use common::{
     Behaviour, Log, Part, coordinator, coordinator_with_budget, entry, push, settle, within,
 };
 use lifecycle_runtime::{
-    Coordinator, EntryKind, Outcome, ShutdownReason, TaskError, TaskGroup, background,
+    Coordinator, EntryKind, Outcome, Readiness, ShutdownReason, TaskError, TaskGroup, background,
 };
 
 const LIMIT: Duration = Duration::from_secs(3600);
@@ -338,11 +338,22 @@ async fn drain_waits_with_readiness_false_before_tasks_hear_shutdown() {
             *heard.lock().unwrap() = Some(start.elapsed());
         });
         settle().await;
+        assert_eq!(
+            lifecycle_runtime::snapshot().readiness,
+            Readiness::Starting,
+            "not ready until the program says so"
+        );
+        assert!(!lifecycle_runtime::snapshot().ready);
+        lifecycle_runtime::mark_ready();
         assert!(lifecycle_runtime::snapshot().ready);
         lifecycle_runtime::trigger_shutdown();
+        let snapshot = lifecycle_runtime::snapshot();
+        assert!(!snapshot.ready, "not ready from the trigger on");
+        assert_eq!(snapshot.readiness, Readiness::Draining);
+        lifecycle_runtime::mark_ready();
         assert!(
             !lifecycle_runtime::snapshot().ready,
-            "not ready from the trigger on"
+            "marking it ready during shutdown changes nothing"
         );
         assert!(coordinator.is_shutting_down());
         assert!(
@@ -358,6 +369,66 @@ async fn drain_waits_with_readiness_false_before_tasks_hear_shutdown() {
         );
         assert_eq!(entry(&report, "listener").start(), Duration::from_secs(2));
         assert!(report.is_clean(), "{report}");
+        assert_eq!(lifecycle_runtime::snapshot().readiness, Readiness::Stopped);
+    })
+    .await;
+}
+
+/// The phases a probe sees, in order: starting, ready, draining (the drain runs, tasks still
+/// serve), stopping (tasks told to stop, resources closing), stopped.
+#[tokio::test(start_paused = true)]
+async fn readiness_goes_through_its_phases_in_order() {
+    let coordinator = Coordinator::builder()
+        .scan_os_threads(false)
+        .drain(Duration::from_secs(1))
+        .build();
+    within(&coordinator, LIMIT, async {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        // A resource that records what a probe would answer while it closes.
+        struct Probe(Arc<Mutex<Vec<Readiness>>>);
+        impl lifecycle_runtime::Close for Probe {
+            async fn close(&self) -> Result<(), lifecycle_runtime::CloseError> {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(lifecycle_runtime::snapshot().readiness);
+                Ok(())
+            }
+        }
+        let _probe = lifecycle_runtime::manage(Probe(seen.clone()));
+        let shutdown = lifecycle_runtime::shutdown_signal();
+        let heard = seen.clone();
+        let _listener = lifecycle_runtime::spawn("listener", async move {
+            shutdown.triggered().await;
+            heard
+                .lock()
+                .unwrap()
+                .push(lifecycle_runtime::snapshot().readiness);
+        });
+        settle().await;
+        seen.lock().unwrap().push(coordinator.readiness());
+        lifecycle_runtime::mark_ready();
+        seen.lock().unwrap().push(coordinator.readiness());
+        coordinator.trigger_shutdown();
+        seen.lock().unwrap().push(coordinator.readiness());
+        let report = coordinator.report().await;
+        assert!(report.is_clean(), "{report}");
+        seen.lock().unwrap().push(coordinator.readiness());
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                Readiness::Starting,
+                Readiness::Ready,
+                Readiness::Draining,
+                // The listener hears the stop signal, then the resource closes.
+                Readiness::Stopping,
+                Readiness::Stopping,
+                Readiness::Stopped,
+            ]
+        );
+        let json = serde_json::to_value(lifecycle_runtime::snapshot()).unwrap();
+        assert_eq!(json["readiness"], "stopped");
+        assert_eq!(json["ready"], false);
     })
     .await;
 }
@@ -620,7 +691,14 @@ async fn snapshot_counts_and_describes_what_runs() {
         assert_eq!(snapshot.tasks[0].ticks, 1);
         let json = serde_json::to_value(&snapshot).unwrap();
         assert_eq!(json["tasks"][0]["state"], "idle");
-        assert_eq!(json["ready"], true);
+        assert_eq!(json["ready"], false, "not marked ready");
+        assert_eq!(json["readiness"], "starting");
+        lifecycle_runtime::mark_ready();
+        let json = serde_json::to_value(lifecycle_runtime::snapshot()).unwrap();
+        assert_eq!(
+            (&json["ready"], &json["readiness"]),
+            (&true.into(), &"ready".into())
+        );
         lifecycle_runtime::shutdown().await;
     })
     .await;

@@ -12,6 +12,7 @@ fn main() -> ::std::process::ExitCode {
                 ::lifecycle_runtime::__private::Duration::from_secs(1),
             ),
             stop_timeout: ::lifecycle_runtime::__private::DEFAULT_MAIN_STOP_TIMEOUT,
+            ready_at_start: false,
             worker_threads: ::core::option::Option::None,
             flavor: ::lifecycle_runtime::__private::Flavor::MultiThread,
         },

@@ -18,10 +18,13 @@ use lifecycle_runtime as lc;
     shutdown_timeout = "30s",
     drain = "0s",
     stop_timeout = "2s",
+    ready = "at_start",
     worker_threads = 2,
     flavor = "multi_thread"
 )]
 async fn main() {
+    // `ready = "at_start"`: ready from the start, without `mark_ready()`.
+    assert_eq!(lc::snapshot().readiness, lc::Readiness::Ready);
     // Returns at once: the runtime's own worker threads, some maybe not started yet, must not
     // be reported as leaked.
 }

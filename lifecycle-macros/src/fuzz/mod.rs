@@ -97,6 +97,7 @@ impl Macro {
                 "shutdown_timeout",
                 "drain",
                 "stop_timeout",
+                "ready",
                 "worker_threads",
                 "flavor",
                 "crate",

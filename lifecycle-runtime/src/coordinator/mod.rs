@@ -25,13 +25,14 @@ pub use manage::manage;
 pub use scope::EnterGuard;
 pub(crate) use scope::with_current;
 pub use shutdown::{Shutdown, shutdown, shutdown_signal, trigger_shutdown};
-pub use snapshot::snapshot;
+pub use snapshot::{mark_ready, snapshot};
 pub use spawn::{spawn, spawn_thread};
 pub(crate) use state::Config;
 #[cfg(unix)]
 pub(crate) use watchdog::{HARD_GRACE, TEST_HARD_GRACE, Watch, claim_exit};
 
 use crate::report::{Location, ShutdownReason, ShutdownReport};
+use crate::snapshot::Readiness;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::util::after;
 use crate::util::lock;
@@ -273,9 +274,49 @@ impl Coordinator {
         self.state.start.reason()
     }
 
-    /// False from the moment shutdown starts: a readiness probe should answer "not ready".
+    /// Whether a readiness probe should answer "ready": the program said so
+    /// ([`mark_ready`](Coordinator::mark_ready)) and shutdown has not started. See
+    /// [`readiness`](Coordinator::readiness).
     pub fn is_ready(&self) -> bool {
-        self.state.start.is_ready()
+        self.readiness() == Readiness::Ready
+    }
+
+    /// Where the program stands: [`Readiness::Starting`] until it calls
+    /// [`mark_ready`](Coordinator::mark_ready), then `Ready`; from the start of shutdown
+    /// `Draining` (during the drain), `Stopping` (tasks told to stop, resources closing), and
+    /// `Stopped` once the report is made.
+    ///
+    /// ```
+    /// use lifecycle_runtime::{Coordinator, Readiness};
+    ///
+    /// let coordinator = Coordinator::new();
+    /// assert_eq!(coordinator.readiness(), Readiness::Starting);
+    /// coordinator.mark_ready();
+    /// assert_eq!(coordinator.readiness(), Readiness::Ready);
+    /// coordinator.trigger_shutdown();
+    /// assert_eq!(coordinator.readiness(), Readiness::Stopping);
+    /// ```
+    pub fn readiness(&self) -> Readiness {
+        if !self.state.start.has_started() {
+            return match self.state.start.is_marked_ready() {
+                true => Readiness::Ready,
+                false => Readiness::Starting,
+            };
+        }
+        match self.phase() {
+            Phase::Running | Phase::Draining => Readiness::Draining,
+            Phase::Stopping | Phase::Closing => Readiness::Stopping,
+            Phase::Done => Readiness::Stopped,
+        }
+    }
+
+    /// Says the program is ready to serve: readiness probes answer "ready" from now until
+    /// shutdown starts. Call it once start-up is done (connections opened, listeners bound).
+    /// Idempotent; after shutdown started it changes nothing.
+    pub fn mark_ready(&self) {
+        if self.state.start.mark_ready() && !self.is_shutting_down() {
+            tracing::info!("ready");
+        }
     }
 
     /// Names of what shutdown is still waiting for: live tasks and threads, the resource being

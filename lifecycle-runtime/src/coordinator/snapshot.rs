@@ -8,6 +8,25 @@ use crate::snapshot::{
 };
 use crate::workers::WorkerKind;
 
+/// Says the current coordinator's program is ready to serve; see [`Coordinator::mark_ready`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # lifecycle_runtime::Coordinator::new().scope(async {
+/// use lifecycle_runtime::Readiness;
+///
+/// assert_eq!(lifecycle_runtime::snapshot().readiness, Readiness::Starting);
+/// // ... open connections, bind listeners ...
+/// lifecycle_runtime::mark_ready();
+/// assert!(lifecycle_runtime::snapshot().ready);
+/// # }).await;
+/// # }
+/// ```
+pub fn mark_ready() {
+    with_current(Coordinator::mark_ready);
+}
+
 /// A snapshot of the current coordinator.
 pub fn snapshot() -> Snapshot {
     with_current(Coordinator::snapshot)
@@ -70,6 +89,7 @@ impl Coordinator {
             .collect();
         Snapshot {
             ready: self.is_ready(),
+            readiness: self.readiness(),
             shutting_down: self.is_shutting_down(),
             tasks,
             starting: workers.unpolled(),

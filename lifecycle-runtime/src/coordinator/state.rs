@@ -92,7 +92,8 @@ pub(super) struct Start {
     /// The settings in force when shutdown started: read once, so a concurrent change cannot give
     /// the trigger and the sequence different ideas of the drain.
     config: OnceLock<Config>,
-    ready: AtomicBool,
+    /// The program said it is ready (`mark_ready`); readiness is that, until shutdown starts.
+    marked_ready: AtomicBool,
 }
 
 impl Default for Start {
@@ -102,7 +103,7 @@ impl Default for Start {
             started: CancellationToken::new(),
             at: OnceLock::new(),
             config: OnceLock::new(),
-            ready: AtomicBool::new(true),
+            marked_ready: AtomicBool::new(false),
         }
     }
 }
@@ -114,7 +115,6 @@ impl Start {
             return false;
         }
         let _ = self.at.set(Instant::now());
-        self.ready.store(false, Ordering::Release);
         let _ = self.config.get_or_init(config);
         true
     }
@@ -146,8 +146,13 @@ impl Start {
         self.config.get().cloned().unwrap_or_else(current)
     }
 
-    pub(super) fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+    /// The program says it is ready to serve: true the first time.
+    pub(super) fn mark_ready(&self) -> bool {
+        !self.marked_ready.swap(true, Ordering::AcqRel)
+    }
+
+    pub(super) fn is_marked_ready(&self) -> bool {
+        self.marked_ready.load(Ordering::Acquire)
     }
 }
 

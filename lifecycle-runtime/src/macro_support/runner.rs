@@ -51,6 +51,9 @@ pub struct MainSpec {
     pub drain: Option<Duration>,
     /// How long the body may take to return after shutdown is triggered before it is dropped.
     pub stop_timeout: Duration,
+    /// `ready = "at_start"`: the program is ready as soon as the body starts; otherwise when it
+    /// calls [`mark_ready`](crate::mark_ready).
+    pub ready_at_start: bool,
     /// `worker_threads = n`.
     pub worker_threads: Option<usize>,
     /// `flavor = "..."`.
@@ -131,6 +134,9 @@ where
         #[cfg(not(unix))]
         listen_for_signals(coordinator.clone())?;
 
+        if spec.ready_at_start {
+            coordinator.mark_ready();
+        }
         let meta = WorkerMeta::new(
             TaskName::from("main"),
             WorkerKind::Main,

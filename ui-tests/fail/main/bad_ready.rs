@@ -1,0 +1,2 @@
+#[lifecycle_runtime::main(ready = "immediately")]
+async fn main() {}
