@@ -50,6 +50,7 @@ const MAIN: Entry = Entry {
         "drain",
         "stop_timeout",
         "ready",
+        "report",
         "worker_threads",
         "flavor",
         "crate",
@@ -110,6 +111,8 @@ struct EntryArgs {
     /// `ready = "at_start"`: ready as soon as the body starts (a service with nothing to wait
     /// for); by default, when the body calls `mark_ready()`.
     ready_at_start: bool,
+    /// `report = "..."`: how the report is given; text by default.
+    report: Option<&'static str>,
     krate: syn::Path,
 }
 
@@ -125,6 +128,7 @@ impl EntryArgs {
             drain_tokens: None,
             stop_timeout: None,
             ready_at_start: false,
+            report: None,
             krate,
         };
         for arg in &parsed {
@@ -164,6 +168,9 @@ impl EntryArgs {
                         Zero::Rejected("main would be dropped the moment shutdown starts"),
                         errors,
                     );
+                }
+                "report" => {
+                    config.report = args::choice(arg, &["text", "json", "tracing", "off"], errors);
                 }
                 "ready" => {
                     if let Some(choice) = args::choice(arg, &["at_start", "when_marked"], errors) {
@@ -288,6 +295,12 @@ fn expand_valid(entry: &Entry, config: &EntryArgs, function: &ItemFn) -> TokenSt
                 None => quote!(#private::DEFAULT_MAIN_STOP_TIMEOUT),
             };
             let ready_at_start = config.ready_at_start;
+            let report = match config.report.unwrap_or("text") {
+                "json" => quote!(#private::ReportFormat::Json),
+                "tracing" => quote!(#private::ReportFormat::Tracing),
+                "off" => quote!(#private::ReportFormat::Off),
+                _ => quote!(#private::ReportFormat::Text),
+            };
             quote! {
                 #(#attrs)*
                 #vis fn #ident() -> ::std::process::ExitCode {
@@ -298,6 +311,7 @@ fn expand_valid(entry: &Entry, config: &EntryArgs, function: &ItemFn) -> TokenSt
                             drain: #drain,
                             stop_timeout: #stop_timeout,
                             ready_at_start: #ready_at_start,
+                            report: #report,
                             worker_threads: #worker_threads,
                             flavor: #flavor,
                         },

@@ -80,7 +80,9 @@ pub use crate::defaults::{
     DEFAULT_CLOSE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STOP_TIMEOUT, DEFAULT_TERM_TIMEOUT,
     DEFAULT_TEST_SHUTDOWN_TIMEOUT,
 };
-pub use crate::report::{Entry, EntryKind, Outcome, ShutdownReason, ShutdownReport};
+pub use crate::report::{
+    Entry, EntryKind, Outcome, REPORT_VAR, ReportFormat, ShutdownReason, ShutdownReport,
+};
 pub use crate::resources::{
     Close, CloseError, Managed, ManagedChild, ManagedChildBuilder, NoCleanup,
 };

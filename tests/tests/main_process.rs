@@ -170,6 +170,100 @@ fn readiness_is_starting_until_the_body_marks_it_ready() {
     assert_eq!(seen, ["starting", "ready", "stopping"], "{stderr}");
 }
 
+/// The last line of stderr that parses as JSON.
+fn last_json(stderr: &str) -> serde_json::Value {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("no JSON line in:\n{stderr}"))
+}
+
+#[test]
+fn a_json_report_is_one_line_with_every_entry_and_the_exit_code() {
+    let run = run("clean", &[("LIFECYCLE_REPORT", "json")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("outcome   entry"),
+        "no text report: {}",
+        run.stderr
+    );
+    let report = last_json(&run.stderr);
+    assert_eq!(report["exit_code"], 0);
+    assert_eq!(report["reason"]["kind"], "main_returned", "{report}");
+    let names: Vec<&str> = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["name"].as_str().unwrap())
+        .collect();
+    for name in ["server", "ticker"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+
+    // Main's error travels with it.
+    let run = self::run("error", &[("LIFECYCLE_REPORT", "json")]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let report = last_json(&run.stderr);
+    assert_eq!(report["exit_code"], 1);
+    assert_eq!(report["error"], "\"could not bind port 8080\"");
+}
+
+#[test]
+fn report_off_prints_no_report_and_keeps_the_exit_code() {
+    let run = run("error", &[("LIFECYCLE_REPORT", "off")]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(!run.stderr.contains("shutdown:"), "{}", run.stderr);
+    assert!(!run.stderr.contains("Error:"), "{}", run.stderr);
+}
+
+#[test]
+fn a_report_format_that_does_not_exist_is_refused_at_start() {
+    let run = run("clean", &[("LIFECYCLE_REPORT", "bogus")]);
+    assert_refused_at_start(
+        &run,
+        "environment variable LIFECYCLE_REPORT=\"bogus\" is not a report format; write one of text, json, tracing, off, or unset it to use text",
+    );
+}
+
+#[test]
+fn a_long_shutdown_says_every_second_how_far_it_has_come() {
+    let mut program = start("slow-stop", &[]);
+    program.wait_for("ready: slow-stop");
+    program.signal(libc::SIGTERM);
+    let (code, stderr) = program.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("of 3s budget; waiting for:"))
+        .collect();
+    // At 1 s and 2 s; it ends at 2.2 s.
+    assert_eq!(progress.len(), 2, "{stderr}");
+    for line in &progress {
+        assert!(line.contains("task slow-stopper"), "{line}");
+    }
+    assert!(progress[0].starts_with("shutdown: 1.0"), "{}", progress[0]);
+    assert!(progress[1].starts_with("shutdown: 2.0"), "{}", progress[1]);
+
+    // The same as JSON lines.
+    let mut program = start("slow-stop", &[("LIFECYCLE_REPORT", "json")]);
+    program.wait_for("ready: slow-stop");
+    program.signal(libc::SIGTERM);
+    let (code, stderr) = program.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    let progress: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|value| value.get("shutdown_progress").is_some())
+        .collect();
+    assert_eq!(progress.len(), 2, "{stderr}");
+    assert_eq!(
+        progress[0]["shutdown_progress"]["waiting_for"][0],
+        "task slow-stopper"
+    );
+    assert_eq!(last_json(&stderr)["exit_code"], 0);
+}
+
 #[test]
 fn sigint_shuts_down_too() {
     let mut program = start("wait-signal", &[]);

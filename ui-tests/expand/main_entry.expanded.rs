@@ -13,6 +13,7 @@ fn main() -> ::std::process::ExitCode {
             ),
             stop_timeout: ::lifecycle_runtime::__private::DEFAULT_MAIN_STOP_TIMEOUT,
             ready_at_start: false,
+            report: ::lifecycle_runtime::__private::ReportFormat::Text,
             worker_threads: ::core::option::Option::None,
             flavor: ::lifecycle_runtime::__private::Flavor::MultiThread,
         },

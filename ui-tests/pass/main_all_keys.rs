@@ -19,6 +19,7 @@ use lifecycle_runtime as lc;
     drain = "0s",
     stop_timeout = "2s",
     ready = "at_start",
+    report = "text",
     worker_threads = 2,
     flavor = "multi_thread"
 )]

@@ -98,6 +98,7 @@ impl Macro {
                 "drain",
                 "stop_timeout",
                 "ready",
+                "report",
                 "worker_threads",
                 "flavor",
                 "crate",

@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Coordinator;
-use crate::report::{Entry, EntryKind, Outcome, ShutdownReason, ShutdownReport};
-use crate::util::{after_std, format_duration, write_stderr};
+use crate::report::{Entry, EntryKind, Outcome, ReportFormat, ShutdownReason, ShutdownReport};
+use crate::util::{after_std, format_duration, write_stderr, write_stderr_unless_busy};
 use crate::workers::Phase;
 
 /// How long after the budget the watchdog ends a program whose shutdown has not reported.
@@ -37,6 +37,41 @@ const WRITE_LIMIT: Duration = Duration::from_millis(200);
 
 /// How often the watchdog nudges the runtime while shutdown is under way (see [`nudge`]).
 const NUDGE_EVERY: Duration = Duration::from_millis(10);
+
+/// How often a long shutdown says how far it has come.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// How many names (folded) a progress line lists before "(+N more)".
+const PROGRESS_NAMES: usize = 8;
+
+/// Names folded with a count in the order they first come (`task deaf ×1000`), at most `most` of
+/// them and then how many more.
+fn fold_names(names: Vec<String>, most: usize) -> Vec<String> {
+    let mut folded: Vec<(String, usize)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for name in names {
+        match index.get(&name) {
+            Some(&at) => folded[at].1 += 1,
+            None => {
+                index.insert(name.clone(), folded.len());
+                folded.push((name, 1));
+            }
+        }
+    }
+    let more = folded.len().saturating_sub(most);
+    let mut shown: Vec<String> = folded
+        .into_iter()
+        .take(most)
+        .map(|(name, count)| match count {
+            1 => name,
+            count => format!("{name} ×{count}"),
+        })
+        .collect();
+    if more > 0 {
+        shown.push(format!("(+{more} more)"));
+    }
+    shown
+}
 
 /// The byte that only wakes the watchdog (signal numbers are never 0).
 const WAKE: u8 = 0;
@@ -94,6 +129,8 @@ pub(crate) struct Watch {
     pub(crate) timed_out_code: u8,
     /// The code at a second signal.
     pub(crate) second_signal_code: u8,
+    /// How the report it writes, and the progress of a long shutdown, are given.
+    pub(crate) format: ReportFormat,
 }
 
 impl Coordinator {
@@ -143,6 +180,8 @@ impl Coordinator {
     /// The watchdog's loop; it only returns by ending the process.
     fn watch(&self, pipe: &OwnedFd, watch: Watch) {
         let mut deadline: Option<Instant> = None;
+        // When the next progress line of a long shutdown is due.
+        let mut progress_at: Option<Instant> = None;
         loop {
             // While shutdown is under way, wake up often enough to nudge the runtime.
             let wake_at = deadline.map(|at| at.min(after_std(Instant::now(), NUDGE_EVERY)));
@@ -163,6 +202,7 @@ impl Coordinator {
                             watch.second_signal_code
                         ),
                         watch.second_signal_code,
+                        watch.format,
                     );
                 }
                 self.start_shutdown(ShutdownReason::Signal { name });
@@ -173,6 +213,14 @@ impl Coordinator {
                     Instant::now(),
                     budget.saturating_add(watch.grace),
                 ));
+                progress_at = Some(after_std(Instant::now(), PROGRESS_EVERY));
+            }
+            if watch.signals
+                && progress_at.is_some_and(|at| Instant::now() >= at)
+                && !self.state.sequence.has_report()
+            {
+                progress_at = progress_at.map(|at| after_std(at, PROGRESS_EVERY));
+                self.tell_progress(watch.format);
             }
             if deadline.is_some_and(|at| Instant::now() >= at) {
                 let budget = format!(
@@ -189,8 +237,19 @@ impl Coordinator {
                         "test `{test}` did not shut down within {budget}: ending the test process with code {code}."
                     ),
                 };
-                self.exit_now(&headline, code);
+                self.exit_now(&headline, code, watch.format);
             }
+        }
+    }
+
+    /// Says how far shutdown has come and what it still waits for. Skipped when the finished
+    /// report is being written, so the line never lands inside it.
+    fn tell_progress(&self, format: ReportFormat) {
+        let elapsed = self.state.start.at().elapsed();
+        let budget = self.sequence_config().shutdown_timeout;
+        let waiting_for = fold_names(self.pending(), PROGRESS_NAMES);
+        if let Some(line) = format.progress(elapsed, budget, &waiting_for) {
+            write_stderr_unless_busy(&line, WRITE_LIMIT);
         }
     }
 
@@ -207,7 +266,7 @@ impl Coordinator {
     /// Ends the process: kills the managed children's groups, writes `headline` and what is
     /// known, exits with `code`. If the main thread is printing the finished report, it gets
     /// [`PRINT_GRACE`] to finish and the process exits with its code instead.
-    fn exit_now(&self, headline: &str, code: u8) -> ! {
+    fn exit_now(&self, headline: &str, code: u8, format: ReportFormat) -> ! {
         // Claimed and described before the children are killed: killing them lets a close that
         // waited for them finish, and the sequence could then end and claim the exit (with its
         // own code) or publish a report that calls the killed children closed.
@@ -216,12 +275,20 @@ impl Coordinator {
                 // The finished report if the sequence made one (the main thread could not print
                 // it: a destructor blocks its runtime's only thread), else what is known.
                 let published = self.state.sequence.subscribe().borrow().clone();
-                let report = match published {
-                    Some(report) => report.to_string(),
-                    None => self.report_so_far().to_string(),
-                };
+                let report = published.unwrap_or_else(|| self.report_so_far().into());
                 crate::resources::kill_all_now();
-                write_stderr(&format!("\n{headline}\n{report}"), WRITE_LIMIT);
+                let text = match format {
+                    ReportFormat::Text => Some(format!("\n{headline}\n{report}")),
+                    format => {
+                        if format == ReportFormat::Tracing {
+                            tracing::error!(exit_code = code, "{headline}");
+                        }
+                        format.render(&report, Some(headline), code)
+                    }
+                };
+                if let Some(text) = text {
+                    write_stderr(&text, WRITE_LIMIT);
+                }
                 exit(code)
             }
             Err(main_code) => {
@@ -390,4 +457,22 @@ fn signal_name(signal: u8) -> &'static str {
 fn exit(code: u8) -> ! {
     // SAFETY: _exit(2) ends the process; nothing runs after it.
     unsafe { libc::_exit(i32::from(code)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fold_names;
+
+    #[test]
+    fn progress_names_fold_by_name_in_first_order_and_stop_at_the_most() {
+        let names = ["task a", "task b", "task a", "resource db", "task a"]
+            .map(str::to_owned)
+            .to_vec();
+        assert_eq!(
+            fold_names(names.clone(), 8),
+            ["task a ×3", "task b", "resource db"]
+        );
+        assert_eq!(fold_names(names, 1), ["task a ×3", "(+2 more)"]);
+        assert!(fold_names(Vec::new(), 8).is_empty());
+    }
 }

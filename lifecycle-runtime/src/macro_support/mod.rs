@@ -10,6 +10,7 @@ mod restart;
 mod runner;
 mod timeout;
 
+pub use crate::report::ReportFormat;
 pub use background::{
     BackgroundSpec, MissedTick, ShutdownMode, ThreadTicker, TickResult, Ticker, spawn_background,
     spawn_background_thread, spawn_supervised, spawn_supervised_thread,

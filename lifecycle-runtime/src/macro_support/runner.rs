@@ -12,7 +12,7 @@ use crate::coordinator::Coordinator;
 #[cfg(unix)]
 use crate::coordinator::{HARD_GRACE, TEST_HARD_GRACE, Watch, claim_exit};
 use crate::defaults::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TEST_SHUTDOWN_TIMEOUT};
-use crate::report::{Entry, Outcome, ShutdownReason};
+use crate::report::{Entry, Outcome, ReportFormat, ShutdownReason, ShutdownReport};
 #[cfg(unix)]
 use crate::util::write_stderr;
 use crate::util::{debug_guarded, format_duration};
@@ -54,6 +54,8 @@ pub struct MainSpec {
     /// `ready = "at_start"`: the program is ready as soon as the body starts; otherwise when it
     /// calls [`mark_ready`](crate::mark_ready).
     pub ready_at_start: bool,
+    /// `report = "..."`; `LIFECYCLE_REPORT` overrides it.
+    pub report: ReportFormat,
     /// `worker_threads = n`.
     pub worker_threads: Option<usize>,
     /// `flavor = "..."`.
@@ -109,6 +111,7 @@ where
     F: Future<Output = O>,
 {
     let (budget, drain) = budget_and_drain(spec)?;
+    let format = ReportFormat::from_env(spec.report)?;
     let coordinator = Coordinator::global();
     coordinator.set_shutdown_timeout(budget);
     coordinator.set_drain(drain);
@@ -122,6 +125,7 @@ where
             test: None,
             timed_out_code: EXIT_FAILURE,
             second_signal_code: EXIT_SECOND_SIGNAL,
+            format,
         })
         .map_err(|error| format!("cannot start the shutdown watchdog: {error}"))?;
 
@@ -129,7 +133,7 @@ where
         .on_thread_start(crate::os_threads::mark_runtime_thread)
         .build()
         .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
-    let (code, text) = runtime.block_on(async {
+    let (code, report, main_error) = runtime.block_on(async {
         coordinator.remember_runtime();
         #[cfg(not(unix))]
         listen_for_signals(coordinator.clone())?;
@@ -181,22 +185,17 @@ where
         if body_result.is_none() {
             std::mem::forget(main_task);
         }
-        let mut text = report.to_string();
         // By now the body has returned or was aborted, unless it is stuck in synchronous code, which
         // the report already names.
-        let body_ok = match body_result {
-            Some(Ok(Ok(()))) => true,
-            Some(Ok(Err(error))) => {
-                text.push_str(&format!("Error: {error}\n"));
-                false
-            }
+        let main_error = match body_result {
+            Some(Ok(Err(error))) => Some(error),
             Some(Err(TaskError::Panicked { message, .. })) => {
-                text.push_str(&format!("Error: main panicked: {message}\n"));
-                false
+                Some(format!("main panicked: {message}"))
             }
-            // Aborted or stuck: the report says so and is not clean.
-            _ => true,
+            // Returned, or aborted or stuck: the report says so and is not clean.
+            _ => None,
         };
+        let body_ok = main_error.is_none();
         // A critical task failing is a failure of the program, however cleanly it then stopped.
         let critical_failed = matches!(report.reason(), ShutdownReason::CriticalTaskFailed { .. });
         let code = if body_ok && report.is_clean() && !critical_failed {
@@ -204,9 +203,10 @@ where
         } else {
             EXIT_FAILURE
         };
-        Ok::<(u8, String), String>((code, text))
+        Ok::<(u8, ShutdownReport, Option<String>), String>((code, report, main_error))
     })?;
-    print_report(code, &text);
+    // Claimed first: a watchdog ending the process meanwhile gives its own report instead.
+    print_report(code, || format.render(&report, main_error.as_deref(), code));
     // No managed child outlives the program, whatever became of its close.
     crate::resources::kill_all_now();
     // The runtime is not dropped: that would drop every task still there on this thread, and one
@@ -216,9 +216,10 @@ where
     Ok(code)
 }
 
-/// Prints the finished report. A closed or full stderr loses the text, never the exit code.
+/// Gives the finished report (`render` writes tracing events itself, or returns the text to
+/// write). A closed or full stderr loses the text, never the exit code.
 #[cfg(unix)]
-fn print_report(code: u8, text: &str) {
+fn print_report(code: u8, render: impl FnOnce() -> Option<String>) {
     if !claim_exit(code) {
         // The watchdog is ending the process (a second signal, or the deadline) with its own
         // report: let it.
@@ -226,13 +227,17 @@ fn print_report(code: u8, text: &str) {
             std::thread::park();
         }
     }
-    write_stderr(text, REPORT_WRITE_LIMIT);
+    if let Some(text) = render() {
+        write_stderr(&text, REPORT_WRITE_LIMIT);
+    }
 }
 
 #[cfg(not(unix))]
-fn print_report(_code: u8, text: &str) {
+fn print_report(_code: u8, render: impl FnOnce() -> Option<String>) {
     use std::io::Write as _;
-    let _ = std::io::stderr().write_all(text.as_bytes());
+    if let Some(text) = render() {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
 }
 
 /// Where there are no Unix signals: ctrl-c starts shutdown, a second one exits at once.
@@ -349,6 +354,7 @@ where
         test: Some(spec.name),
         timed_out_code: EXIT_TEST_WEDGED,
         second_signal_code: EXIT_TEST_WEDGED,
+        format: ReportFormat::Text,
     }) {
         panic!(
             "test `{}`: cannot start its shutdown watchdog: {error}",

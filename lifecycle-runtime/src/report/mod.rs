@@ -2,6 +2,7 @@
 //! the report speaks ([`EntryKind`], [`Outcome`]), why shutdown started ([`ShutdownReason`]), and
 //! the timeline a person reads (`timeline.rs`).
 
+mod format;
 mod reason;
 mod timeline;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use format::{REPORT_VAR, ReportFormat};
 pub(crate) use reason::Location;
 pub use reason::ShutdownReason;
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 pub(crate) use format::opt_secs;
 pub(crate) use format::{format_duration, format_offset, secs};
 #[cfg(unix)]
-pub(crate) use output::write_stderr;
+pub(crate) use output::{write_stderr, write_stderr_unless_busy};
 pub(crate) use panic::{CatchUnwind, catch, debug_guarded, display_guarded};
 
 /// Locks a mutex, recovering from poisoning: every critical section in this crate leaves its data

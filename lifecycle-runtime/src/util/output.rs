@@ -22,7 +22,18 @@ pub(crate) enum Written {
 /// Writes `text` to stderr (file descriptor 2) within `limit`, directly: not through `std`'s
 /// stderr handle, whose lock a thread blocked on a full pipe would hold.
 pub(crate) fn write_stderr(text: &str, limit: Duration) -> Written {
+    let _writing = WRITING.lock().unwrap_or_else(|poison| poison.into_inner());
     write_fd(libc::STDERR_FILENO, text.as_bytes(), limit)
+}
+
+/// Held while this crate writes to stderr, so a progress line never lands inside a report.
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Like [`write_stderr`], but gives up at once (`None`) if a report is being written: for lines
+/// that may be skipped, such as the progress of a long shutdown.
+pub(crate) fn write_stderr_unless_busy(text: &str, limit: Duration) -> Option<Written> {
+    let _writing = WRITING.try_lock().ok()?;
+    Some(write_fd(libc::STDERR_FILENO, text.as_bytes(), limit))
 }
 
 fn write_fd(fd: libc::c_int, mut bytes: &[u8], limit: Duration) -> Written {

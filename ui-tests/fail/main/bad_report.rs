@@ -1,0 +1,2 @@
+#[lifecycle_runtime::main(report = "yaml")]
+async fn main() {}
