@@ -67,6 +67,8 @@ mod os_threads;
 mod report;
 mod resources;
 mod snapshot;
+#[cfg(all(feature = "systemd", unix))]
+mod systemd;
 mod timeout;
 mod util;
 mod workers;

@@ -316,6 +316,10 @@ impl Coordinator {
     pub fn mark_ready(&self) {
         if self.state.start.mark_ready() && !self.is_shutting_down() {
             tracing::info!("ready");
+            #[cfg(all(feature = "systemd", unix))]
+            if self.is_global() {
+                crate::systemd::ready();
+            }
         }
     }
 
@@ -352,6 +356,11 @@ impl Coordinator {
         self.state.workers.set_phase(Phase::Draining);
         if let Some(reason) = start.reason() {
             tracing::info!(%reason, "shutdown started");
+            #[cfg(all(feature = "systemd", unix))]
+            if self.is_global() {
+                let budget = self.sequence_config().shutdown_timeout;
+                crate::systemd::stopping(&reason.to_string(), budget.saturating_add(HARD_GRACE));
+            }
         }
         start.announce();
         #[cfg(unix)]

@@ -220,7 +220,7 @@ impl Coordinator {
                 && !self.state.sequence.has_report()
             {
                 progress_at = progress_at.map(|at| after_std(at, PROGRESS_EVERY));
-                self.tell_progress(watch.format);
+                self.tell_progress(watch.format, watch.grace);
             }
             if deadline.is_some_and(|at| Instant::now() >= at) {
                 let budget = format!(
@@ -244,10 +244,17 @@ impl Coordinator {
 
     /// Says how far shutdown has come and what it still waits for. Skipped when the finished
     /// report is being written, so the line never lands inside it.
-    fn tell_progress(&self, format: ReportFormat) {
+    fn tell_progress(&self, format: ReportFormat, grace: Duration) {
         let elapsed = self.state.start.at().elapsed();
         let budget = self.sequence_config().shutdown_timeout;
         let waiting_for = fold_names(self.pending(), PROGRESS_NAMES);
+        #[cfg(feature = "systemd")]
+        crate::systemd::progress(
+            budget.saturating_add(grace).saturating_sub(elapsed),
+            &waiting_for,
+        );
+        #[cfg(not(feature = "systemd"))]
+        let _ = grace;
         if let Some(line) = format.progress(elapsed, budget, &waiting_for) {
             write_stderr_unless_busy(&line, WRITE_LIMIT);
         }

@@ -112,6 +112,8 @@ where
 {
     let (budget, drain) = budget_and_drain(spec)?;
     let format = ReportFormat::from_env(spec.report)?;
+    #[cfg(all(feature = "systemd", unix))]
+    crate::systemd::enable();
     let coordinator = Coordinator::global();
     coordinator.set_shutdown_timeout(budget);
     coordinator.set_drain(drain);
@@ -135,6 +137,8 @@ where
         .map_err(|error| format!("cannot start the tokio runtime: {error}"))?;
     let (code, report, main_error) = runtime.block_on(async {
         coordinator.remember_runtime();
+        #[cfg(all(feature = "systemd", unix))]
+        crate::systemd::start_watchdog_pings(&tokio::runtime::Handle::current());
         #[cfg(not(unix))]
         listen_for_signals(coordinator.clone())?;
 
