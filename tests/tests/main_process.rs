@@ -220,6 +220,7 @@ fn report_off_prints_no_report_and_keeps_the_exit_code() {
 #[test]
 fn a_report_format_that_does_not_exist_is_refused_at_start() {
     let run = run("clean", &[("LIFECYCLE_REPORT", "bogus")]);
+    lifecycle_tests::record_fault_time(run.took);
     assert_refused_at_start(
         &run,
         "environment variable LIFECYCLE_REPORT=\"bogus\" is not a report format; write one of text, json, tracing, off, or unset it to use text",

@@ -205,6 +205,12 @@ fn a_wedged_runtime_stops_the_watchdog_pings() {
     }
     let (served, after): (Vec<Duration>, Vec<Duration>) =
         before.iter().partition(|at| **at < wedged_at);
+    // From the wedge to the last ping (zero when none came after it).
+    let last = after
+        .iter()
+        .max()
+        .map_or(Duration::ZERO, |at| *at - wedged_at);
+    lifecycle_tests::record_fault_time(last);
     assert!(
         served.len() >= 2,
         "pings while the runtime ran: {messages:?}"
