@@ -28,6 +28,23 @@ fn enabled() -> bool {
     ENABLED.get().is_some() && std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
+/// A `STATUS=` value on one line (the protocol is one assignment per line) and of a sane length.
+fn one_line(status: &str) -> String {
+    let mut line: String = status
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.len() > 400 {
+        let mut end = 400;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push('…');
+    }
+    line
+}
+
 fn send(states: &[NotifyState<'_>]) {
     if !enabled() {
         return;
@@ -47,7 +64,7 @@ pub(crate) fn ready() {
 /// `STOPPING=1` as shutdown starts, with the time it may take (`budget` plus the watchdog's
 /// grace) and why it started.
 pub(crate) fn stopping(reason: &str, budget: Duration) {
-    let status = format!("shutting down: {reason}");
+    let status = one_line(&format!("shutting down: {reason}"));
     send(&[
         NotifyState::Stopping,
         NotifyState::ExtendTimeoutUsec(usec(budget)),
@@ -58,10 +75,10 @@ pub(crate) fn stopping(reason: &str, budget: Duration) {
 /// While the sequence goes on: more time (what is left of the budget, plus the watchdog's
 /// grace) and what it still waits for.
 pub(crate) fn progress(left: Duration, waiting_for: &[String]) {
-    let status = match waiting_for.is_empty() {
+    let status = one_line(&match waiting_for.is_empty() {
         true => "shutting down: writing the report".to_owned(),
         false => format!("shutting down: waiting for {}", waiting_for.join(", ")),
-    };
+    });
     send(&[
         NotifyState::ExtendTimeoutUsec(usec(left)),
         NotifyState::Status(&status),
@@ -91,4 +108,20 @@ pub(crate) fn start_watchdog_pings(runtime: &tokio::runtime::Handle) {
 /// Microseconds, as systemd takes them (saturating at `u32::MAX`, about 71 minutes).
 fn usec(duration: Duration) -> u32 {
     u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_status_is_one_line_of_a_sane_length() {
+        assert_eq!(
+            one_line("failed: refused\n\nCaused by:\n  0: timeout"),
+            "failed: refused  Caused by:   0: timeout"
+        );
+        let long = one_line(&"é".repeat(1000));
+        assert!(long.len() <= 404 && long.ends_with('…'), "{long}");
+        assert!(!long.contains('\n'));
+    }
 }

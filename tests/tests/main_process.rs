@@ -266,6 +266,23 @@ fn a_long_shutdown_says_every_second_how_far_it_has_come() {
 }
 
 #[test]
+fn a_body_that_awaits_the_report_may_still_finish_its_work_after_it() {
+    let run = run("report-then-work", &[]);
+    assert!(
+        run.stderr.contains("after the report: clean true"),
+        "the body ran past its wait for the report:\n{}",
+        run.stderr
+    );
+    assert_eq!(run.code, Some(1), "its error counts: {}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("Error: \"could not archive the report\""),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn sigint_shuts_down_too() {
     let mut program = start("wait-signal", &[]);
     program.wait_for("ready: wait-signal");

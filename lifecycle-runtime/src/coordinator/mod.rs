@@ -345,6 +345,41 @@ impl Coordinator {
 
     // ----- crate-internal -----------------------------------------------------------------------
 
+    /// [`pending`](Coordinator::pending), folded by name with a count (`task request ×12`) in
+    /// the order they first come, at most `most` names and then how many more. Workers are
+    /// counted in runs of one name as the registry is walked, so a million of one name cost no
+    /// million strings.
+    pub(crate) fn pending_folded(&self, most: usize) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let mut run: Option<(crate::workers::WorkerKind, crate::workers::TaskName, usize)> = None;
+        self.state.workers.for_each(|worker| match &mut run {
+            Some((kind, name, count)) if *kind == worker.kind() && name == worker.name() => {
+                *count += 1;
+            }
+            _ => {
+                if let Some((kind, name, count)) =
+                    run.replace((worker.kind(), worker.name().clone(), 1))
+                {
+                    names.push(fold_marker(format!("{} {name}", kind.entry_kind()), count));
+                }
+            }
+        });
+        if let Some((kind, name, count)) = run {
+            names.push(fold_marker(format!("{} {name}", kind.entry_kind()), count));
+        }
+        if let Some(name) = self.state.resources.closing_now() {
+            names.push(fold_marker(format!("resource {name} (closing)"), 1));
+        }
+        names.extend(
+            self.state
+                .resources
+                .open_names()
+                .into_iter()
+                .map(|name| fold_marker(format!("resource {name}"), 1)),
+        );
+        fold_names(names, most)
+    }
+
     /// Starts shutdown (step 1): readiness goes false, the sequence is spawned, and with no drain
     /// tasks hear it now, not when the sequence task gets scheduled. Returns true for the first
     /// start; later ones keep the first reason.
@@ -443,5 +478,65 @@ impl Coordinator {
                 let _ = self.state.runtime.set(handle);
             }
         }
+    }
+}
+
+/// A name and how many carry it, as one string for [`fold_names`] (the count after a NUL,
+/// which no name holds).
+fn fold_marker(name: String, count: usize) -> String {
+    format!("{name}\0{count}")
+}
+
+/// Names (each with its count, see [`fold_marker`]) folded in the order they first come
+/// (`task deaf ×1000`), at most `most` of them and then how many more.
+fn fold_names(names: Vec<String>, most: usize) -> Vec<String> {
+    let mut folded: Vec<(String, usize)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for marked in names {
+        let (name, count) = match marked.split_once('\0') {
+            Some((name, count)) => (name.to_owned(), count.parse().unwrap_or(1)),
+            None => (marked, 1),
+        };
+        match index.get(&name) {
+            Some(&at) => folded[at].1 += count,
+            None => {
+                index.insert(name.clone(), folded.len());
+                folded.push((name, count));
+            }
+        }
+    }
+    let more = folded.len().saturating_sub(most);
+    let mut shown: Vec<String> = folded
+        .into_iter()
+        .take(most)
+        .map(|(name, count)| match count {
+            1 => name,
+            count => format!("{name} ×{count}"),
+        })
+        .collect();
+    if more > 0 {
+        shown.push(format!("(+{more} more)"));
+    }
+    shown
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::{fold_marker, fold_names};
+
+    #[test]
+    fn names_fold_by_name_in_first_order_and_stop_at_the_most() {
+        let names = vec![
+            fold_marker("task a".to_owned(), 2),
+            "task b".to_owned(),
+            fold_marker("task a".to_owned(), 1),
+            "resource db".to_owned(),
+        ];
+        assert_eq!(
+            fold_names(names.clone(), 8),
+            ["task a ×3", "task b", "resource db"]
+        );
+        assert_eq!(fold_names(names, 1), ["task a ×3", "(+2 more)"]);
+        assert!(fold_names(Vec::new(), 8).is_empty());
     }
 }

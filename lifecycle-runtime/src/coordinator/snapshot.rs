@@ -35,6 +35,8 @@ pub fn snapshot() -> Snapshot {
 impl Coordinator {
     /// A snapshot of this coordinator; see [`snapshot`].
     pub fn snapshot(&self) -> Snapshot {
+        // Read once: `ready` and `readiness` never disagree.
+        let readiness = self.readiness();
         let workers = &self.state.workers;
         let mut tasks = Vec::new();
         let mut threads = Vec::new();
@@ -88,8 +90,8 @@ impl Coordinator {
             .map(|name| ResourceSnapshot { name })
             .collect();
         Snapshot {
-            ready: self.is_ready(),
-            readiness: self.readiness(),
+            ready: readiness == crate::snapshot::Readiness::Ready,
+            readiness,
             shutting_down: self.is_shutting_down(),
             tasks,
             starting: workers.unpolled(),

@@ -41,38 +41,6 @@ const NUDGE_EVERY: Duration = Duration::from_millis(10);
 /// How often a long shutdown says how far it has come.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-/// How many names (folded) a progress line lists before "(+N more)".
-const PROGRESS_NAMES: usize = 8;
-
-/// Names folded with a count in the order they first come (`task deaf ×1000`), at most `most` of
-/// them and then how many more.
-fn fold_names(names: Vec<String>, most: usize) -> Vec<String> {
-    let mut folded: Vec<(String, usize)> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for name in names {
-        match index.get(&name) {
-            Some(&at) => folded[at].1 += 1,
-            None => {
-                index.insert(name.clone(), folded.len());
-                folded.push((name, 1));
-            }
-        }
-    }
-    let more = folded.len().saturating_sub(most);
-    let mut shown: Vec<String> = folded
-        .into_iter()
-        .take(most)
-        .map(|(name, count)| match count {
-            1 => name,
-            count => format!("{name} ×{count}"),
-        })
-        .collect();
-    if more > 0 {
-        shown.push(format!("(+{more} more)"));
-    }
-    shown
-}
-
 /// The byte that only wakes the watchdog (signal numbers are never 0).
 const WAKE: u8 = 0;
 
@@ -243,11 +211,13 @@ impl Coordinator {
     }
 
     /// Says how far shutdown has come and what it still waits for. Skipped when the finished
-    /// report is being written, so the line never lands inside it.
+    /// report is being written, so the line never lands inside it. In the tracing form the
+    /// events come from a task on the runtime instead (`progress_events`): this thread never
+    /// calls a subscriber.
     fn tell_progress(&self, format: ReportFormat, grace: Duration) {
         let elapsed = self.state.start.at().elapsed();
         let budget = self.sequence_config().shutdown_timeout;
-        let waiting_for = fold_names(self.pending(), PROGRESS_NAMES);
+        let waiting_for = self.pending_folded(crate::report::PROGRESS_NAMES);
         #[cfg(feature = "systemd")]
         crate::systemd::progress(
             budget.saturating_add(grace).saturating_sub(elapsed),
@@ -255,6 +225,9 @@ impl Coordinator {
         );
         #[cfg(not(feature = "systemd"))]
         let _ = grace;
+        if format == ReportFormat::Tracing {
+            return;
+        }
         if let Some(line) = format.progress(elapsed, budget, &waiting_for) {
             write_stderr_unless_busy(&line, WRITE_LIMIT);
         }
@@ -282,16 +255,22 @@ impl Coordinator {
                 // The finished report if the sequence made one (the main thread could not print
                 // it: a destructor blocks its runtime's only thread), else what is known.
                 let published = self.state.sequence.subscribe().borrow().clone();
+                let headline = match (&published, headline.starts_with("shutdown did not finish")) {
+                    (Some(_), true) => format!(
+                        "the shutdown report was made, but the main thread did not print it within the budget (is it blocked in synchronous code?): exiting now with code {code}."
+                    ),
+                    _ => headline.to_owned(),
+                };
                 let report = published.unwrap_or_else(|| self.report_so_far().into());
                 crate::resources::kill_all_now();
+                // Never through `tracing` from this thread: a subscriber's writer may block (a
+                // full pipe, a lock held by a stuck thread), and this thread must end the process.
+                // In the tracing form, the emergency report is text on stderr.
                 let text = match format {
-                    ReportFormat::Text => Some(format!("\n{headline}\n{report}")),
-                    format => {
-                        if format == ReportFormat::Tracing {
-                            tracing::error!(exit_code = code, "{headline}");
-                        }
-                        format.render(&report, Some(headline), code)
+                    ReportFormat::Text | ReportFormat::Tracing => {
+                        Some(format!("\n{headline}\n{report}"))
                     }
+                    format => format.render(&report, Some(&headline), code),
                 };
                 if let Some(text) = text {
                     write_stderr(&text, WRITE_LIMIT);
@@ -464,22 +443,4 @@ fn signal_name(signal: u8) -> &'static str {
 fn exit(code: u8) -> ! {
     // SAFETY: _exit(2) ends the process; nothing runs after it.
     unsafe { libc::_exit(i32::from(code)) }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fold_names;
-
-    #[test]
-    fn progress_names_fold_by_name_in_first_order_and_stop_at_the_most() {
-        let names = ["task a", "task b", "task a", "resource db", "task a"]
-            .map(str::to_owned)
-            .to_vec();
-        assert_eq!(
-            fold_names(names.clone(), 8),
-            ["task a ×3", "task b", "resource db"]
-        );
-        assert_eq!(fold_names(names, 1), ["task a ×3", "(+2 more)"]);
-        assert!(fold_names(Vec::new(), 8).is_empty());
-    }
 }

@@ -139,6 +139,9 @@ where
         coordinator.remember_runtime();
         #[cfg(all(feature = "systemd", unix))]
         crate::systemd::start_watchdog_pings(&tokio::runtime::Handle::current());
+        if format == ReportFormat::Tracing {
+            spawn_progress_events(coordinator.clone(), budget);
+        }
         #[cfg(not(unix))]
         listen_for_signals(coordinator.clone())?;
 
@@ -187,6 +190,14 @@ where
             }
         };
         if body_result.is_none() {
+            // A body that awaited the report itself (`shutdown().await`) was not waited for: it
+            // may still have work after it (writing the report somewhere, flushing a log). It
+            // gets its stop timeout to finish; an aborted one is dropped at this poll.
+            if let Ok(result) = tokio::time::timeout(spec.stop_timeout, &mut main_task).await {
+                body_result = Some(result);
+            }
+        }
+        if body_result.is_none() {
             std::mem::forget(main_task);
         }
         // By now the body has returned or was aborted, unless it is stuck in synchronous code, which
@@ -218,6 +229,23 @@ where
     // ends now.
     std::mem::forget(runtime);
     Ok(code)
+}
+
+/// In the tracing form, the progress of a long shutdown as events, every second, from a task on
+/// the runtime (the watchdog thread never calls a subscriber, whose writer could block it).
+fn spawn_progress_events(coordinator: Coordinator, budget: Duration) {
+    drop(tokio::spawn(async move {
+        coordinator.shutdown_started().await;
+        let started = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if coordinator.readiness() == crate::Readiness::Stopped {
+                return;
+            }
+            let waiting_for = coordinator.pending_folded(crate::report::PROGRESS_NAMES);
+            let _ = ReportFormat::Tracing.progress(started.elapsed(), budget, &waiting_for);
+        }
+    }));
 }
 
 /// Gives the finished report (`render` writes tracing events itself, or returns the text to

@@ -6,6 +6,9 @@ use std::time::Duration;
 use super::ShutdownReport;
 use crate::util::format_duration;
 
+/// How many names (folded) a progress line lists before "(+N more)".
+pub(crate) const PROGRESS_NAMES: usize = 8;
+
 /// The environment variable that chooses the report's form, over `#[main(report = "...")]`.
 pub const REPORT_VAR: &str = "LIFECYCLE_REPORT";
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub(crate) use format::PROGRESS_NAMES;
 pub use format::{REPORT_VAR, ReportFormat};
 pub(crate) use reason::Location;
 pub use reason::ShutdownReason;
