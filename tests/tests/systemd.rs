@@ -33,18 +33,22 @@ impl Manager {
         }
     }
 
-    /// Every message received while `more` says so (at most `LIMIT`), with when it came.
-    fn receive_while(&self, mut more: impl FnMut() -> bool) -> Vec<(Duration, String)> {
-        let mut messages = Vec::new();
-        let mut buffer = [0u8; 4096];
-        let deadline = Instant::now() + LIMIT;
-        while more() && Instant::now() < deadline {
-            if let Ok(len) = self.socket.recv(&mut buffer) {
-                let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
-                messages.push((self.started.elapsed(), text));
+    /// Reads every message for `how_long`, on a thread of its own, each with when it came.
+    fn read_for(&self, how_long: Duration) -> std::thread::JoinHandle<Vec<(Duration, String)>> {
+        let socket = self.socket.try_clone().unwrap();
+        let started = self.started;
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let mut buffer = [0u8; 4096];
+            let deadline = Instant::now() + how_long.min(LIMIT);
+            while Instant::now() < deadline {
+                if let Ok(len) = socket.recv(&mut buffer) {
+                    let text = String::from_utf8_lossy(&buffer[..len]).into_owned();
+                    seen.push((started.elapsed(), text));
+                }
             }
-        }
-        messages
+            seen
+        })
     }
 }
 
@@ -78,35 +82,13 @@ fn ready_stopping_extend_timeout_status_and_watchdog_come_in_order_and_in_time()
     let manager = Manager::new("order");
     let mut program = start("systemd", &manager);
     program.wait_for("ready: systemd");
-    // Half a second of service: READY, then pings.
-    let until = Instant::now() + Duration::from_millis(500);
-    let mut messages = manager.receive_while(|| Instant::now() < until);
+    // Half a second of service (READY, then pings), then the 2.2 s shutdown.
+    let reader = manager.read_for(Duration::from_secs(4));
+    std::thread::sleep(Duration::from_millis(500));
     let signalled = manager.started.elapsed();
     program.signal(libc::SIGTERM);
-    let (code, stderr) = {
-        // Keep reading while it shuts down (2.2 s), on another thread.
-        let reader = std::thread::spawn({
-            let socket = manager.socket.try_clone().unwrap();
-            let started = manager.started;
-            move || {
-                let mut seen = Vec::new();
-                let mut buffer = [0u8; 4096];
-                let deadline = Instant::now() + Duration::from_secs(4);
-                while Instant::now() < deadline {
-                    if let Ok(len) = socket.recv(&mut buffer) {
-                        seen.push((
-                            started.elapsed(),
-                            String::from_utf8_lossy(&buffer[..len]).into_owned(),
-                        ));
-                    }
-                }
-                seen
-            }
-        });
-        let finished = program.finish();
-        messages.extend(reader.join().unwrap());
-        finished
-    };
+    let (code, stderr) = program.finish();
+    let messages = reader.join().unwrap();
     assert_eq!(code, Some(0), "{stderr}");
     let has = |(_, text): &(Duration, String), line: &str| text.lines().any(|l| l == line);
     // Pings may start with the runtime; the first thing said is READY.
@@ -174,25 +156,7 @@ fn a_wedged_runtime_stops_the_watchdog_pings() {
     let mut program = start("systemd-wedged", &manager);
     program.wait_for("ready: systemd-wedged");
     let mut before = Vec::new();
-    // Until the fixture says every worker is blocked.
-    let reader = {
-        let socket = manager.socket.try_clone().unwrap();
-        let started = manager.started;
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            let mut buffer = [0u8; 4096];
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(len) = socket.recv(&mut buffer) {
-                    seen.push((
-                        started.elapsed(),
-                        String::from_utf8_lossy(&buffer[..len]).into_owned(),
-                    ));
-                }
-            }
-            seen
-        })
-    };
+    let reader = manager.read_for(Duration::from_secs(3));
     program.wait_for("wedged");
     let wedged_at = manager.started.elapsed();
     let messages = reader.join().unwrap();
