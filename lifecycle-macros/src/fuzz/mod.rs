@@ -11,6 +11,7 @@
 
 mod corpus;
 mod generate;
+mod items;
 mod mutate;
 mod rng;
 
@@ -25,7 +26,7 @@ use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::{Expr, Meta, Token};
 
-use generate::ItemKind;
+use items::ItemKind;
 use rng::Rng;
 
 /// Cases of each kind (generated, mutated from `ui-tests/`) per attribute in `cargo test`.
@@ -176,7 +177,7 @@ fn generated_case(attribute: Macro, base: u64, index: usize) -> Case {
     let seed = rng::case_seed(base, attribute as u64 * 2, index as u64);
     let mut rng = Rng::new(seed);
     let args = generate::args(&mut rng, attribute.keys(), attribute.positional());
-    let item = generate::item(&mut rng, attribute.item_kind(), FIELD_KEYS);
+    let item = items::item(&mut rng, attribute.item_kind(), FIELD_KEYS);
     Case {
         attribute,
         origin: format!("generated case {index} (seed {seed:#018x})"),
