@@ -56,15 +56,28 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// `READY=1`: start-up is done.
+/// Orders `READY=1` and `STOPPING=1`: a `mark_ready` racing the start of shutdown must not tell
+/// systemd "ready" after "stopping". True once `STOPPING=1` was sent.
+static STOPPING_SENT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+/// `READY=1`: start-up is done (unless shutdown already said `STOPPING=1`).
 pub(crate) fn ready() {
-    send(&[NotifyState::Ready, NotifyState::Status("ready")]);
+    let stopping = STOPPING_SENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !*stopping {
+        send(&[NotifyState::Ready, NotifyState::Status("ready")]);
+    }
 }
 
 /// `STOPPING=1` as shutdown starts, with the time it may take (`budget` plus the watchdog's
 /// grace) and why it started.
 pub(crate) fn stopping(reason: &str, budget: Duration) {
     let status = one_line(&format!("shutting down: {reason}"));
+    let mut stopping = STOPPING_SENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *stopping = true;
     send(&[
         NotifyState::Stopping,
         NotifyState::ExtendTimeoutUsec(usec(budget)),
