@@ -263,6 +263,27 @@ fn a_long_shutdown_says_every_second_how_far_it_has_come() {
         "task slow-stopper"
     );
     assert_eq!(last_json(&stderr)["exit_code"], 0);
+
+    // As tracing events, from a task of the runtime (the watchdog thread never calls a
+    // subscriber), then the summary event.
+    let mut program = start("slow-stop", &[("LIFECYCLE_REPORT", "tracing")]);
+    program.wait_for("ready: slow-stop");
+    program.signal(libc::SIGTERM);
+    let (code, stderr) = program.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    let progress: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("shutdown in progress"))
+        .collect();
+    assert_eq!(progress.len(), 2, "{stderr}");
+    for line in &progress {
+        assert!(line.contains("waiting_for=task slow-stopper"), "{line}");
+        assert!(line.contains("budget_secs=3"), "{line}");
+    }
+    assert!(
+        !stderr.contains("of 3s budget; waiting for:"),
+        "no text progress lines: {stderr}"
+    );
 }
 
 #[test]
