@@ -182,7 +182,10 @@ async fn a_staged_stop_timeout_runs_from_its_stage_and_an_earlier_stuck_worker_i
         lifecycle_runtime::spawn("stuck", std::future::pending::<()>());
         lifecycle_runtime::spawn("late", std::future::pending::<()>());
         settle().await;
-        lifecycle_runtime::shutdown().await
+        let called = Instant::now();
+        let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(called.elapsed());
+        report
     })
     .await;
     assert!(!report.is_clean());
@@ -215,7 +218,10 @@ async fn the_budget_still_bounds_the_stop_when_an_earlier_worker_never_ends() {
             lifecycle_runtime::shutdown_signal().triggered().await;
         });
         settle().await;
-        lifecycle_runtime::shutdown().await
+        let called = Instant::now();
+        let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(called.elapsed());
+        report
     })
     .await;
     // "stuck" (due at 2 s) holds the flusher's stage until the 1 s budget runs out; then both
