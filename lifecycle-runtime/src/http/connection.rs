@@ -110,12 +110,7 @@ async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, alive: mp
 /// (a 500 when the handler panicked, a 503 when shutdown aborted it).
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     let name = request_name(request.method(), request.uri().path());
-    let meta = WorkerMeta::new(
-        name,
-        WorkerKind::Task,
-        shared.request_stop_timeout,
-        None,
-    );
+    let meta = WorkerMeta::new(name, WorkerKind::Task, shared.request_stop_timeout, None);
     let mut router = shared.router.clone();
     let request = request.map(Body::new);
     let handler = shared.coordinator.spawn_worker(
@@ -145,9 +140,10 @@ fn plain(status: StatusCode, text: String) -> Response<Body> {
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
     response
 }
 
@@ -172,10 +168,7 @@ mod tests {
 
     #[test]
     fn requests_are_named_by_method_and_path() {
-        assert_eq!(
-            &*request_name(&Method::POST, "/items"),
-            "http POST /items"
-        );
+        assert_eq!(&*request_name(&Method::POST, "/items"), "http POST /items");
         let long = format!("/{}", "é".repeat(100));
         let name = request_name(&Method::GET, &long);
         assert!(name.len() <= "http GET ".len() + MAX_PATH_IN_NAME + "…".len());
