@@ -78,7 +78,7 @@ mod workers;
 pub use crate::config::ConfigError;
 pub use crate::coordinator::{
     Coordinator, CoordinatorBuilder, EnterGuard, Shutdown, TaskGroup, manage, mark_ready, shutdown,
-    shutdown_signal, snapshot, spawn, spawn_thread, trigger_shutdown,
+    shutdown_signal, snapshot, spawn, spawn_after, spawn_thread, stop_after, trigger_shutdown,
 };
 pub use crate::defaults::{
     DEFAULT_CLOSE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_STOP_TIMEOUT, DEFAULT_TERM_TIMEOUT,
@@ -95,7 +95,7 @@ pub use crate::snapshot::{
     TaskState, ThreadSnapshot,
 };
 pub use crate::timeout::{Elapsed, timeout};
-pub use crate::workers::{TaskError, TaskHandle, TaskName, ThreadHandle};
+pub use crate::workers::{StopOrderError, TaskError, TaskHandle, TaskName, ThreadHandle};
 
 /// Turns an `async fn` into a tracked, shutdown-aware loop or service (or, with `thread`, a plain
 /// `fn` into one on a named OS thread).

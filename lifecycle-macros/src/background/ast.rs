@@ -20,6 +20,7 @@ const KEYS: &[&str] = &[
     "thread",
     "restart",
     "max_restarts",
+    "stop_after",
     "crate",
 ];
 
@@ -64,6 +65,8 @@ pub(super) struct Spec {
     pub(super) restart: Option<(Restart, TokenStream)>,
     pub(super) restart_written: bool,
     pub(super) max_restarts: Option<(Rate, TokenStream)>,
+    /// `stop_after = "name"` or `stop_after = ["a", "b"]`: the names, each as written.
+    pub(super) stop_after: Vec<LitStr>,
     pub(super) krate: syn::Path,
 }
 
@@ -100,6 +103,7 @@ impl Spec {
             restart: None,
             restart_written: written("restart"),
             max_restarts: None,
+            stop_after: Vec::new(),
             krate,
         };
         for arg in &parsed {
@@ -182,10 +186,50 @@ impl Spec {
                 )
                 .map(|rate| (rate, arg.tokens()));
             }
+            "stop_after" => self.stop_after = stop_after(arg, errors),
             // `crate` was read first.
             _ => {}
         }
     }
+}
+
+/// `stop_after = "http"` or `stop_after = ["http", "grpc"]`: non-empty names, at least one.
+fn stop_after(arg: &Arg, errors: &mut Errors) -> Vec<LitStr> {
+    const USAGE: &str = "`stop_after` takes the name of a task or thread, or a list of them: \
+                         `stop_after = \"http\"` or `stop_after = [\"http\", \"grpc\"]`";
+    let elements: Vec<&syn::Expr> = match &arg.value {
+        Some(syn::Expr::Array(array)) => array.elems.iter().collect(),
+        Some(value @ syn::Expr::Lit(_)) => vec![value],
+        Some(value) => {
+            errors.at(value, USAGE);
+            return Vec::new();
+        }
+        None => {
+            errors.at(&arg.key, USAGE);
+            return Vec::new();
+        }
+    };
+    if elements.is_empty() {
+        errors.at(
+            arg.tokens(),
+            format!("{USAGE}; an empty list stops after nothing: remove `stop_after`"),
+        );
+    }
+    let mut names = Vec::new();
+    for element in elements {
+        match element {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(name),
+                ..
+            }) if !name.value().trim().is_empty() => names.push(name.clone()),
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(name),
+                ..
+            }) => errors.at(name, "a name in `stop_after` must not be empty"),
+            other => errors.at(other, USAGE),
+        }
+    }
+    names
 }
 
 /// One parameter of the fn, sorted.

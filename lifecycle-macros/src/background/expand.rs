@@ -155,9 +155,11 @@ fn spec_tokens(spec: &Spec, ident: &syn::Ident) -> TokenStream {
         Some(MissedTick::Delay) => quote!(#private::MissedTick::Delay),
         Some(MissedTick::Burst) => quote!(#private::MissedTick::Burst),
     };
+    let stop_after = &spec.stop_after;
     quote! {
         #private::BackgroundSpec {
             name: #name,
+            stop_after: &[#(#stop_after),*],
             interval: #interval,
             shutdown: #mode,
             stop_timeout: #stop_timeout,

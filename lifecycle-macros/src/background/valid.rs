@@ -98,6 +98,7 @@ fn check_restart(spec: &Spec, errors: &mut Errors) {
 /// take it (then it is emitted as written); other mistakes still let it expand.
 pub(super) fn check_item(item: &Item, spec: &Spec, errors: &mut Errors) -> bool {
     let sig = &item.function.sig;
+    check_stop_after(spec, &sig.ident, errors);
     let mut expandable = check_signature(sig, spec, errors);
     let mut shutdown_seen = false;
     for param in &item.params {
@@ -238,5 +239,27 @@ impl<'ast> Visit<'ast> for BodyCheck<'_> {
             }
         }
         syn::visit::visit_expr_call(self, call);
+    }
+}
+
+/// A worker that stops after itself would never be told to stop; a name twice is a slip.
+fn check_stop_after(spec: &Spec, ident: &syn::Ident, errors: &mut Errors) {
+    let own = Some(crate::args::name_or_ident(spec.name.as_ref(), ident).value());
+    for (at, name) in spec.stop_after.iter().enumerate() {
+        let value = name.value();
+        if own.as_deref() == Some(value.as_str()) {
+            errors.at(
+                name,
+                format!("`{value}` cannot stop after itself: it would never be told to stop; remove it from `stop_after`"),
+            );
+        } else if spec.stop_after[..at]
+            .iter()
+            .any(|before| before.value() == value)
+        {
+            errors.at(
+                name,
+                format!("`{value}` is named twice in `stop_after`; remove one"),
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 mod group;
 mod manage;
+mod order;
 mod scope;
 mod sequence;
 mod shutdown;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 pub use group::TaskGroup;
 pub use manage::manage;
+pub use order::{spawn_after, stop_after};
 pub use scope::EnterGuard;
 pub(crate) use scope::with_current;
 pub use shutdown::{Shutdown, shutdown, shutdown_signal, trigger_shutdown};
@@ -190,8 +192,14 @@ impl Coordinator {
         self.config().shutdown_timeout
     }
 
-    /// The token that tasks and threads watch; see [`Shutdown`].
+    /// The token that tasks and threads watch; see [`Shutdown`]. Inside a worker whose name is
+    /// in a stop order ([`stop_after`](Self::stop_after)), the token of its stage.
     pub fn shutdown_signal(&self) -> Shutdown {
+        if self.workers().order().is_used()
+            && let Some(name) = crate::workers::current_task_name()
+        {
+            return Shutdown::for_name(self.clone(), name.as_str());
+        }
         Shutdown::new(self.clone())
     }
 

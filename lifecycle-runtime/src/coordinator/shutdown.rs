@@ -29,9 +29,13 @@ use crate::workers::StopSignal;
 /// assert!(shutdown.reason().unwrap().to_string().starts_with("shutdown requested at"));
 /// # }
 /// ```
+///
+/// A worker declared to stop after others ([`Coordinator::stop_after`]) gets a token that fires
+/// when its stage is told to stop, later than the others.
 #[derive(Clone)]
 pub struct Shutdown {
     coordinator: Coordinator,
+    signal: StopSignal,
 }
 
 impl fmt::Debug for Shutdown {
@@ -44,12 +48,29 @@ impl fmt::Debug for Shutdown {
 }
 
 impl Shutdown {
+    /// The token of workers in no stop order: it fires when tasks are told to stop.
     pub(crate) fn new(coordinator: Coordinator) -> Shutdown {
-        Shutdown { coordinator }
+        let signal = coordinator.workers().stop_signal().clone();
+        Shutdown {
+            coordinator,
+            signal,
+        }
     }
 
-    fn signal(&self) -> &StopSignal {
-        self.coordinator.workers().stop_signal()
+    /// The token of workers named `name`: a later stage's when the name is in a stop order.
+    pub(crate) fn for_name(coordinator: Coordinator, name: &str) -> Shutdown {
+        match coordinator.workers().order().signal(name) {
+            Some(signal) => Shutdown {
+                coordinator,
+                signal,
+            },
+            None => Shutdown::new(coordinator),
+        }
+    }
+
+    /// The signal this token watches.
+    pub(crate) fn signal(&self) -> &StopSignal {
+        &self.signal
     }
 
     /// Whether tasks have been told to stop (not merely whether shutdown started: with a drain,

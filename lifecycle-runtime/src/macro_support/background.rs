@@ -68,6 +68,8 @@ pub enum MissedTick {
 pub struct BackgroundSpec {
     /// Name in logs, reports and thread names.
     pub name: &'static str,
+    /// Names of the workers it stops after (`stop_after`; empty: none).
+    pub stop_after: &'static [&'static str],
     /// `None` for a service: the body runs once.
     pub interval: Option<Duration>,
     /// What shutdown does to a tick.
@@ -369,7 +371,7 @@ impl Ticker {
             None => None,
             Some(group) => {
                 // The last tick of a flusher waits for its permit even during shutdown.
-                let stop = self.coordinator.workers().stop_signal();
+                let stop = self.shutdown.signal();
                 let give_up_on = (!self.ticks.in_final_tick).then_some(stop);
                 match group.acquire(give_up_on).await {
                     Some(permit) => Some(permit),
@@ -460,6 +462,23 @@ fn supervisor(spec: &BackgroundSpec, restart: RestartSpec) -> Option<Supervisor>
     spec.interval.is_none().then(|| Supervisor::new(restart))
 }
 
+/// Declares a `stop_after` key's order (see [`Coordinator::stop_after`]) and returns the token the
+/// worker watches.
+///
+/// # Panics
+///
+/// At the caller's call of the `#[background]` fn, when the order would be a cycle (a program
+/// error, like a bad key): the message names the cycle.
+#[track_caller]
+pub(super) fn declare_stop_after(coordinator: &Coordinator, spec: &BackgroundSpec) -> Shutdown {
+    if !spec.stop_after.is_empty()
+        && let Err(error) = coordinator.stop_after(spec.name, spec.stop_after)
+    {
+        panic!("cannot start `{}`: {error}", spec.name);
+    }
+    Shutdown::for_name(coordinator.clone(), spec.name)
+}
+
 #[track_caller]
 fn spawn_loop_task<F, Fut>(
     spec: BackgroundSpec,
@@ -475,7 +494,7 @@ where
         let ticker = Ticker {
             spec,
             coordinator: coordinator.clone(),
-            shutdown: coordinator.shutdown_signal(),
+            shutdown: declare_stop_after(coordinator, &spec),
             interval: None,
             ticks: Ticks::new(state.clone()),
             group: spec

@@ -35,6 +35,9 @@ pub enum EntryKind {
     Field,
     /// A managed subprocess.
     Process,
+    /// A stage of a stop order (workers declared to stop after others): when it was told to
+    /// stop, and until its last worker ended. Named by its number.
+    Stage,
     /// The shutdown sequence itself (listed only when it failed: a panic in code it ran outside
     /// any entry's guard, or the runtime running it went away).
     Sequence,
@@ -50,6 +53,7 @@ impl fmt::Display for EntryKind {
             EntryKind::Resource => "resource",
             EntryKind::Field => "field",
             EntryKind::Process => "process",
+            EntryKind::Stage => "stage",
             EntryKind::Sequence => "shutdown",
         })
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::node::{Node, Verdict};
+use super::order::Staged;
 use super::outcome::{Fate, Leak, outcome};
 use super::task::{WorkerGuard, polling_worker};
 use super::{Phase, StopPolicy, TaskName, WorkerKind, Workers};
@@ -36,6 +37,18 @@ pub(crate) enum BudgetEnd {
     /// Reached with many aborted tasks left and none going in the moment left after the abort:
     /// nothing can be told of them.
     NoTimeToTell,
+}
+
+/// What one pass of [`Workers::cut_off_due`] did and found.
+#[derive(Debug)]
+#[must_use = "aborted tasks notice their abort only when woken"]
+pub(crate) struct CutOff {
+    /// Wakers of the tasks aborted now.
+    pub(crate) aborted: Vec<std::task::Waker>,
+    /// The earliest instant a worker not judged yet is due (not counting held stages).
+    pub(crate) next: Option<Instant>,
+    /// With a stop order: the earliest stage some unjudged worker is in (`None`: none left).
+    pub(crate) lowest_stage: Option<usize>,
 }
 
 impl Workers {
@@ -95,20 +108,48 @@ impl Workers {
     /// Returns the aborted tasks' wakers, for the caller to wake outside the locks (each notices
     /// its abort at its next poll), and the earliest instant a worker not judged yet is due,
     /// found in the same pass.
-    #[must_use = "aborted tasks notice their abort only when woken"]
-    pub(crate) fn cut_off_due(
+    ///
+    /// With a stop order (`order.rs`), a worker of a stage not told to stop yet is never due, and
+    /// one of a later stage is due its stop timeout after its stage started; `lowest_stage` says
+    /// the earliest stage some unjudged worker is in.
+    pub(crate) fn cut_off_due(&self, policy: &StopPolicy, now: Instant) -> CutOff {
+        if self.order.is_used() {
+            return self
+                .order
+                .with_staged(|staged| self.cut_off_due_in_stages(policy, now, Some(staged)));
+        }
+        self.cut_off_due_in_stages(policy, now, None)
+    }
+
+    fn cut_off_due_in_stages(
         &self,
         policy: &StopPolicy,
         now: Instant,
-    ) -> (Vec<std::task::Waker>, Option<Instant>) {
+        staged: Option<&dyn Fn(&str) -> Staged>,
+    ) -> CutOff {
         let mut to_wake = Vec::new();
         let mut leaked = Vec::new();
         let mut next: Option<Instant> = None;
+        let mut lowest_stage = None;
         self.registry.judge(Some(policy.stop_started), |entry| {
             if entry.verdict() != Verdict::None {
                 return None;
             }
-            let due = policy.due(entry.registered_late(), entry.stop_timeout());
+            let mut registered = entry.registered_late();
+            if let Some(staged) = staged {
+                let standing = staged(entry.name().as_str());
+                lowest_stage = Some(lowest_stage.map_or(standing.stage(), |lowest: usize| {
+                    lowest.min(standing.stage())
+                }));
+                match standing {
+                    Staged::No => {}
+                    Staged::Held(_) => return None,
+                    Staged::Started(_, at) => {
+                        registered = Some(registered.map_or(at, |late| late.max(at)));
+                    }
+                }
+            }
+            let due = policy.due(registered, entry.stop_timeout());
             if due.at > now {
                 next = Some(next.map_or(due.at, |next| next.min(due.at)));
                 return None;
@@ -142,7 +183,11 @@ impl Workers {
             tracing::error!(thread = %name, "thread {}", detail.as_deref().unwrap_or_default());
             self.push_record(name, kind, outcome, detail);
         }
-        (to_wake, next)
+        CutOff {
+            aborted: to_wake,
+            next,
+            lowest_stage,
+        }
     }
 
     /// Keeps wakers of aborted tasks that step 3 did not get to wake within the budget, to wake

@@ -12,6 +12,7 @@ mod judge;
 mod loom_tests;
 mod name;
 mod node;
+mod order;
 mod outcome;
 mod policy;
 mod reference;
@@ -31,6 +32,8 @@ pub(crate) use group::{Group, Groups};
 pub(crate) use judge::{AwaitingReport, BudgetEnd, Wait};
 pub use name::TaskName;
 pub(crate) use node::{Entry as LiveWorker, Node, Verdict, WorkerMeta};
+pub use order::StopOrderError;
+pub(crate) use order::{Stage, StopOrder};
 use outcome::Records;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use policy::Due;
@@ -39,7 +42,6 @@ pub(crate) use reference::{WorkersRef, enter_scope, global_workers};
 pub(crate) use registry::Totals;
 use registry::{FoldedEnd, Registry};
 pub(crate) use stop::StopSignal;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use task::current_task_name;
 pub(crate) use task::{OkFuture, Worker, ended_from};
 pub use task::{TaskError, TaskHandle};
@@ -126,6 +128,8 @@ pub(crate) struct Failures {
 pub(crate) struct Workers {
     registry: Registry,
     stop: StopSignal,
+    /// Which workers are told to stop after others (`order.rs`).
+    order: StopOrder,
     phase: AtomicU8,
     stop_started_at: OnceLock<Instant>,
     /// Woken when nothing may be left to wait for, or a worker registered late.
@@ -158,6 +162,7 @@ impl Workers {
         Workers {
             registry: Registry::new(),
             stop: StopSignal::default(),
+            order: StopOrder::default(),
             phase: AtomicU8::new(Phase::Running as u8),
             stop_started_at: OnceLock::new(),
             settled: Notify::new(),
@@ -194,16 +199,49 @@ impl Workers {
     /// Tells every worker to stop (step 3). Idempotent. `#[background]` loops wait on their timer
     /// alone and are woken here; a loop that registers while this runs sees the signal itself
     /// (the shard lock orders the two).
+    ///
+    /// With a stop order, only stage 0 is told now; see [`start_stages_through`].
+    ///
+    /// [`start_stages_through`]: Self::start_stages_through
     pub(crate) fn tell_to_stop(&self) {
-        let _ = self.stop_started_at.set(Instant::now());
+        let now = *self.stop_started_at.get_or_init(Instant::now);
+        self.order.freeze(now);
         if self.phase() < Phase::Stopping {
             self.set_phase(Phase::Stopping);
         }
         self.stop.fire();
+        self.wake_loops(|_| true);
+    }
+
+    /// Wakes the registered loops whose name `which` picks.
+    fn wake_loops(&self, which: impl Fn(&str) -> bool) {
         let mut loops = Vec::new();
-        self.registry
-            .for_each_loop(|entry| loops.extend(entry.waker()));
+        self.registry.for_each_loop(|entry| {
+            if which(entry.name().as_str()) {
+                loops.extend(entry.waker());
+            }
+        });
         loops.into_iter().for_each(std::task::Waker::wake);
+    }
+
+    /// The stop order of these workers.
+    pub(crate) fn order(&self) -> &StopOrder {
+        &self.order
+    }
+
+    /// Tells the workers of every stage up to `through` to stop (those not told yet), and has
+    /// step 3 look at them. Returns whether any stage started.
+    pub(crate) fn start_stages_through(&self, through: usize, now: Instant) -> bool {
+        let told = self.order.start_through(through, now);
+        if told.is_empty() {
+            return false;
+        }
+        for name in &told {
+            tracing::debug!(task = %name, "told to stop after the stages before it");
+        }
+        self.wake_loops(|name| told.iter().any(|told| told == name));
+        self.rescan.store(true, Ordering::Release);
+        true
     }
 
     /// When workers were told to stop.

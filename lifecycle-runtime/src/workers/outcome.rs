@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use super::node::{Node, Verdict};
 use super::registry::FoldedEnd;
-use super::{Ended, TaskName, WorkerKind, Workers};
-use crate::report::{Entry, Outcome};
+use super::{Ended, Stage, TaskName, WorkerKind, Workers};
+use crate::report::{Entry, EntryKind, Outcome};
 use crate::util::{format_duration, lock};
 
 /// Why step 3 gave up on a worker that is still there.
@@ -324,12 +324,25 @@ impl Workers {
         // in its destructor, and thousands merely not dropped yet) keeps a line each.
         let mut index: HashMap<(TaskName, WorkerKind, Outcome, Option<String>), usize> =
             HashMap::new();
+        let stages = self.order.stages();
+        // The end of the last worker of each stage, for its line.
+        let mut stage_ends: Vec<Option<Instant>> = vec![None; stages.len()];
         for (record, count) in ended {
-            let start = if record.ended < stop_started {
+            let mut start = if record.ended < stop_started {
                 sequence_started
             } else {
                 stop_started
             };
+            if let Some(stage) = stages
+                .iter()
+                .position(|stage| stage.names.iter().any(|name| name == record.name.as_str()))
+            {
+                if let Some(at) = stages[stage].started.filter(|at| record.ended >= *at) {
+                    start = at;
+                    let end = &mut stage_ends[stage];
+                    *end = Some(end.map_or(record.ended, |end| end.max(record.ended)));
+                }
+            }
             let offset = start.saturating_duration_since(sequence_started);
             let elapsed = record.ended.saturating_duration_since(start);
             let key = (record.name, record.kind, record.outcome, record.detail);
@@ -354,7 +367,45 @@ impl Workers {
                     .with_count(count),
             );
         }
+        if !stages.is_empty() {
+            insert_stages(&mut entries, &stages, &stage_ends, sequence_started);
+        }
         entries
+    }
+}
+
+/// One line per stage of a stop order, before the first entry that started with it: when it
+/// was told to stop, whom it waited for, and how long until its last worker ended.
+fn insert_stages(
+    entries: &mut Vec<Entry>,
+    stages: &[Stage],
+    ends: &[Option<Instant>],
+    sequence_started: Instant,
+) {
+    for (stage, end) in stages.iter().zip(ends) {
+        let Some(started) = stage.started else {
+            continue;
+        };
+        let offset = started.saturating_duration_since(sequence_started);
+        let elapsed = end.map_or(Duration::ZERO, |end| end.saturating_duration_since(started));
+        let detail = format!(
+            "told {} to stop once every worker before it had ended (after {})",
+            stage.names.join(", "),
+            stage.after.join(", ")
+        );
+        let line = Entry::new(
+            stage.number,
+            EntryKind::Stage,
+            Outcome::Stopped,
+            offset,
+            elapsed,
+        )
+        .with_detail(Some(detail));
+        let at = entries
+            .iter()
+            .position(|entry| entry.start() >= offset && entry.kind() != EntryKind::Drain)
+            .unwrap_or(entries.len());
+        entries.insert(at, line);
     }
 }
 

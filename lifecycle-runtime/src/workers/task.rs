@@ -181,7 +181,6 @@ pub(crate) fn polling_worker() -> *const WorkerGuard {
 }
 
 /// The name of the worker being polled on this thread, or of the tracked thread this is, if any.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn current_task_name() -> Option<TaskName> {
     // SAFETY: the worker being polled on this thread is alive for the whole of its poll.
     match unsafe { polling_worker().as_ref() } {

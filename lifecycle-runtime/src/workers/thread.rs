@@ -23,7 +23,6 @@ pub(crate) fn set_current_thread_worker(name: TaskName) {
 }
 
 /// The tracked thread this is, if it is one.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn current_thread_worker() -> Option<TaskName> {
     THREAD_WORKER.with(|worker| worker.borrow().clone())
 }

@@ -94,6 +94,9 @@ impl Coordinator {
         sequence.record(drain::run(config.drain, deadline).await);
         workers.tell_to_stop();
         stop::run(workers, deadline).await;
+        // Stages of a stop order with nobody left in them were never needed: their signals
+        // still fire, for workers that come late.
+        workers.start_stages_through(usize::MAX, Instant::now());
         sequence.record(workers.take_entries(started));
         workers.set_phase(Phase::Closing);
         close::run(self, started, deadline).await;

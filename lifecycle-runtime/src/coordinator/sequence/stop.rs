@@ -77,13 +77,20 @@ pub(super) async fn run(workers: &Workers, deadline: Instant) {
 async fn cut_off_the_late(workers: &Workers, policy: &StopPolicy) -> bool {
     // No worker not judged yet is due before `bound`; `None` once every one is judged.
     let mut bound = Some(policy.first_look(workers.least_stop_timeout()));
+    // With a stop order, stages wait for the ones before them: look at once, and then often.
+    if workers.order().has_held() {
+        bound = Some(Instant::now());
+    }
     loop {
         let now = Instant::now();
         if bound.is_some_and(|at| now >= at) {
             // Workers that register meanwhile make the wait below return `Rescan`.
-            let (aborted, next) = workers.cut_off_due(policy, now);
-            wake_in_batches(workers, aborted, policy.deadline).await;
-            bound = next;
+            let cut = workers.cut_off_due(policy, now);
+            wake_in_batches(workers, cut.aborted, policy.deadline).await;
+            bound = cut.next;
+            if workers.order().has_held() {
+                bound = Some(start_stages(workers, policy, cut.lowest_stage, bound));
+            }
         }
         let recheck = if workers.unpolled_pending() {
             match policy.unpolled(now) {
@@ -111,6 +118,33 @@ async fn cut_off_the_late(workers: &Workers, policy: &StopPolicy) -> bool {
         }
     }
 }
+
+/// Tells the next stages of a stop order to stop when nothing of an earlier stage is left
+/// unjudged (or the budget ran out); returns when to look again.
+fn start_stages(
+    workers: &Workers,
+    policy: &StopPolicy,
+    lowest_stage: Option<usize>,
+    bound: Option<Instant>,
+) -> Instant {
+    let now = Instant::now();
+    // A task not polled yet may be of any stage: wait until it is (or step 3 gave up on it).
+    let through = match lowest_stage {
+        _ if now >= policy.deadline => usize::MAX,
+        _ if workers.unpolled_pending() => 0,
+        Some(lowest) => lowest,
+        None => usize::MAX,
+    };
+    if workers.start_stages_through(through, now) {
+        // Their stop timeouts run from now: look again at once.
+        return now;
+    }
+    let again = now + STAGE_LOOK;
+    bound.map_or(again, |at| at.min(again))
+}
+
+/// How often step 3 looks whether the next stage of a stop order may be told to stop.
+const STAGE_LOOK: Duration = Duration::from_millis(5);
 
 /// How long a task seen dropping its future gets before it counts as blocked in its destructor.
 const DROPPING_CHECK: Duration = Duration::from_millis(5);

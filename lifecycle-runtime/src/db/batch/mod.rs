@@ -197,6 +197,7 @@ pub struct BatchWriterBuilder<T, W> {
     flush_timeout: Duration,
     retries: u32,
     capacity: Option<usize>,
+    stop_after: Vec<String>,
     _items: std::marker::PhantomData<fn(T)>,
 }
 
@@ -254,6 +255,7 @@ where
             flush_timeout: DEFAULT_FLUSH_TIMEOUT,
             retries: DEFAULT_RETRIES,
             capacity: None,
+            stop_after: Vec::new(),
             _items: std::marker::PhantomData,
         }
     }
@@ -412,6 +414,29 @@ where
         self
     }
 
+    /// Stop only after every worker named here has ended (or was cut off at its stop
+    /// timeout): the writer keeps accepting items until then, so a request still finishing
+    /// after the drain is written rather than refused (see
+    /// [`Coordinator::stop_after`](crate::Coordinator::stop_after); the writer's task is named
+    /// `batch-writer <name>`). Its flush time runs from then. Default: none, the writer stops
+    /// with everything else.
+    ///
+    /// # Panics
+    ///
+    /// [`spawn`](Self::spawn) panics when the order would be a cycle (the writer's task already
+    /// stops before one of these), naming the cycle. Declare it with
+    /// [`Coordinator::stop_after`](crate::Coordinator::stop_after) first to handle that as an
+    /// error.
+    pub fn stop_after<I>(mut self, after: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.stop_after
+            .extend(after.into_iter().map(|name| name.as_ref().to_owned()));
+        self
+    }
+
     /// The most accepted items that may wait to be written at a time, in the buffer or in the
     /// batch being written; past it, [`push`](BatchWriter::push) answers
     /// [`PushError::Full`] and [`push_wait`](BatchWriter::push_wait) waits. Default: ten
@@ -428,18 +453,28 @@ where
     /// Starts the writer task on the current coordinator, and registers the writer's report
     /// entry (a resource named `batch-writer <name>`, closed before the database it writes to).
     /// Must be called inside a tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// When [`stop_after`](Self::stop_after) names a cycle; see there.
+    #[track_caller]
     pub fn spawn(self) -> BatchWriter<T> {
         let coordinator = crate::Coordinator::current();
         let capacity = self.capacity_in_force();
+        let task = TaskName::from(format!("batch-writer {}", self.name));
+        if !self.stop_after.is_empty()
+            && let Err(error) = coordinator.stop_after(task.as_str(), &self.stop_after)
+        {
+            panic!("cannot start batch writer `{}`: {error}", self.name);
+        }
         let inner = Arc::new(Inner {
             name: self.name.clone(),
             ledger: Arc::new(Ledger::new(capacity)),
             wake: Notify::new(),
             batch: self.max_batch.min(capacity),
             flush_timeout: self.flush_timeout,
-            shutdown: coordinator.shutdown_signal(),
+            shutdown: Shutdown::for_name(coordinator.clone(), task.as_str()),
         });
-        let task = TaskName::from(format!("batch-writer {}", self.name));
         let run = Run::new(
             inner.clone(),
             self.database,

@@ -40,12 +40,7 @@ impl ThreadTicker {
             let now = Instant::now();
             let due = self.next_due.unwrap_or(now);
             self.ticks.idle();
-            let stopped = due > now
-                && self
-                    .coordinator
-                    .workers()
-                    .stop_signal()
-                    .wait_blocking(Some(due - now));
+            let stopped = due > now && self.shutdown.signal().wait_blocking(Some(due - now));
             if !stopped && !self.shutdown.is_triggered() {
                 let started = Instant::now();
                 self.next_due = Some(match self.spec.missed_tick {
@@ -135,7 +130,7 @@ where
         let ticker = ThreadTicker {
             spec,
             coordinator: coordinator.clone(),
-            shutdown: coordinator.shutdown_signal(),
+            shutdown: super::declare_stop_after(coordinator, &spec),
             ticks: Ticks::new(state.clone()),
             next_due: None,
             exit: None,

@@ -1,0 +1,426 @@
+//! The stop order: which workers are told to stop only after others ended (a batch writer after
+//! the HTTP server that feeds it, a consumer after its producers). Declared by name, checked for
+//! cycles when declared, turned into stages when workers are told to stop.
+//!
+//! A name declared to stop after others is in stage `1 + the highest stage among them`; every
+//! other name is in stage 0, told to stop at the stop signal as before. Stage `k` is told to stop
+//! once no worker of an earlier stage is left unjudged: each has ended, or was aborted or given
+//! up on at its stop timeout. A staged worker's stop timeout runs from its stage's start, and the
+//! budget caps it as it caps every other.
+//!
+//! Nothing here costs a program that declares no order: the hot paths ask [`StopOrder::is_used`]
+//! (one atomic load) and go no further.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+
+use tokio::time::Instant;
+
+use super::StopSignal;
+use crate::util::sync::{AtomicBool, Ordering};
+
+/// A declared stop order that would never let some worker stop: `name` stops after workers that
+/// (through others) stop after `name`.
+///
+/// ```
+/// let coordinator = lifecycle_runtime::Coordinator::new();
+/// coordinator.stop_after("writer", ["http"]).unwrap();
+/// let error = coordinator.stop_after("http", ["writer"]).unwrap_err();
+/// assert_eq!(error.cycle(), ["http", "writer", "http"]);
+/// assert!(error.to_string().contains("`http` → `writer` → `http`"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "stop order cycle: {} (each stops after the next); remove one of these `stop_after` declarations",
+    Chain(.cycle)
+)]
+pub struct StopOrderError {
+    cycle: Vec<String>,
+}
+
+impl StopOrderError {
+    /// The names on the cycle, starting and ending with the name being declared.
+    pub fn cycle(&self) -> &[String] {
+        &self.cycle
+    }
+}
+
+struct Chain<'a>(&'a [String]);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (at, name) in self.0.iter().enumerate() {
+            if at > 0 {
+                f.write_str(" → ")?;
+            }
+            write!(f, "`{name}`")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a worker's name stands in the stop order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Staged {
+    /// Not declared: stage 0, told to stop at the stop signal.
+    No,
+    /// In a stage not told to stop yet.
+    Held(usize),
+    /// In a stage told to stop at the instant given.
+    Started(usize, Instant),
+}
+
+impl Staged {
+    /// The stage number (0 for a name in no declared order).
+    pub(crate) fn stage(self) -> usize {
+        match self {
+            Staged::No => 0,
+            Staged::Held(stage) | Staged::Started(stage, _) => stage,
+        }
+    }
+}
+
+/// A stage of a frozen order, for the report.
+#[derive(Clone, Debug)]
+pub(crate) struct Stage {
+    pub(crate) number: usize,
+    pub(crate) names: Vec<String>,
+    /// What its names stop after.
+    pub(crate) after: Vec<String>,
+    pub(crate) started: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct StopOrder {
+    used: AtomicBool,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Name → the names it stops after, as declared (sorted: reports read the same each run).
+    after: BTreeMap<String, Vec<String>>,
+    /// The signal each declared name's workers watch.
+    signals: HashMap<String, StopSignal>,
+    /// Set when workers are told to stop: each declared name's stage, and when each stage
+    /// started (index 0, stage 0, starts at the stop signal).
+    frozen: Option<Frozen>,
+}
+
+#[derive(Debug)]
+struct Frozen {
+    stage_of: HashMap<String, usize>,
+    started: Vec<Option<Instant>>,
+}
+
+impl StopOrder {
+    /// Whether any order was declared: when not, nothing else here is ever asked.
+    #[inline]
+    pub(crate) fn is_used(&self) -> bool {
+        self.used.load(Ordering::Acquire)
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Declares that workers named `name` stop after every worker named in `after`; returns the
+    /// signal they watch. Declaring again adds to what was declared. Nothing changes on error.
+    pub(crate) fn declare(
+        &self,
+        name: &str,
+        after: &[String],
+    ) -> Result<StopSignal, StopOrderError> {
+        let mut inner = self.inner();
+        for before in after {
+            if let Some(path) = inner.path(before, name) {
+                let mut cycle = Vec::with_capacity(path.len() + 1);
+                cycle.push(name.to_owned());
+                cycle.extend(path);
+                return Err(StopOrderError { cycle });
+            }
+        }
+        let list = inner.after.entry(name.to_owned()).or_default();
+        for before in after {
+            if !list.contains(before) {
+                list.push(before.clone());
+            }
+        }
+        let signal = inner.signals.entry(name.to_owned()).or_default().clone();
+        // Declared after workers were told to stop: it joins its stage, and is told at once when
+        // that stage has started or is a new one (step 3 may be over: nothing would start it).
+        if let Some(stage) = inner.late_stage(name) {
+            let frozen = inner.frozen.as_mut().expect("placed in a frozen order");
+            frozen.stage_of.insert(name.to_owned(), stage);
+            if frozen.started.len() <= stage {
+                frozen.started.resize(stage + 1, Some(Instant::now()));
+            }
+            if frozen.started[stage].is_some() {
+                signal.fire();
+            }
+        }
+        self.used.store(true, Ordering::Release);
+        Ok(signal)
+    }
+
+    /// The signal workers named `name` watch, when the name is in a declared order.
+    pub(crate) fn signal(&self, name: &str) -> Option<StopSignal> {
+        if !self.is_used() {
+            return None;
+        }
+        self.inner().signals.get(name).cloned()
+    }
+
+    /// Turns the declarations into stages (workers are being told to stop); stage 0 starts now.
+    pub(crate) fn freeze(&self, now: Instant) {
+        if !self.is_used() {
+            return;
+        }
+        let mut inner = self.inner();
+        if inner.frozen.is_some() {
+            return;
+        }
+        let mut stage_of = HashMap::new();
+        let names: Vec<String> = inner.after.keys().cloned().collect();
+        for name in &names {
+            inner.stage(name, &mut stage_of);
+        }
+        let stages = stage_of.values().copied().max().unwrap_or(0);
+        let mut started = vec![None; stages + 1];
+        started[0] = Some(now);
+        inner.frozen = Some(Frozen { stage_of, started });
+    }
+
+    /// Where `name` stands. `Staged::No` before the order is frozen.
+    #[cfg(test)]
+    fn staged(&self, name: &str) -> Staged {
+        self.with_staged(|staged| staged(name))
+    }
+
+    /// A lookup of many names under one lock: `f` gets a function from name to standing.
+    pub(crate) fn with_staged<R>(&self, f: impl FnOnce(&dyn Fn(&str) -> Staged) -> R) -> R {
+        let inner = self.inner();
+        let lookup = |name: &str| -> Staged {
+            let Some(frozen) = &inner.frozen else {
+                return Staged::No;
+            };
+            match frozen.stage_of.get(name) {
+                None | Some(0) => Staged::No,
+                Some(&stage) => match frozen.started[stage] {
+                    Some(at) => Staged::Started(stage, at),
+                    None => Staged::Held(stage),
+                },
+            }
+        };
+        f(&lookup)
+    }
+
+    /// Whether some stage is not told to stop yet.
+    pub(crate) fn has_held(&self) -> bool {
+        self.is_used()
+            && self
+                .inner()
+                .frozen
+                .as_ref()
+                .is_some_and(|frozen| frozen.started.iter().any(Option::is_none))
+    }
+
+    /// Starts every stage up to `through` not started yet: fires its names' signals. Returns the
+    /// names told to stop now.
+    pub(crate) fn start_through(&self, through: usize, now: Instant) -> Vec<String> {
+        let mut inner = self.inner();
+        let Inner {
+            frozen, signals, ..
+        } = &mut *inner;
+        let Some(frozen) = frozen.as_mut() else {
+            return Vec::new();
+        };
+        let mut told = Vec::new();
+        let last = through.min(frozen.started.len().saturating_sub(1));
+        for stage in 1..=last {
+            if frozen.started[stage].is_some() {
+                continue;
+            }
+            frozen.started[stage] = Some(now);
+            for (name, _) in frozen.stage_of.iter().filter(|(_, at)| **at == stage) {
+                if let Some(signal) = signals.get(name) {
+                    signal.fire();
+                }
+                told.push(name.clone());
+            }
+        }
+        told
+    }
+
+    /// The stages after stage 0, for the report (empty when no order was declared).
+    pub(crate) fn stages(&self) -> Vec<Stage> {
+        if !self.is_used() {
+            return Vec::new();
+        }
+        let inner = self.inner();
+        let Some(frozen) = &inner.frozen else {
+            return Vec::new();
+        };
+        (1..frozen.started.len())
+            .map(|number| {
+                let mut names: Vec<String> = frozen
+                    .stage_of
+                    .iter()
+                    .filter(|(_, stage)| **stage == number)
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                names.sort();
+                let mut after: Vec<String> = names
+                    .iter()
+                    .flat_map(|name| inner.after.get(name).into_iter().flatten().cloned())
+                    .collect();
+                after.sort();
+                after.dedup();
+                Stage {
+                    number,
+                    names,
+                    after,
+                    started: frozen.started[number],
+                }
+            })
+            .collect()
+    }
+}
+
+impl Inner {
+    /// A path of declarations from `from` to `to` (`from` stops after …, which stops after `to`),
+    /// both ends included.
+    fn path(&self, from: &str, to: &str) -> Option<Vec<String>> {
+        if from == to {
+            return Some(vec![to.to_owned()]);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![vec![from.to_owned()]];
+        while let Some(path) = stack.pop() {
+            let last = path.last().expect("paths are never empty");
+            if !seen.insert(last.clone()) {
+                continue;
+            }
+            for next in self.after.get(last).into_iter().flatten() {
+                let mut longer = path.clone();
+                longer.push(next.clone());
+                if next == to {
+                    return Some(longer);
+                }
+                stack.push(longer);
+            }
+        }
+        None
+    }
+
+    /// The stage of `name`, memoised in `stage_of`. The declarations have no cycle.
+    fn stage(&self, name: &str, stage_of: &mut HashMap<String, usize>) -> usize {
+        if let Some(&stage) = stage_of.get(name) {
+            return stage;
+        }
+        let stage = match self.after.get(name) {
+            None => 0,
+            Some(after) if after.is_empty() => 0,
+            Some(after) => {
+                1 + after
+                    .iter()
+                    .map(|before| self.stage(before, stage_of))
+                    .max()
+                    .unwrap_or(0)
+            }
+        };
+        stage_of.insert(name.to_owned(), stage);
+        stage
+    }
+
+    /// For a name declared after the order was frozen: its stage, from the stages known then.
+    fn late_stage(&self, name: &str) -> Option<usize> {
+        let frozen = self.frozen.as_ref()?;
+        let stage = 1 + self
+            .after
+            .get(name)?
+            .iter()
+            .map(|before| frozen.stage_of.get(before).copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        Some(stage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn stages_follow_the_longest_chain_and_cycles_are_refused_whole() {
+        let order = StopOrder::default();
+        assert!(!order.is_used());
+        order.declare("writer", &names(&["http"])).unwrap();
+        order
+            .declare("archiver", &names(&["writer", "http"]))
+            .unwrap();
+        order.declare("metrics", &names(&["nowhere"])).unwrap();
+        let error = order.declare("http", &names(&["archiver"])).unwrap_err();
+        assert_eq!(error.cycle(), ["http", "archiver", "http"]);
+        let error = order.declare("http", &names(&["writer"])).unwrap_err();
+        assert_eq!(error.cycle(), ["http", "writer", "http"]);
+        order.declare("indexer", &names(&["archiver"])).unwrap();
+        let error = order.declare("http", &names(&["indexer"])).unwrap_err();
+        assert_eq!(error.cycle(), ["http", "indexer", "archiver", "http"]);
+        let error = order.declare("self", &names(&["self"])).unwrap_err();
+        assert_eq!(error.cycle(), ["self", "self"]);
+        // The refused declarations left nothing behind.
+        assert!(order.signal("self").is_none());
+
+        let now = Instant::now();
+        order.freeze(now);
+        assert_eq!(order.staged("http"), Staged::No);
+        assert_eq!(order.staged("writer"), Staged::Held(1));
+        assert_eq!(order.staged("metrics"), Staged::Held(1));
+        assert_eq!(order.staged("archiver"), Staged::Held(2));
+        assert_eq!(order.staged("indexer"), Staged::Held(3));
+        assert!(order.has_held());
+
+        let writer = order.signal("writer").unwrap();
+        let archiver = order.signal("archiver").unwrap();
+        let mut told = order.start_through(1, now);
+        told.sort();
+        assert_eq!(told, ["metrics", "writer"]);
+        assert!(writer.is_fired() && !archiver.is_fired());
+        assert_eq!(order.staged("writer"), Staged::Started(1, now));
+        assert!(order.start_through(1, now).is_empty());
+        assert_eq!(order.start_through(2, now), ["archiver"]);
+        assert!(archiver.is_fired() && order.has_held());
+        assert_eq!(order.start_through(usize::MAX, now), ["indexer"]);
+        assert!(!order.has_held());
+
+        let stages = order.stages();
+        assert_eq!(stages.len(), 3);
+        assert_eq!(stages[0].names, ["metrics", "writer"]);
+        assert_eq!(stages[0].after, ["http", "nowhere"]);
+        assert_eq!(stages[1].names, ["archiver"]);
+    }
+
+    #[test]
+    fn a_name_declared_after_the_stop_is_told_at_once_when_its_stage_is_due() {
+        let order = StopOrder::default();
+        order.declare("writer", &names(&["http"])).unwrap();
+        let now = Instant::now();
+        order.freeze(now);
+        // Stage 1 is held: a late name in stage 1 waits with it; stage 0 has started, so a name
+        // after an undeclared one belongs to stage 1 as well.
+        let late = order.declare("late", &names(&["http"])).unwrap();
+        assert!(!late.is_fired());
+        assert_eq!(order.staged("late"), Staged::Held(1));
+        order.start_through(1, now);
+        assert!(late.is_fired());
+        // Stage 1 has started: a name after it (stage 2) is due at once.
+        let later = order.declare("later", &names(&["writer"])).unwrap();
+        assert!(later.is_fired());
+    }
+}
