@@ -4,8 +4,8 @@
 //!   item through a batch writer into the `items` table, `GET /items/count` counts them, and
 //!   `/livez`, `/readyz`, `/health/tasks` are the runtime's health routes. Each request runs as a
 //!   task named for it (`http POST /items`);
-//! - `batch-writer items`: writes accepted items in batches, and what is left at shutdown before
-//!   the pool closes;
+//! - `batch-writer items`: writes accepted items in batches; at shutdown it stops after the server
+//!   and its requests (`stop_after(["http"])`), writing what is left before the pool closes;
 //! - `heartbeat`: a loop that logs every second;
 //! - `flusher`: appends accepted ids to a journal every 500ms, with one last flush at shutdown;
 //! - `load-sampler`: a blocking sampler on its own OS thread;
@@ -122,9 +122,12 @@ async fn main() -> Result<(), String> {
         .await
         .map_err(|error| format!("cannot create the items table: {error}"))?;
     tracing::info!(backend = %db.backend(), "database ready");
+    // The writer stops after the HTTP server (the task `http`) and every request it runs: a
+    // request still finishing after the drain gets its item written, not refused.
     let items = BatchWriter::builder("items", &db, api::write_items)
         .max_batch(100)
         .interval(Duration::from_millis(100))
+        .stop_after(["http"])
         .spawn();
 
     // Resources close in reverse order of registration, after every task stopped.
