@@ -6,8 +6,9 @@
 //!
 //! 1. **trigger** — a signal, [`shutdown()`], the end of `main`, or a `critical` task failing;
 //! 2. **drain** — readiness flips to false and the coordinator waits the configured drain time;
-//! 3. **stop** — every task and thread is signalled at once (see [`Shutdown`]); each gets its own
-//!    stop timeout, then it is aborted and named;
+//! 3. **stop** — every task and thread is signalled at once (see [`Shutdown`]), except those
+//!    declared to stop after others ([`stop_after`]), which are signalled in stages once the
+//!    earlier ones ended; each gets its own stop timeout, then it is aborted and named;
 //! 4. **close** — resources close in reverse registration order, each under its own timeout;
 //! 5. **report** — a [`ShutdownReport`] lists every entry with its outcome and time, and OS threads
 //!    still alive.

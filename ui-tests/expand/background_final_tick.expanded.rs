@@ -4,6 +4,7 @@ fn flusher() -> ::lifecycle_runtime::TaskHandle {
     ::lifecycle_runtime::__private::spawn_background(
         ::lifecycle_runtime::__private::BackgroundSpec {
             name: "flusher",
+            stop_after: &[],
             interval: ::core::option::Option::Some(
                 ::lifecycle_runtime::__private::Duration::from_secs(1),
             ),

@@ -4,6 +4,7 @@ fn flush(batch: Vec<u8>) -> ::lifecycle_runtime::TaskHandle {
     ::lifecycle_runtime::__private::spawn_background(
         ::lifecycle_runtime::__private::BackgroundSpec {
             name: "auto-flush",
+            stop_after: &[],
             interval: ::core::option::Option::Some(
                 ::lifecycle_runtime::__private::Duration::from_secs(5),
             ),

@@ -5,6 +5,7 @@ fn feed(url: String) -> ::lifecycle_runtime::TaskHandle {
     ::lifecycle_runtime::__private::spawn_supervised(
         ::lifecycle_runtime::__private::BackgroundSpec {
             name: "feed",
+            stop_after: &[],
             interval: ::core::option::Option::None,
             shutdown: ::lifecycle_runtime::__private::ShutdownMode::Finish,
             stop_timeout: ::lifecycle_runtime::__private::DEFAULT_STOP_TIMEOUT,
@@ -43,6 +44,7 @@ fn reader() -> ::lifecycle_runtime::ThreadHandle {
     ::lifecycle_runtime::__private::spawn_supervised_thread(
         ::lifecycle_runtime::__private::BackgroundSpec {
             name: "reader",
+            stop_after: &[],
             interval: ::core::option::Option::None,
             shutdown: ::lifecycle_runtime::__private::ShutdownMode::Finish,
             stop_timeout: ::lifecycle_runtime::__private::DEFAULT_STOP_TIMEOUT,

@@ -4,6 +4,7 @@ fn serve(port: u16) -> ::lifecycle_runtime::TaskHandle {
     ::lifecycle_runtime::__private::spawn_background(
         ::lifecycle_runtime::__private::BackgroundSpec {
             name: "serve",
+            stop_after: &[],
             interval: ::core::option::Option::None,
             shutdown: ::lifecycle_runtime::__private::ShutdownMode::Finish,
             stop_timeout: ::lifecycle_runtime::__private::DEFAULT_STOP_TIMEOUT,

@@ -4,6 +4,7 @@ fn poll_disk(path: String) -> ::lifecycle_runtime::ThreadHandle {
     ::lifecycle_runtime::__private::spawn_background_thread(
         ::lifecycle_runtime::__private::BackgroundSpec {
             name: "disk-poller",
+            stop_after: &[],
             interval: ::core::option::Option::Some(
                 ::lifecycle_runtime::__private::Duration::from_millis(100),
             ),

@@ -72,8 +72,9 @@ async fn flusher(buffer: Arc<Mutex<Vec<u32>>>, shutdown: Shutdown) -> Result<(),
     Ok(())
 }
 
-/// A final tick that does not look at the token: the parameter may be `_`.
-#[background(interval = "10ms", shutdown = "final_tick")]
+/// A final tick that does not look at the token: the parameter may be `_`. It runs after the
+/// `poller` stopped.
+#[background(interval = "10ms", shutdown = "final_tick", stop_after = "poller")]
 async fn compactor(_: Shutdown) {}
 
 /// `abort`: a running tick is cancelled at its next `.await`.
@@ -88,8 +89,9 @@ fn sampler(samples: Arc<AtomicU64>) {
     let _previous = samples.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A service on a named OS thread: it blocks until shutdown.
-#[background(shutdown, thread)]
+/// A service on a named OS thread: it blocks until shutdown, and is told to stop only after the
+/// `feed` service and the `flusher` loop ended.
+#[background(shutdown, thread, stop_after = ["feed", "flusher"])]
 fn watcher(shutdown: Shutdown) {
     shutdown.wait_blocking();
 }

@@ -25,6 +25,7 @@ pub(super) const KEYS: &[&str] = &[
     "thread",
     "restart",
     "max_restarts",
+    "stop_after",
     "crate",
     // #[main], #[test]
     "shutdown_timeout",
@@ -444,6 +445,20 @@ fn value(rng: &mut Rng) -> TokenStream {
         13 | 14 => TokenStream::from_str(rng.pick(PATHS)).unwrap_or_default(),
         15 => TokenStream::from_str(rng.pick(&["-1", "-\"5s\"", "!true", "&\"5s\""]))
             .unwrap_or_default(),
+        16 if rng.chance(50) => {
+            // A list of names, as `stop_after` takes: strings, or not quite.
+            let mut inner = TokenStream::new();
+            for at in 0..rng.below(4) {
+                if at > 0 {
+                    inner.extend([TokenTree::Punct(Punct::new(',', Spacing::Alone))]);
+                }
+                inner.extend([TokenTree::Literal(match rng.chance(80) {
+                    true => Literal::string(&string_content(rng)),
+                    false => literal(rng),
+                })]);
+            }
+            TokenTree::Group(Group::new(Delimiter::Bracket, inner)).into()
+        }
         16 => {
             let inner = random_stream(rng, 1, 3);
             TokenTree::Group(Group::new(delimiter(rng), inner)).into()

@@ -92,6 +92,7 @@ impl Macro {
                 "thread",
                 "restart",
                 "max_restarts",
+                "stop_after",
                 "crate",
             ],
             Macro::Main => &[

@@ -263,8 +263,9 @@ fn loom_abort_while_giving_up_on_stragglers() {
             stop_started: tokio::time::Instant::now(),
             deadline: tokio::time::Instant::now(),
         };
-        let (wakers, _) =
-            workers.cut_off_due(&policy, policy.stop_started + Duration::from_secs(60));
+        let wakers = workers
+            .cut_off_due(&policy, policy.stop_started + Duration::from_secs(60))
+            .aborted;
         assert_eq!(wakers.len(), 1);
         wakers.into_iter().for_each(std::task::Waker::wake);
 

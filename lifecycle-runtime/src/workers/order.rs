@@ -89,6 +89,8 @@ pub(crate) struct Stage {
     /// What its names stop after.
     pub(crate) after: Vec<String>,
     pub(crate) started: Option<Instant>,
+    /// Not given its line in the report yet.
+    pub(crate) to_report: bool,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +114,8 @@ struct Inner {
 struct Frozen {
     stage_of: HashMap<String, usize>,
     started: Vec<Option<Instant>>,
+    /// Stages already given a line in the report.
+    reported: usize,
 }
 
 impl StopOrder {
@@ -189,7 +193,11 @@ impl StopOrder {
         let stages = stage_of.values().copied().max().unwrap_or(0);
         let mut started = vec![None; stages + 1];
         started[0] = Some(now);
-        inner.frozen = Some(Frozen { stage_of, started });
+        inner.frozen = Some(Frozen {
+            stage_of,
+            started,
+            reported: 0,
+        });
     }
 
     /// Where `name` stands. `Staged::No` before the order is frozen.
@@ -253,15 +261,22 @@ impl StopOrder {
         told
     }
 
-    /// The stages after stage 0, for the report (empty when no order was declared).
+    /// The stages after stage 0, for the report (empty when no order was declared): each
+    /// started one is `to_report` once, the first time this is asked after it started.
     pub(crate) fn stages(&self) -> Vec<Stage> {
         if !self.is_used() {
             return Vec::new();
         }
-        let inner = self.inner();
-        let Some(frozen) = &inner.frozen else {
+        let mut inner = self.inner();
+        let Some(frozen) = &mut inner.frozen else {
             return Vec::new();
         };
+        let reported = frozen.reported;
+        // Stages start in order: the started ones are a prefix.
+        let started = frozen.started.iter().take_while(|at| at.is_some()).count();
+        frozen.reported = frozen.reported.max(started.saturating_sub(1));
+        let inner = &*inner;
+        let frozen = inner.frozen.as_ref().expect("checked above");
         (1..frozen.started.len())
             .map(|number| {
                 let mut names: Vec<String> = frozen
@@ -282,6 +297,7 @@ impl StopOrder {
                     names,
                     after,
                     started: frozen.started[number],
+                    to_report: number > reported && frozen.started[number].is_some(),
                 }
             })
             .collect()

@@ -383,7 +383,7 @@ fn insert_stages(
     sequence_started: Instant,
 ) {
     for (stage, end) in stages.iter().zip(ends) {
-        let Some(started) = stage.started else {
+        let Some(started) = stage.started.filter(|_| stage.to_report) else {
             continue;
         };
         let offset = started.saturating_duration_since(sequence_started);
