@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use lifecycle_tests::Program;
 
-/// The demo, on an SQLite file of this test's own (tests run in parallel).
+/// The demo, on an SQLite file of this test's own and a free port (tests run in parallel).
 fn demo_for(test: &str) -> Command {
     let file = std::env::temp_dir().join(format!(
         "lifecycle-demo-{test}-{}.sqlite",
@@ -18,6 +18,7 @@ fn demo_for(test: &str) -> Command {
         "DATABASE_URL",
         format!("sqlite://{}?mode=rwc", file.display()),
     );
+    command.env("LISTEN_ADDR", "127.0.0.1:0");
     command
 }
 
@@ -32,9 +33,9 @@ fn the_demo_runs_and_stops_cleanly_by_itself() {
     for part in [
         "task heartbeat",
         "task flusher",
-        "task acceptor",
+        "task http",
         "thread load-sampler",
-        "task batch-writer handled-requests",
+        "task batch-writer items",
     ] {
         assert!(
             stderr.contains(&format!("stopped   {part}")),
@@ -49,7 +50,7 @@ fn the_demo_runs_and_stops_cleanly_by_itself() {
     assert!(stderr.contains("closed    resource store"), "{stderr}");
     // Every request the writer accepted was written: its own entry says so by closing cleanly.
     assert!(
-        stderr.contains("closed    resource batch-writer handled-requests"),
+        stderr.contains("closed    resource batch-writer items"),
         "{stderr}"
     );
     assert!(
@@ -135,6 +136,22 @@ fn a_bad_database_url_stops_the_demo_at_start_naming_the_variable() {
     assert!(stderr.contains("DATABASE_URL="), "{stderr}");
     assert!(
         stderr.contains("is not a database URL: write postgres://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("demo service running"), "{stderr}");
+}
+
+#[test]
+fn a_bad_listen_addr_stops_the_demo_at_start_with_2_naming_the_variable() {
+    let (code, stderr) =
+        Program::start(demo_for("listen"), &[("LISTEN_ADDR", "localhost")]).finish();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("LISTEN_ADDR=\"localhost\" is not an address to listen on"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("write it like \"127.0.0.1:8080\""),
         "{stderr}"
     );
     assert!(!stderr.contains("demo service running"), "{stderr}");

@@ -63,6 +63,8 @@ mod coordinator;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod db;
 mod defaults;
+#[cfg(feature = "http")]
+pub mod http;
 mod macro_support;
 mod os_threads;
 mod report;

@@ -158,4 +158,5 @@ pub fn record_fault_time(took: Duration) {
     }
 }
 
+pub mod http;
 pub mod pg;

@@ -1,0 +1,177 @@
+//! One connection: its tracked task, which serves HTTP/1 requests until tasks are told to stop
+//! and then closes gracefully, and the tracked task each request's handler runs in, named for
+//! the request (`http POST /items`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tower_service::Service;
+
+use crate::Coordinator;
+use crate::workers::{OkFuture, TaskError, TaskName, WorkerKind, WorkerMeta};
+
+/// The most bytes of a request's path that go into its task's name: a name is kept for every
+/// request in flight, and a client chooses the path.
+const MAX_PATH_IN_NAME: usize = 96;
+
+/// What every connection of one server shares.
+#[derive(Clone)]
+pub(super) struct Connections {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    coordinator: Coordinator,
+    router: Router,
+    request_stop_timeout: Duration,
+    connection_stop_timeout: Duration,
+}
+
+impl Connections {
+    pub(super) fn new(
+        coordinator: Coordinator,
+        router: Router,
+        request_stop_timeout: Duration,
+        connection_stop_timeout: Duration,
+    ) -> Connections {
+        Connections {
+            inner: Arc::new(Shared {
+                coordinator,
+                router,
+                request_stop_timeout,
+                connection_stop_timeout,
+            }),
+        }
+    }
+}
+
+/// Starts the tracked task that serves one accepted connection. `alive` is dropped when the
+/// connection has ended.
+pub(super) fn serve_connection(
+    connections: &Connections,
+    stream: TcpStream,
+    peer: SocketAddr,
+    alive: mpsc::Sender<()>,
+) {
+    let shared = connections.inner.clone();
+    let meta = WorkerMeta::new(
+        TaskName::from("http connection"),
+        WorkerKind::Task,
+        shared.connection_stop_timeout,
+        None,
+    );
+    let coordinator = shared.coordinator.clone();
+    let _task = coordinator.spawn_worker(meta, OkFuture::new(run(shared, stream, peer, alive)));
+}
+
+/// Serves requests on `stream` until the client closes it or tasks are told to stop; then
+/// closes at once when idle, or after the response of the request in flight.
+async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, alive: mpsc::Sender<()>) {
+    let shutdown = shared.coordinator.shutdown_signal();
+    let service = {
+        let shared = shared.clone();
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            let shared = shared.clone();
+            async move { Ok::<_, Infallible>(handle(&shared, request).await) }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The timer lets hyper enforce its limit on reading a request's head (30 s by default).
+    builder.timer(TokioTimer::new());
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = shutdown.triggered() => {
+            // Idle: closes now. A request in flight: its response is written with
+            // `connection: close`, then the connection closes.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = ended {
+        // A client that went away mid-request, a malformed request: the client's problem,
+        // not the server's.
+        tracing::debug!(%peer, %error, "http connection ended with an error");
+    }
+    drop(alive);
+}
+
+/// Runs the router on `request` in a tracked task named for it, and answers with its response
+/// (a 500 when the handler panicked, a 503 when shutdown aborted it).
+async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
+    let name = request_name(request.method(), request.uri().path());
+    let meta = WorkerMeta::new(name, WorkerKind::Task, shared.request_stop_timeout, None);
+    let mut router = shared.router.clone();
+    let request = request.map(Body::new);
+    let handler = shared.coordinator.spawn_worker(
+        meta,
+        OkFuture::new(async move {
+            match router.call(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }),
+    );
+    match handler.await {
+        Ok(response) => response,
+        Err(error @ TaskError::Cancelled { .. }) => {
+            plain(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+        }
+        // A panic or an error: logged and counted by the task already.
+        Err(error) => plain(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
+}
+
+/// A text response that closes its connection.
+fn plain(status: StatusCode, text: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// The name of a request's task: `http POST /items`, its path cut to [`MAX_PATH_IN_NAME`]
+/// bytes (with `…`).
+pub(super) fn request_name(method: &Method, path: &str) -> TaskName {
+    let name = if path.len() <= MAX_PATH_IN_NAME {
+        format!("http {method} {path}")
+    } else {
+        let mut end = MAX_PATH_IN_NAME;
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("http {method} {}…", &path[..end])
+    };
+    TaskName::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_named_by_method_and_path() {
+        assert_eq!(&*request_name(&Method::POST, "/items"), "http POST /items");
+        let long = format!("/{}", "é".repeat(100));
+        let name = request_name(&Method::GET, &long);
+        assert!(name.len() <= "http GET ".len() + MAX_PATH_IN_NAME + "…".len());
+        assert!(name.ends_with('…'), "{name}");
+    }
+}
