@@ -1,15 +1,19 @@
 //! The demo service as a real server under load, stopped by SIGTERM: a load balancer polls
-//! `/readyz` and stops sending once it answers 503; 32 keep-alive clients post items that take
-//! 300 ms each. Every request sent gets a 2xx, the process exits 0 with a clean report, and every
-//! item answered 2xx is in the database file afterwards, over 20 signal timings. And a request
-//! stuck past the server's stop timeout is aborted, named in the report, and the exit code is 1.
+//! `/readyz` and, as a Kubernetes endpoints controller does, takes the server out of rotation only
+//! after several failed probes (about 0.85 s here, inside the 1 s drain); 32 keep-alive clients
+//! post items that take 300 ms each, so the last ones are still in flight when the drain ends and
+//! tasks are told to stop. Every request sent gets a 2xx, the process exits 0 with a clean
+//! report, and every item answered 2xx is in the database file afterwards (the batch writer stops
+//! after the server: stopped together, it would refuse those last items), over 20 signal timings.
+//! And a request stuck past the server's stop timeout is aborted, named in the report, and the
+//! exit code is 1.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use lifecycle_tests::Program;
@@ -23,6 +27,14 @@ const REQUEST_DELAY_MS: u64 = 300;
 
 /// How often the load balancer asks `/readyz`.
 const PROBE_EVERY: Duration = Duration::from_millis(25);
+
+/// How many 503s in a row take the server out of rotation: with the probe's own time, about
+/// 0.85 s after the signal, so requests sent just before are still running at the end of the
+/// 1 s drain.
+const FAILURE_THRESHOLD: u32 = 32;
+
+/// The drain the demo runs with.
+const DRAIN: Duration = Duration::from_secs(1);
 
 /// The most any single wait in these tests may take: a hang fails instead of freezing CI.
 const LIMIT: Duration = Duration::from_secs(20);
@@ -80,6 +92,9 @@ struct Tally {
     sent: u64,
     acknowledged: Vec<i64>,
     failures: Vec<String>,
+    /// 2xx answers that came after the drain ended: requests in flight when tasks were told to
+    /// stop, whose items reached the writer after that.
+    answered_after_drain: u64,
 }
 
 /// One client: posts items on one keep-alive connection until the load balancer has seen the
@@ -88,6 +103,7 @@ async fn client(
     address: SocketAddr,
     next_id: Arc<AtomicI64>,
     unready: Arc<AtomicBool>,
+    signalled: Arc<OnceLock<Instant>>,
     tally: Arc<Mutex<Tally>>,
 ) {
     let mut connection = match Connection::open(address).await {
@@ -105,7 +121,12 @@ async fn client(
         let mut tally = tally.lock().unwrap();
         tally.sent += 1;
         match answer {
-            Ok(answer) if (200..300).contains(&answer.status) => tally.acknowledged.push(id),
+            Ok(answer) if (200..300).contains(&answer.status) => {
+                tally.acknowledged.push(id);
+                if signalled.get().is_some_and(|at| at.elapsed() > DRAIN) {
+                    tally.answered_after_drain += 1;
+                }
+            }
             Ok(answer) => tally
                 .failures
                 .push(format!("item {id}: {} {}", answer.status, answer.body)),
@@ -115,8 +136,8 @@ async fn client(
 }
 
 /// Runs one round: load, SIGTERM after `signal_after`, then checks the exit, the report and the
-/// database. Returns (requests sent, failed, lost).
-fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize) {
+/// database. Returns (requests sent, failed, lost, answered after the drain).
+fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize, u64) {
     let (command, file) = demo("load", run);
     let mut demo = Program::start(command, &[("LIFECYCLE_DRAIN", "1s")]);
     let address = listening_address(&mut demo);
@@ -129,6 +150,7 @@ fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize) {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let unready = Arc::new(AtomicBool::new(false));
     let live_during_drain = Arc::new(AtomicU64::new(0));
+    let signalled = Arc::new(OnceLock::new());
     let (unready_after, demo) = runtime.block_on(async {
         let next_id = Arc::new(AtomicI64::new(1));
         let clients: Vec<_> = (0..CLIENTS)
@@ -137,6 +159,7 @@ fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize) {
                     address,
                     next_id.clone(),
                     unready.clone(),
+                    signalled.clone(),
                     tally.clone(),
                 ))
             })
@@ -148,24 +171,33 @@ fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize) {
         assert_eq!(ready.status, 200, "not ready before the signal: {ready:?}");
         tokio::time::sleep(signal_after).await;
         demo.signal(libc::SIGTERM);
-        let signalled = Instant::now();
-        loop {
+        let signalled_at = *signalled.get_or_init(Instant::now);
+        let mut unready_after = None;
+        let mut failed_probes = 0;
+        while failed_probes < FAILURE_THRESHOLD {
             let answer = probe.get("/readyz").await.expect("readyz during the drain");
             if answer.status == 503 {
                 assert!(answer.body.contains(r#""phase":"draining""#), "{answer:?}");
-                unready.store(true, Ordering::SeqCst);
-                break;
+                unready_after.get_or_insert_with(|| signalled_at.elapsed());
+                failed_probes += 1;
+                // The process is alive while it drains.
+                let live = probe.get("/livez").await.expect("livez during the drain");
+                assert_eq!(live.status, 200, "livez during the drain: {live:?}");
+                live_during_drain.fetch_add(1, Ordering::SeqCst);
+            } else {
+                assert_eq!(failed_probes, 0, "ready again after a 503: {answer:?}");
             }
-            assert!(signalled.elapsed() < LIMIT, "readyz never turned 503");
+            assert!(signalled_at.elapsed() < LIMIT, "readyz never turned 503");
             tokio::time::sleep(PROBE_EVERY).await;
         }
-        let unready_after = signalled.elapsed();
-        for _ in 0..3 {
-            let live = probe.get("/livez").await.expect("livez during the drain");
-            assert_eq!(live.status, 200, "livez during the drain: {live:?}");
-            live_during_drain.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(PROBE_EVERY).await;
-        }
+        // Out of rotation: no new requests (those running carry on).
+        unready.store(true, Ordering::SeqCst);
+        let removed_after = signalled_at.elapsed();
+        assert!(
+            removed_after < DRAIN,
+            "run {run}: taken out of rotation only {removed_after:?} after the signal, past the drain"
+        );
+        let unready_after = unready_after.expect("503 seen");
         drop(probe);
         for client in clients {
             tokio::time::timeout(LIMIT, client)
@@ -185,7 +217,10 @@ fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize) {
         unready_after < Duration::from_millis(500),
         "run {run}: /readyz turned 503 only {unready_after:?} after the signal"
     );
-    assert_eq!(live_during_drain.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        live_during_drain.load(Ordering::SeqCst),
+        u64::from(FAILURE_THRESHOLD)
+    );
     let stored = runtime.block_on(async {
         tokio::time::timeout(LIMIT, stored_ids(&file))
             .await
@@ -216,25 +251,39 @@ fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize) {
         "run {run}: only {} sent",
         tally.sent
     );
-    (tally.sent, tally.failures.len(), lost.len())
+    (
+        tally.sent,
+        tally.failures.len(),
+        lost.len(),
+        tally.answered_after_drain,
+    )
 }
 
 #[test]
 fn sigterm_under_load_fails_no_request_and_loses_no_item_over_20_timings() {
     let started = Instant::now();
     let (mut requests, mut failed, mut lost) = (0, 0, 0);
+    let (mut after_drain, mut runs_with_late_items) = (0, 0);
     let runs = 20;
     for run in 0..runs {
         // 50 ms to 1.95 s of load before the signal.
         let signal_after = Duration::from_millis(50 + 100 * run as u64);
-        let (sent, run_failed, run_lost) = one_run(run, signal_after);
+        let (sent, run_failed, run_lost, run_after_drain) = one_run(run, signal_after);
         requests += sent;
         failed += run_failed;
         lost += run_lost;
+        after_drain += run_after_drain;
+        runs_with_late_items += usize::from(run_after_drain > 0);
     }
     eprintln!(
-        "drain under load: runs {runs}, requests {requests}, failed {failed}, lost {lost}, took {:.1?}",
+        "drain under load: runs {runs}, requests {requests}, failed {failed}, lost {lost}, \
+         answered after the drain {after_drain} (in {runs_with_late_items} runs), took {:.1?}",
         started.elapsed()
+    );
+    // The runs did test the ordered stop: items reached the writer after tasks were told to stop.
+    assert!(
+        runs_with_late_items >= runs / 2,
+        "only {runs_with_late_items} of {runs} runs had requests in flight when the drain ended"
     );
 }
 
