@@ -95,10 +95,43 @@ struct Tally {
     /// 2xx answers that came after the drain ended: requests in flight when tasks were told to
     /// stop, whose items reached the writer after that.
     answered_after_drain: u64,
+    /// New connections opened after an answer with `connection: close`.
+    reconnects: u64,
 }
 
-/// One client: posts items on one keep-alive connection until the load balancer has seen the
-/// server go unready.
+/// The load balancer's probe: one connection, opened again when an answer closes it (from the
+/// start of shutdown every answer does).
+struct Probe {
+    address: SocketAddr,
+    connection: Option<Connection>,
+}
+
+impl Probe {
+    fn new(address: SocketAddr) -> Probe {
+        Probe {
+            address,
+            connection: None,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Result<lifecycle_tests::http::Answer, String> {
+        let connection = match self.connection.as_mut() {
+            Some(connection) => connection,
+            None => self
+                .connection
+                .insert(Connection::open(self.address).await?),
+        };
+        let answer = connection.get(path).await?;
+        if answer.closes {
+            self.connection = None;
+        }
+        Ok(answer)
+    }
+}
+
+/// One client: posts items on one keep-alive connection until the load balancer has taken the
+/// server out of rotation. From the start of shutdown the server answers `connection: close`;
+/// the client then opens a new connection, as a client (or a load balancer's pool) does.
 async fn client(
     address: SocketAddr,
     next_id: Arc<AtomicI64>,
@@ -106,18 +139,22 @@ async fn client(
     signalled: Arc<OnceLock<Instant>>,
     tally: Arc<Mutex<Tally>>,
 ) {
-    let mut connection = match Connection::open(address).await {
-        Ok(connection) => connection,
-        Err(error) => {
-            tally.lock().unwrap().failures.push(error);
-            return;
-        }
-    };
+    let mut connection: Option<Connection> = None;
     while !unready.load(Ordering::SeqCst) {
+        let open = match connection.as_mut() {
+            Some(open) => open,
+            None => match Connection::open(address).await {
+                Ok(open) => connection.insert(open),
+                Err(error) => {
+                    tally.lock().unwrap().failures.push(error);
+                    return;
+                }
+            },
+        };
         let id = next_id.fetch_add(1, Ordering::SeqCst);
         let body = format!(r#"{{"id":{id},"name":"item {id}"}}"#);
         let path = format!("/items?delay_ms={REQUEST_DELAY_MS}");
-        let answer = connection.send("POST", &path, Some(body)).await;
+        let answer = open.send("POST", &path, Some(body)).await;
         let mut tally = tally.lock().unwrap();
         tally.sent += 1;
         match answer {
@@ -125,6 +162,10 @@ async fn client(
                 tally.acknowledged.push(id);
                 if signalled.get().is_some_and(|at| at.elapsed() > DRAIN) {
                     tally.answered_after_drain += 1;
+                }
+                if answer.closes {
+                    tally.reconnects += 1;
+                    connection = None;
                 }
             }
             Ok(answer) => tally
@@ -166,7 +207,7 @@ fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize, u64) {
             .collect();
         // The load balancer: polls /readyz, and once it answers 503 stops the clients; checks
         // that /livez still answers 200 while the server drains.
-        let mut probe = Connection::open(address).await.expect("probe connection");
+        let mut probe = Probe::new(address);
         let ready = probe.get("/readyz").await.expect("readyz");
         assert_eq!(ready.status, 200, "not ready before the signal: {ready:?}");
         tokio::time::sleep(signal_after).await;
@@ -245,6 +286,12 @@ fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize, u64) {
         lost.is_empty(),
         "run {run}: {} items answered 2xx are not in the database: {lost:?}\n{stderr}",
         lost.len()
+    );
+    // Answers during the drain asked clients to close their connections, and they reconnected.
+    assert!(
+        tally.reconnects >= CLIENTS as u64,
+        "run {run}: only {} reconnects after `connection: close`",
+        tally.reconnects
     );
     assert!(
         tally.sent >= CLIENTS as u64,

@@ -19,6 +19,8 @@ pub struct Answer {
     pub status: u16,
     /// The body, as text.
     pub body: String,
+    /// The server asked to close the connection after this answer (`connection: close`).
+    pub closes: bool,
 }
 
 /// One keep-alive HTTP/1 connection.
@@ -79,6 +81,10 @@ impl Connection {
             .await
             .map_err(|error| format!("{method} {path}: {error}"))?;
         let status = response.status().as_u16();
+        let closes = response
+            .headers()
+            .get("connection")
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"close"));
         let bytes = response
             .into_body()
             .collect()
@@ -88,6 +94,7 @@ impl Connection {
         Ok(Answer {
             status,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            closes,
         })
     }
 

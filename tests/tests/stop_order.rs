@@ -72,7 +72,11 @@ async fn a_consumer_is_told_to_stop_only_after_its_producers_ended() {
     assert_eq!(stage_lines.len(), 1, "{report}");
     assert_eq!(stage_lines[0].0, "1");
     assert!(
-        stage_lines[0].1.contains("consumer") && stage_lines[0].1.contains("after producer"),
+        stage_lines[0].1.contains("consumer")
+            && stage_lines[0].1.contains("after producer")
+            && stage_lines[0]
+                .1
+                .contains("once every worker of an earlier stage had ended"),
         "{report}"
     );
     // The stage line sits between the producers and the consumer, and the consumer's time
@@ -238,7 +242,14 @@ async fn the_budget_still_bounds_the_stop_when_an_earlier_worker_never_ends() {
             "{report}"
         );
     }
-    assert_eq!(stages(&report).len(), 1, "{report}");
+    let stage_lines = stages(&report);
+    assert_eq!(stage_lines.len(), 1, "{report}");
+    assert!(
+        stage_lines[0]
+            .1
+            .contains("when the shutdown budget ran out"),
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -302,9 +313,16 @@ async fn a_background_loop_with_stop_after_runs_its_final_tick_after_the_produce
 
 // ----- BatchWriter::stop_after ------------------------------------------------------------------
 
-async fn writer_after_http(order: bool) -> (ShutdownReport, Vec<Result<(), String>>, i64) {
+/// A writer (flush timeout `flush`) fed by 4 "http" tasks that push `late` and more after the
+/// stop signal; with `order`, the writer stops after them.
+async fn writer_after_http(
+    order: bool,
+    late: Duration,
+    flush: Duration,
+) -> (ShutdownReport, Vec<Result<(), String>>, i64) {
     let path = std::env::temp_dir().join(format!(
-        "lifecycle-stop-order-{order}-{}.sqlite",
+        "lifecycle-stop-order-{order}-{}-{}.sqlite",
+        late.as_millis(),
         std::process::id()
     ));
     let _ = std::fs::remove_file(&path);
@@ -328,7 +346,8 @@ async fn writer_after_http(order: bool) -> (ShutdownReport, Vec<Result<(), Strin
                 }
                 Ok::<(), sqlx::Error>(())
             })
-            .interval(Duration::from_secs(3600));
+            .interval(Duration::from_secs(3600))
+            .flush_timeout(flush);
         let writer = match order {
             true => builder.stop_after(["http"]).spawn(),
             false => builder.spawn(),
@@ -339,7 +358,7 @@ async fn writer_after_http(order: bool) -> (ShutdownReport, Vec<Result<(), Strin
             let results = results.clone();
             lifecycle_runtime::spawn("http", async move {
                 lifecycle_runtime::shutdown_signal().triggered().await;
-                tokio::time::sleep(Duration::from_millis(50 + 20 * id as u64)).await;
+                tokio::time::sleep(late + Duration::from_millis(20 * id as u64)).await;
                 let pushed = writer.push_wait(id).await.map_err(|error| match error {
                     PushError::Closed { .. } => "closed".to_owned(),
                     other => other.to_string(),
@@ -365,7 +384,8 @@ async fn writer_after_http(order: bool) -> (ShutdownReport, Vec<Result<(), Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_after_the_server_writes_what_requests_push_after_the_stop_signal() {
     let _watchdog = Watchdog::new("writer after http", Duration::from_secs(120));
-    let (report, results, rows) = writer_after_http(true).await;
+    let (report, results, rows) =
+        writer_after_http(true, Duration::from_millis(50), Duration::from_secs(5)).await;
     assert!(report.is_clean(), "{report}");
     assert_eq!(results, vec![Ok(()); 4], "{report}");
     assert_eq!(rows, 4, "{report}");
@@ -376,9 +396,32 @@ async fn a_writer_after_the_server_writes_what_requests_push_after_the_stop_sign
         "{report}"
     );
     // The control: stopped together, the writer refuses what the requests push late.
-    let (report, results, rows) = writer_after_http(false).await;
+    let (report, results, rows) =
+        writer_after_http(false, Duration::from_millis(50), Duration::from_secs(5)).await;
     assert_eq!(results, vec![Err("closed".to_owned()); 4], "{report}");
     assert_eq!(rows, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_after_the_server_has_its_whole_flush_time_after_a_long_first_stage() {
+    let _watchdog = Watchdog::new("long first stage", Duration::from_secs(120));
+    // The requests go on for 1.2 s after the stop signal, more than the writer's 300 ms flush
+    // time: that time runs from the writer's stage, not from the stop signal.
+    let (report, results, rows) = writer_after_http(
+        true,
+        Duration::from_millis(1200),
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(results, vec![Ok(()); 4], "{report}");
+    assert_eq!(rows, 4, "{report}");
+    let writer = report
+        .entries()
+        .iter()
+        .find(|entry| entry.kind() == EntryKind::Task && entry.name() == "batch-writer items")
+        .unwrap_or_else(|| panic!("no writer task:\n{report}"));
+    assert!(writer.start() >= Duration::from_millis(1200), "{report}");
 }
 
 #[tokio::test]

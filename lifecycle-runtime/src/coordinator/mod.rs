@@ -38,6 +38,8 @@ use crate::snapshot::Readiness;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::util::after;
 use crate::util::lock;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use crate::workers::Staged;
 use crate::workers::{AwaitingReport, Phase, Workers, WorkersRef};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::workers::{Due, StopPolicy};
@@ -436,9 +438,16 @@ impl Coordinator {
     /// When a task told to stop, with `stop_timeout` as its stop timeout, is cut off: the rule
     /// step 3 applies (the stop timeout runs from the stop signal, the budget caps it). `None`
     /// before tasks are told to stop. A writer that must finish inside that time asks it.
+    ///
+    /// For `worker` (a name) in a stop order, from when its stage was told: `None` until then.
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub(crate) fn stop_due(&self, stop_timeout: Duration) -> Option<Due> {
+    pub(crate) fn stop_due(&self, worker: &str, stop_timeout: Duration) -> Option<Due> {
         let stop_started = self.state.workers.stop_started()?;
+        let told = match self.state.workers.order().staged(worker) {
+            Staged::No => None,
+            Staged::Held(_) => return None,
+            Staged::Started(_, at) => Some(at),
+        };
         // Tasks are only told to stop after shutdown started, so `at()` is the recorded start.
         let deadline = after(
             self.state.start.at(),
@@ -448,7 +457,7 @@ impl Coordinator {
             stop_started,
             deadline,
         };
-        Some(policy.due(None, stop_timeout))
+        Some(policy.due(told, stop_timeout))
     }
 
     pub(crate) fn phase(&self) -> Phase {

@@ -17,12 +17,15 @@ impl Coordinator {
     /// after the latest of the names it stops after. A stage is told to stop once nothing of an
     /// earlier stage is left, whatever its names, so a stage-1 writer also outlasts every request
     /// task. Its workers' stop timeouts run from then, within the one budget; when the budget
-    /// runs out every stage is told at once. The report has a `stage` line for each.
+    /// runs out with a stage still held, every stage is told and cut at once (nothing is left to
+    /// give them). The report has a `stage` line for each, saying why it started when it did.
     ///
     /// Declaring again adds to what was declared. A declaration that would close a cycle is
     /// refused as a whole with the cycle named, and changes nothing. Declare before the workers
     /// are spawned: a worker watches the signal of its name's stage from its start (a task's
-    /// [`shutdown_signal`](crate::shutdown_signal), a `#[background]` body's `Shutdown`).
+    /// [`shutdown_signal`](crate::shutdown_signal), a `#[background]` body's `Shutdown`). A
+    /// token is bound when it is made: one made *outside* the worker (and moved into it) is the
+    /// token of whoever made it, so take it inside. An empty `after` is refused.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -123,12 +123,28 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
         }),
     );
     match handler.await {
-        Ok(response) => response,
+        Ok(mut response) => {
+            // Shutdown has started: every response asks its client to close the connection, so
+            // clients (and load balancers' pools) reconnect, elsewhere once the server is out of
+            // rotation, instead of keeping a connection the stop will close under them.
+            if shared.coordinator.is_shutting_down() {
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        }
         Err(error @ TaskError::Cancelled { .. }) => {
             plain(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
         }
-        // A panic or an error: logged and counted by the task already.
-        Err(error) => plain(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+        // A panic or an error: logged with its message, counted and named by the task
+        // already. The client is told no more: a panic message may hold what it must not see.
+        Err(_) => plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal server error: the handler panicked (the server's log has the details)"
+                .to_owned(),
+        ),
     }
 }
 

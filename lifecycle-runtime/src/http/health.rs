@@ -32,8 +32,10 @@ pub struct HealthBody {
 
 /// Routes to merge into a router: the probes of an orchestrator and the task statistics.
 ///
-/// - `GET /livez`: 200 whenever the process answers, during the drain and the stop too (a
-///   liveness probe must not restart a process that is stopping cleanly). Body: [`HealthBody`].
+/// - `GET /livez`: 200 whenever the process answers, the drain included (a liveness probe must
+///   not restart a process that is stopping cleanly). Once tasks are told to stop, the server
+///   accepts no new connections, so a probe is refused then; an orchestrator waits for the exit
+///   (or its grace period) at that point anyway. Body: [`HealthBody`].
 /// - `GET /readyz`: 200 only while readiness is `ready` (the program called
 ///   [`mark_ready`](crate::mark_ready) and shutdown has not started), else 503, so a load
 ///   balancer stops sending traffic at the start of the drain. Body: [`HealthBody`], e.g.

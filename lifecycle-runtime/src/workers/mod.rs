@@ -32,8 +32,10 @@ pub(crate) use group::{Group, Groups};
 pub(crate) use judge::{AwaitingReport, BudgetEnd, Wait};
 pub use name::TaskName;
 pub(crate) use node::{Entry as LiveWorker, Node, Verdict, WorkerMeta};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use order::Staged;
 pub use order::StopOrderError;
-pub(crate) use order::{Stage, StopOrder};
+pub(crate) use order::{Stage, StopOrder, Why as StageStart};
 use outcome::Records;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use policy::Due;
@@ -231,8 +233,13 @@ impl Workers {
 
     /// Tells the workers of every stage up to `through` to stop (those not told yet), and has
     /// step 3 look at them. Returns whether any stage started.
-    pub(crate) fn start_stages_through(&self, through: usize, now: Instant) -> bool {
-        let told = self.order.start_through(through, now);
+    pub(crate) fn start_stages_through(
+        &self,
+        through: usize,
+        now: Instant,
+        why: StageStart,
+    ) -> bool {
+        let told = self.order.start_through(through, now, why);
         if told.is_empty() {
             return false;
         }

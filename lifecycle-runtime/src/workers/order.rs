@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use super::StopSignal;
 use crate::util::sync::{AtomicBool, Ordering};
 
-/// A declared stop order that would never let some worker stop: `name` stops after workers that
-/// (through others) stop after `name`.
+/// A stop order that cannot be declared: it would close a cycle (`name` stops after workers
+/// that, through others, stop after `name`), or it names nothing to stop after.
 ///
 /// ```
 /// let coordinator = lifecycle_runtime::Coordinator::new();
@@ -29,22 +29,43 @@ use crate::util::sync::{AtomicBool, Ordering};
 /// let error = coordinator.stop_after("http", ["writer"]).unwrap_err();
 /// assert_eq!(error.cycle(), ["http", "writer", "http"]);
 /// assert!(error.to_string().contains("`http` → `writer` → `http`"));
+/// let error = coordinator.stop_after("metrics", Vec::<String>::new()).unwrap_err();
+/// assert!(error.cycle().is_empty());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "stop order cycle: {} (each stops after the next); remove one of these `stop_after` declarations",
-    Chain(.cycle)
-)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopOrderError {
     cycle: Vec<String>,
+    name: String,
 }
 
 impl StopOrderError {
-    /// The names on the cycle, starting and ending with the name being declared.
+    /// The names on the cycle, starting and ending with the name being declared (empty when the
+    /// declaration named nothing to stop after).
     pub fn cycle(&self) -> &[String] {
         &self.cycle
     }
 }
+
+impl fmt::Display for StopOrderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.cycle.is_empty() {
+            return write!(
+                f,
+                "`{}` is declared to stop after nothing; name the workers it stops after, or \
+                 leave it out of the stop order",
+                self.name
+            );
+        }
+        write!(
+            f,
+            "stop order cycle: {} (each stops after the next); remove one of these `stop_after` \
+             declarations",
+            Chain(&self.cycle)
+        )
+    }
+}
+
+impl std::error::Error for StopOrderError {}
 
 struct Chain<'a>(&'a [String]);
 
@@ -81,6 +102,19 @@ impl Staged {
     }
 }
 
+/// Why a stage was told to stop when it was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// Stage 0: at the stop signal.
+    StopSignal,
+    /// Every worker of the stages before it had ended, or was aborted or given up on.
+    EarlierDone,
+    /// The shutdown budget ran out with earlier workers still there.
+    Budget,
+    /// Its name was declared after workers were told to stop.
+    LateDeclared,
+}
+
 /// A stage of a frozen order, for the report.
 #[derive(Clone, Debug)]
 pub(crate) struct Stage {
@@ -89,6 +123,7 @@ pub(crate) struct Stage {
     /// What its names stop after.
     pub(crate) after: Vec<String>,
     pub(crate) started: Option<Instant>,
+    pub(crate) why: Why,
     /// Not given its line in the report yet.
     pub(crate) to_report: bool,
 }
@@ -114,6 +149,8 @@ struct Inner {
 struct Frozen {
     stage_of: HashMap<String, usize>,
     started: Vec<Option<Instant>>,
+    /// Why each started stage started when it did.
+    why: Vec<Why>,
     /// Stages already given a line in the report.
     reported: usize,
 }
@@ -136,13 +173,22 @@ impl StopOrder {
         name: &str,
         after: &[String],
     ) -> Result<StopSignal, StopOrderError> {
+        if after.is_empty() {
+            return Err(StopOrderError {
+                cycle: Vec::new(),
+                name: name.to_owned(),
+            });
+        }
         let mut inner = self.inner();
         for before in after {
             if let Some(path) = inner.path(before, name) {
                 let mut cycle = Vec::with_capacity(path.len() + 1);
                 cycle.push(name.to_owned());
                 cycle.extend(path);
-                return Err(StopOrderError { cycle });
+                return Err(StopOrderError {
+                    cycle,
+                    name: name.to_owned(),
+                });
             }
         }
         let list = inner.after.entry(name.to_owned()).or_default();
@@ -153,12 +199,17 @@ impl StopOrder {
         }
         let signal = inner.signals.entry(name.to_owned()).or_default().clone();
         // Declared after workers were told to stop: it joins its stage, and is told at once when
-        // that stage has started or is a new one (step 3 may be over: nothing would start it).
+        // that stage has started. A new stage after the last one starts with it if every stage
+        // before it has (step 3 may be over: nothing else would start it), else step 3 starts
+        // it in turn.
         if let Some(stage) = inner.late_stage(name) {
             let frozen = inner.frozen.as_mut().expect("placed in a frozen order");
             frozen.stage_of.insert(name.to_owned(), stage);
             if frozen.started.len() <= stage {
-                frozen.started.resize(stage + 1, Some(Instant::now()));
+                let all_started = frozen.started.iter().all(Option::is_some);
+                let start = all_started.then(Instant::now);
+                frozen.started.resize(stage + 1, start);
+                frozen.why.resize(stage + 1, Why::LateDeclared);
             }
             if frozen.started[stage].is_some() {
                 signal.fire();
@@ -193,16 +244,21 @@ impl StopOrder {
         let stages = stage_of.values().copied().max().unwrap_or(0);
         let mut started = vec![None; stages + 1];
         started[0] = Some(now);
+        let why = vec![Why::StopSignal; started.len()];
         inner.frozen = Some(Frozen {
             stage_of,
             started,
+            why,
             reported: 0,
         });
     }
 
-    /// Where `name` stands. `Staged::No` before the order is frozen.
-    #[cfg(test)]
-    fn staged(&self, name: &str) -> Staged {
+    /// Where `name` stands. `Staged::No` before the order is frozen, or when none is declared.
+    #[cfg(any(test, feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn staged(&self, name: &str) -> Staged {
+        if !self.is_used() {
+            return Staged::No;
+        }
         self.with_staged(|staged| staged(name))
     }
 
@@ -236,7 +292,7 @@ impl StopOrder {
 
     /// Starts every stage up to `through` not started yet: fires its names' signals. Returns the
     /// names told to stop now.
-    pub(crate) fn start_through(&self, through: usize, now: Instant) -> Vec<String> {
+    pub(crate) fn start_through(&self, through: usize, now: Instant, why: Why) -> Vec<String> {
         let mut inner = self.inner();
         let Inner {
             frozen, signals, ..
@@ -251,6 +307,7 @@ impl StopOrder {
                 continue;
             }
             frozen.started[stage] = Some(now);
+            frozen.why[stage] = why;
             for (name, _) in frozen.stage_of.iter().filter(|(_, at)| **at == stage) {
                 if let Some(signal) = signals.get(name) {
                     signal.fire();
@@ -297,6 +354,7 @@ impl StopOrder {
                     names,
                     after,
                     started: frozen.started[number],
+                    why: frozen.why[number],
                     to_report: number > reported && frozen.started[number].is_some(),
                 }
             })
@@ -337,7 +395,6 @@ impl Inner {
         }
         let stage = match self.after.get(name) {
             None => 0,
-            Some(after) if after.is_empty() => 0,
             Some(after) => {
                 1 + after
                     .iter()
@@ -404,15 +461,18 @@ mod tests {
 
         let writer = order.signal("writer").unwrap();
         let archiver = order.signal("archiver").unwrap();
-        let mut told = order.start_through(1, now);
+        let mut told = order.start_through(1, now, Why::EarlierDone);
         told.sort();
         assert_eq!(told, ["metrics", "writer"]);
         assert!(writer.is_fired() && !archiver.is_fired());
         assert_eq!(order.staged("writer"), Staged::Started(1, now));
-        assert!(order.start_through(1, now).is_empty());
-        assert_eq!(order.start_through(2, now), ["archiver"]);
+        assert!(order.start_through(1, now, Why::EarlierDone).is_empty());
+        assert_eq!(order.start_through(2, now, Why::EarlierDone), ["archiver"]);
         assert!(archiver.is_fired() && order.has_held());
-        assert_eq!(order.start_through(usize::MAX, now), ["indexer"]);
+        assert_eq!(
+            order.start_through(usize::MAX, now, Why::Budget),
+            ["indexer"]
+        );
         assert!(!order.has_held());
 
         let stages = order.stages();
@@ -423,20 +483,34 @@ mod tests {
     }
 
     #[test]
-    fn a_name_declared_after_the_stop_is_told_at_once_when_its_stage_is_due() {
+    fn a_name_declared_after_the_stop_waits_for_its_stage_and_never_skips_a_held_one() {
         let order = StopOrder::default();
         order.declare("writer", &names(&["http"])).unwrap();
         let now = Instant::now();
         order.freeze(now);
-        // Stage 1 is held: a late name in stage 1 waits with it; stage 0 has started, so a name
-        // after an undeclared one belongs to stage 1 as well.
+        // Stage 1 is held: a late name in stage 1 waits with it.
         let late = order.declare("late", &names(&["http"])).unwrap();
         assert!(!late.is_fired());
         assert_eq!(order.staged("late"), Staged::Held(1));
-        order.start_through(1, now);
-        assert!(late.is_fired());
-        // Stage 1 has started: a name after it (stage 2) is due at once.
+        // A new stage after a held one is held too, not told before it.
         let later = order.declare("later", &names(&["writer"])).unwrap();
+        assert!(!later.is_fired());
+        assert_eq!(order.staged("later"), Staged::Held(2));
+        order.start_through(1, now, Why::EarlierDone);
+        assert!(late.is_fired() && !later.is_fired());
+        order.start_through(usize::MAX, now, Why::EarlierDone);
         assert!(later.is_fired());
+        // Every stage has started (step 3 may be over): a new one is told at once.
+        let last = order.declare("last", &names(&["later"])).unwrap();
+        assert!(last.is_fired());
+        assert!(matches!(order.staged("last"), Staged::Started(3, _)));
+        // Nothing to stop after is refused.
+        let error = order.declare("lonely", &[]).unwrap_err();
+        assert!(error.cycle().is_empty());
+        assert!(
+            error
+                .to_string()
+                .contains("`lonely` is declared to stop after nothing")
+        );
     }
 }

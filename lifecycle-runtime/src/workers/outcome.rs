@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::node::{Node, Verdict};
 use super::registry::FoldedEnd;
-use super::{Ended, Stage, TaskName, WorkerKind, Workers};
+use super::{Ended, Stage, StageStart, TaskName, WorkerKind, Workers};
 use crate::report::{Entry, EntryKind, Outcome};
 use crate::util::{format_duration, lock};
 
@@ -388,11 +388,21 @@ fn insert_stages(
         };
         let offset = started.saturating_duration_since(sequence_started);
         let elapsed = end.map_or(Duration::ZERO, |end| end.saturating_duration_since(started));
-        let detail = format!(
-            "told {} to stop once every worker before it had ended (after {})",
-            stage.names.join(", "),
-            stage.after.join(", ")
-        );
+        let names = stage.names.join(", ");
+        let after = stage.after.join(", ");
+        let detail = match stage.why {
+            StageStart::Budget => format!(
+                "told {names} to stop (after {after}) when the shutdown budget ran out, with \
+                 workers of an earlier stage still there"
+            ),
+            StageStart::LateDeclared => {
+                format!("told {names} to stop (after {after}) when declared, during the stop")
+            }
+            StageStart::StopSignal | StageStart::EarlierDone => format!(
+                "told {names} to stop (after {after}) once every worker of an earlier stage had \
+                 ended or been cut off"
+            ),
+        };
         let line = Entry::new(
             stage.number,
             EntryKind::Stage,

@@ -96,7 +96,11 @@ impl Coordinator {
         stop::run(workers, deadline).await;
         // Stages of a stop order with nobody left in them were never needed: their signals
         // still fire, for workers that come late.
-        workers.start_stages_through(usize::MAX, Instant::now());
+        workers.start_stages_through(
+            usize::MAX,
+            Instant::now(),
+            crate::workers::StageStart::EarlierDone,
+        );
         sequence.record(workers.take_entries(started));
         workers.set_phase(Phase::Closing);
         close::run(self, started, deadline).await;

@@ -5,13 +5,16 @@
 //!
 //! The registry is not scanned while workers are stopping as they should: the first look is at
 //! the least stop timeout registered, a lower bound of every worker's due time (a worker that
-//! registers late is due later still).
+//! registers late is due later still). With a stop order (`workers/order.rs`) it is: every few
+//! milliseconds while a stage waits for the ones before it.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::workers::{BudgetEnd, MAX_ROUNDS_PAST_BUDGET, StopPolicy, Unpolled, Wait, Workers};
+use crate::workers::{
+    BudgetEnd, MAX_ROUNDS_PAST_BUDGET, StageStart, StopPolicy, Unpolled, Wait, Workers,
+};
 
 /// Runs step 3 until nothing is left to wait for.
 pub(super) async fn run(workers: &Workers, deadline: Instant) {
@@ -129,13 +132,13 @@ fn start_stages(
 ) -> Instant {
     let now = Instant::now();
     // A task not polled yet may be of any stage: wait until it is (or step 3 gave up on it).
-    let through = match lowest_stage {
-        _ if now >= policy.deadline => usize::MAX,
-        _ if workers.unpolled_pending() => 0,
-        Some(lowest) => lowest,
-        None => usize::MAX,
+    let (through, why) = match lowest_stage {
+        _ if now >= policy.deadline => (usize::MAX, StageStart::Budget),
+        _ if workers.unpolled_pending() => (0, StageStart::EarlierDone),
+        Some(lowest) => (lowest, StageStart::EarlierDone),
+        None => (usize::MAX, StageStart::EarlierDone),
     };
-    if workers.start_stages_through(through, now) {
+    if workers.start_stages_through(through, now, why) {
         // Their stop timeouts run from now: look again at once.
         return now;
     }

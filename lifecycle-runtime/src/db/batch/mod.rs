@@ -119,6 +119,8 @@ pub struct BatchStats {
 /// What the handle, the writer task and the report entry share.
 struct Inner<T> {
     name: String,
+    /// The writer task's name, `batch-writer <name>` (its place in a stop order).
+    task: TaskName,
     /// Shared with the report entry, which must not hold the coordinator (through `shutdown`):
     /// the coordinator holds the entry until shutdown.
     ledger: Arc<Ledger<T>>,
@@ -399,8 +401,9 @@ where
     }
 
     /// How long shutdown waits for the last writes: the writer task's stop timeout, counted from
-    /// when tasks are told to stop and capped by the shutdown budget. What is not written by
-    /// then counts as not written. Default 5s.
+    /// when it is told to stop (at the stop signal, or when its stage starts with
+    /// [`stop_after`](Self::stop_after)) and capped by the shutdown budget. What is not written
+    /// by then counts as not written. Default 5s.
     pub fn flush_timeout(mut self, timeout: Duration) -> Self {
         self.flush_timeout = timeout;
         self
@@ -469,6 +472,7 @@ where
         }
         let inner = Arc::new(Inner {
             name: self.name.clone(),
+            task: task.clone(),
             ledger: Arc::new(Ledger::new(capacity)),
             wake: Notify::new(),
             batch: self.max_batch.min(capacity),

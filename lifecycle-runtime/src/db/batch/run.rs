@@ -178,10 +178,15 @@ where
     }
 
     /// When the writer stops writing, once it has been told to stop: a little before step 3
-    /// would cut it off (its flush timeout from the stop signal, capped by the budget).
+    /// would cut it off (its flush timeout from the stop signal, or from its stage's start with
+    /// `stop_after`, capped by the budget).
     fn deadline(&self) -> Option<Deadline> {
         let flush_timeout = self.inner.flush_timeout;
-        let due = self.inner.shutdown.coordinator().stop_due(flush_timeout)?;
+        let due = self
+            .inner
+            .shutdown
+            .coordinator()
+            .stop_due(&self.inner.task, flush_timeout)?;
         let margin = (flush_timeout / 20).min(MAX_MARGIN);
         Some(Deadline {
             at: due.at.checked_sub(margin).unwrap_or(due.at),
@@ -237,7 +242,11 @@ fn reason<T>(inner: &Inner<T>) -> String {
     if std::thread::panicking() {
         return "the writer task panicked".to_owned();
     }
-    match inner.shutdown.coordinator().stop_due(inner.flush_timeout) {
+    match inner
+        .shutdown
+        .coordinator()
+        .stop_due(&inner.task, inner.flush_timeout)
+    {
         Some(due) if Instant::now() >= due.at => out_of_time(inner, due.cut_by_budget),
         Some(_) => "the writer task was dropped before its final flush finished".to_owned(),
         None => "the writer task was dropped before shutdown told it to flush".to_owned(),
