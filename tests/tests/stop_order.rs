@@ -446,3 +446,48 @@ async fn a_writer_whose_order_is_a_cycle_panics_at_spawn_naming_it() {
         })
         .await;
 }
+
+// ----- a supervised service in a later stage --------------------------------------------------
+
+static CONSUMER_RUNS: AtomicUsize = AtomicUsize::new(0);
+static FEEDER_DONE: AtomicBool = AtomicBool::new(false);
+static CONSUMER_TOLD_AFTER_FEEDER: AtomicBool = AtomicBool::new(false);
+
+#[background(shutdown, name = "feeder")]
+async fn feeder(shutdown: lifecycle_runtime::Shutdown) {
+    shutdown.triggered().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    FEEDER_DONE.store(true, Ordering::SeqCst);
+}
+
+/// Fails once while the feeder still runs (shutdown has started, its own stage has not), which
+/// must not end it: it is restarted, and stops when its stage is told.
+#[background(shutdown, restart = "on_failure", stop_after = "feeder")]
+async fn supervised_consumer(shutdown: lifecycle_runtime::Shutdown) -> Result<(), String> {
+    if CONSUMER_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+        while !lifecycle_runtime::Coordinator::current().is_shutting_down() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        return Err("lost its upstream".to_owned());
+    }
+    shutdown.triggered().await;
+    CONSUMER_TOLD_AFTER_FEEDER.store(FEEDER_DONE.load(Ordering::SeqCst), Ordering::SeqCst);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervised_service_in_a_later_stage_is_restarted_until_its_own_stage_is_told() {
+    let coordinator = coordinator();
+    let report = within(&coordinator, LIMIT, async {
+        let _consumer = supervised_consumer();
+        let _feeder = feeder();
+        settle().await;
+        lifecycle_runtime::shutdown().await
+    })
+    .await;
+    assert_eq!(CONSUMER_RUNS.load(Ordering::SeqCst), 2, "{report}");
+    assert!(
+        CONSUMER_TOLD_AFTER_FEEDER.load(Ordering::SeqCst),
+        "{report}"
+    );
+}

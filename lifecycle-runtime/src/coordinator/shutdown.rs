@@ -68,6 +68,17 @@ impl Shutdown {
         }
     }
 
+    /// Whether no more is coming for this token's worker: shutdown has started and, for a
+    /// worker in a later stage of a stop order, its own stage was told. A supervisor restarts a
+    /// failed service only until then.
+    pub(crate) fn is_winding_down(&self) -> bool {
+        self.coordinator.is_shutting_down()
+            && (self.is_triggered()
+                || self
+                    .signal
+                    .same_as(self.coordinator.workers().stop_signal()))
+    }
+
     /// The signal this token watches.
     pub(crate) fn signal(&self) -> &StopSignal {
         &self.signal

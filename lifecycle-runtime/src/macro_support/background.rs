@@ -121,6 +121,7 @@ enum TickEnd {
 struct Settle<'a> {
     spec: &'a BackgroundSpec,
     coordinator: &'a Coordinator,
+    shutdown: &'a Shutdown,
     exit: &'a mut Option<TaskError>,
     /// A supervised service's restarts.
     supervisor: Option<&'a mut Supervisor>,
@@ -192,7 +193,7 @@ impl Settle<'_> {
                 Some(format!("tick timed out after {}", format_duration(*limit)))
             }
         };
-        let shutting_down = self.coordinator.is_shutting_down();
+        let shutting_down = self.shutdown.is_winding_down();
         match supervisor.decide(
             failure.as_deref(),
             shutting_down,
@@ -321,7 +322,7 @@ impl Ticker {
                 None => self.ticks.service_run(),
                 Some(pause) => {
                     let restart =
-                        self.shutdown.sleep(pause).await && !self.coordinator.is_shutting_down();
+                        self.shutdown.sleep(pause).await && !self.shutdown.is_winding_down();
                     if restart {
                         self.ticks.restarted();
                     }
@@ -399,6 +400,7 @@ impl Ticker {
         Settle {
             spec: &self.spec,
             coordinator: &self.coordinator,
+            shutdown: &self.shutdown,
             exit: &mut self.exit,
             supervisor: self.supervisor.as_mut(),
             state: &self.ticks.state,

@@ -113,20 +113,36 @@ impl Workers {
     /// one of a later stage is due its stop timeout after its stage started; `lowest_stage` says
     /// the earliest stage some unjudged worker is in.
     pub(crate) fn cut_off_due(&self, policy: &StopPolicy, now: Instant) -> CutOff {
-        if self.order.is_used() {
-            return self
-                .order
-                .with_staged(|staged| self.cut_off_due_in_stages(policy, now, Some(staged)));
+        // The stop order's lock is held for the scan only: what is logged and recorded after it
+        // may call into anything.
+        let (cut, leaked) = if self.order.is_used() {
+            self.order
+                .with_staged(|staged| self.cut_off_due_in_stages(policy, now, Some(staged)))
+        } else {
+            self.cut_off_due_in_stages(policy, now, None)
+        };
+        for (name, kind, stop_timeout, cut_by_budget) in leaked {
+            let (outcome, detail) = outcome(
+                Fate::Leaked(Leak::NotStopped),
+                stop_timeout,
+                Verdict::Leaked,
+                cut_by_budget,
+            );
+            tracing::error!(thread = %name, "thread {}", detail.as_deref().unwrap_or_default());
+            self.push_record(name, kind, outcome, detail);
         }
-        self.cut_off_due_in_stages(policy, now, None)
+        cut
     }
 
+    /// One pass of [`cut_off_due`](Self::cut_off_due): the threads given up on are returned, not
+    /// logged.
+    #[allow(clippy::type_complexity, reason = "a private pair of results")]
     fn cut_off_due_in_stages(
         &self,
         policy: &StopPolicy,
         now: Instant,
         staged: Option<&dyn Fn(&str) -> Staged>,
-    ) -> CutOff {
+    ) -> (CutOff, Vec<(TaskName, WorkerKind, Duration, bool)>) {
         let mut to_wake = Vec::new();
         let mut leaked = Vec::new();
         let mut next: Option<Instant> = None;
@@ -173,21 +189,12 @@ impl Workers {
         if !to_wake.is_empty() {
             self.aborts_issued.store(true, Ordering::Release);
         }
-        for (name, kind, stop_timeout, cut_by_budget) in leaked {
-            let (outcome, detail) = outcome(
-                Fate::Leaked(Leak::NotStopped),
-                stop_timeout,
-                Verdict::Leaked,
-                cut_by_budget,
-            );
-            tracing::error!(thread = %name, "thread {}", detail.as_deref().unwrap_or_default());
-            self.push_record(name, kind, outcome, detail);
-        }
-        CutOff {
+        let cut = CutOff {
             aborted: to_wake,
             next,
             lowest_stage,
-        }
+        };
+        (cut, leaked)
     }
 
     /// Keeps wakers of aborted tasks that step 3 did not get to wake within the budget, to wake

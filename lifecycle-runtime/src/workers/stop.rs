@@ -35,6 +35,11 @@ impl StopSignal {
         condvar.notify_all();
     }
 
+    /// Whether both are the same signal.
+    pub(crate) fn same_as(&self, other: &StopSignal) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub(crate) fn is_fired(&self) -> bool {
         self.inner.fired.load(Ordering::Acquire)
     }

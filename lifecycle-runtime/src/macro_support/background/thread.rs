@@ -25,7 +25,7 @@ impl ThreadTicker {
                 None => self.ticks.service_run(),
                 Some(pause) => {
                     let restart =
-                        self.shutdown.sleep_blocking(pause) && !self.coordinator.is_shutting_down();
+                        self.shutdown.sleep_blocking(pause) && !self.shutdown.is_winding_down();
                     if restart {
                         self.ticks.restarted();
                     }
@@ -85,6 +85,7 @@ impl ThreadTicker {
         Settle {
             spec: &self.spec,
             coordinator: &self.coordinator,
+            shutdown: &self.shutdown,
             exit: &mut self.exit,
             supervisor: self.supervisor.as_mut(),
             state: &self.ticks.state,
