@@ -3,9 +3,10 @@
 //! `accepted = written + failed + not_written + pending` holds whenever anyone looks, and an item
 //! is counted in the same critical section that moves it.
 
-use std::sync::Mutex;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Semaphore, SemaphorePermit, TryAcquireError};
+use tokio::sync::{Semaphore, SemaphorePermit, SetOnce, TryAcquireError};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::BatchStats;
@@ -27,6 +28,21 @@ pub(super) enum Settled {
     Failed,
 }
 
+/// How a batch ended, as a waiting [`write`](super::BatchWriter::write) hears it.
+#[derive(Clone, Debug)]
+pub(super) enum Verdict {
+    /// The batch's write returned `Ok`: committed.
+    Written,
+    /// Every try failed; the last error.
+    Failed(Arc<str>),
+    /// Never settled: why (time ran out, the task was cut off).
+    NotWritten(Arc<str>),
+}
+
+/// The verdict of one batch, shared by everyone who waits for an item in it: one allocation per
+/// batch that has a waiter, none for batches of `push`ed items only.
+pub(super) type Done = Arc<SetOnce<Verdict>>;
+
 /// What the report says about a writer: its counts, why items were not written, the last error
 /// a write returned.
 #[derive(Clone, Debug)]
@@ -38,6 +54,9 @@ pub(super) struct Account {
 
 pub(super) struct Ledger<T> {
     state: Mutex<State<T>>,
+    /// The batch size in force: the writer cuts what it takes into batches of this many, from
+    /// the first item, so an item's place in the buffer says which batch it will be in.
+    batch: usize,
     /// One permit per item that may still be accepted (`capacity - pending`): `push` takes one
     /// without waiting, `push_wait` waits for one, a settled batch gives its permits back. Closed
     /// with the buffer, so nobody waits for room that will never come.
@@ -49,6 +68,12 @@ pub(super) struct Ledger<T> {
 
 struct State<T> {
     items: Vec<T>,
+    /// One slot per batch-to-be of `items` (the `k`th holds items `k × batch ..`): the verdict its
+    /// waiters wait for, made by the first waiting `write` of that batch. Shorter than the number
+    /// of batches when the last ones have no waiter.
+    buffered_done: Vec<Option<Done>>,
+    /// One slot per batch taken and not settled, in the order the writer writes them.
+    taken_done: VecDeque<Option<Done>>,
     /// Set when the final flush takes the buffer or the writer task is gone: nothing is accepted
     /// after.
     closed: bool,
@@ -80,13 +105,51 @@ impl<T> State<T> {
     }
 }
 
+/// What the waiters of every unsettled batch hear when the writer gives up on them because of
+/// `why`: the batch being written is of unknown outcome, the others were not written. Takes the
+/// verdicts out of `state` (they are set after the lock is released).
+fn waiter_verdicts<T>(state: &mut State<T>, why: &str) -> Vec<(Done, Verdict)> {
+    let mut waited = state
+        .taken_done
+        .drain(..)
+        .chain(state.buffered_done.drain(..))
+        .enumerate()
+        .filter_map(|(at, done)| Some((at, done?)))
+        .peekable();
+    if waited.peek().is_none() {
+        return Vec::new();
+    }
+    let last_error = match &state.last_error_in_shutdown {
+        Some(error) => format!("; the last write failed with: {error}"),
+        None => String::new(),
+    };
+    let not_written: Arc<str> = Arc::from(format!("{why}{last_error}"));
+    let writing = state.writing > 0;
+    waited
+        .map(|(at, done)| {
+            let cause = if at == 0 && writing {
+                Arc::from(format!(
+                    "{why}; its batch was being written when the write was cut off, so it may or \
+                     may not be in the database{last_error}"
+                ))
+            } else {
+                not_written.clone()
+            };
+            (done, Verdict::NotWritten(cause))
+        })
+        .collect()
+}
+
 impl<T> Ledger<T> {
     /// A ledger with room for `capacity` pending items (at least 1, at most
-    /// [`Semaphore::MAX_PERMITS`]; the builder clamps it).
-    pub(super) fn new(capacity: usize) -> Ledger<T> {
+    /// [`Semaphore::MAX_PERMITS`]; the builder clamps it), whose writer writes batches of `batch`.
+    pub(super) fn new(capacity: usize, batch: usize) -> Ledger<T> {
         Ledger {
+            batch: batch.max(1),
             state: Mutex::new(State {
                 items: Vec::new(),
+                buffered_done: Vec::new(),
+                taken_done: VecDeque::new(),
                 closed: false,
                 accepted: 0,
                 written: 0,
@@ -134,11 +197,45 @@ impl<T> Ledger<T> {
         Ok(state.items.len())
     }
 
+    /// Accepts `item` into the room `permit` holds, and returns the verdict of the batch it
+    /// will be written in.
+    pub(super) fn accept_waited(
+        &self,
+        permit: SemaphorePermit<'_>,
+        item: T,
+    ) -> Result<Done, Refused<T>> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Err(Refused::Closed(item));
+        }
+        let batch = state.items.len() / self.batch;
+        state.items.push(item);
+        state.accepted += 1;
+        permit.forget();
+        if state.buffered_done.len() <= batch {
+            state.buffered_done.resize(batch + 1, None);
+        }
+        let done = state.buffered_done[batch].get_or_insert_with(Done::default);
+        Ok(done.clone())
+    }
+
     /// Takes what waits in the buffer; it stays pending (taken) until settled.
     pub(super) fn take(&self) -> Vec<T> {
         let mut state = lock(&self.state);
+        Self::take_locked(&mut state, self.batch)
+    }
+
+    /// Takes the buffer, and the verdicts of its batches with it.
+    fn take_locked(state: &mut State<T>, batch: usize) -> Vec<T> {
         let items = std::mem::take(&mut state.items);
         state.taken += items.len() as u64;
+        let batches = items.len().div_ceil(batch);
+        let done = std::mem::take(&mut state.buffered_done);
+        let waited = done.len();
+        state.taken_done.extend(done);
+        state
+            .taken_done
+            .extend(std::iter::repeat_n(None, batches.saturating_sub(waited)));
         items
     }
 
@@ -147,8 +244,7 @@ impl<T> Ledger<T> {
     pub(super) fn close_and_take(&self) -> Vec<T> {
         let mut state = lock(&self.state);
         state.closed = true;
-        let items = std::mem::take(&mut state.items);
-        state.taken += items.len() as u64;
+        let items = Self::take_locked(&mut state, self.batch);
         drop(state);
         // Those waiting for room wake up to a refusal.
         self.room.close();
@@ -160,17 +256,30 @@ impl<T> Ledger<T> {
         lock(&self.state).writing = size as u64;
     }
 
-    /// A batch of `size` taken items is done with; its room is free again.
+    /// The first batch of `size` taken items (batches settle in the order they were taken) is
+    /// done with; its room is free again, and its waiters hear how it went (a failure with the
+    /// last error [`record_error`](Self::record_error) recorded).
     pub(super) fn settle(&self, size: usize, how: Settled) {
         let mut state = lock(&self.state);
         let settled = (size as u64).min(state.taken);
         state.taken -= settled;
         state.writing = 0;
-        match how {
-            Settled::Written => state.written += settled,
-            Settled::Failed => state.failed += settled,
-        }
+        let done = state.taken_done.pop_front().flatten();
+        let verdict = match how {
+            Settled::Written => {
+                state.written += settled;
+                Verdict::Written
+            }
+            Settled::Failed => {
+                state.failed += settled;
+                let error = state.last_error.as_deref().unwrap_or("no error recorded");
+                Verdict::Failed(Arc::from(error))
+            }
+        };
         drop(state);
+        if let Some(done) = done {
+            let _ = done.set(verdict);
+        }
         // As many as `accept` took for these items, so the permits never exceed the capacity.
         // (`settled` is at most `size`, a `usize`: the conversion cannot fail.)
         self.room
@@ -195,6 +304,7 @@ impl<T> Ledger<T> {
         state.closed = true;
         let buffered = std::mem::take(&mut state.items);
         let count = state.taken + buffered.len() as u64;
+        let verdicts = waiter_verdicts(&mut state, why);
         if count > 0 {
             let mut cause = why.to_owned();
             if state.writing > 0 {
@@ -213,6 +323,9 @@ impl<T> Ledger<T> {
         }
         drop(state);
         self.room.close();
+        for (done, verdict) in verdicts {
+            let _ = done.set(verdict);
+        }
         // The items are dropped outside the lock: their destructors are not ours.
         drop(buffered);
         count

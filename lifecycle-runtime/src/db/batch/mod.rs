@@ -2,14 +2,20 @@
 //! writes a batch when `max_batch` items wait or every `interval`, and writes what is left when
 //! shutdown comes, before the pool closes. Every accepted item ends up written, failed (its writes
 //! returned errors) or not written (time ran out, or the task was cut off), and the shutdown
-//! report says how many of each.
+//! report says how many of each. `write` waits for its item's verdict (group commit: the waiters
+//! of a batch share one completion).
 //!
-//! The public handle and its builder are here; `ledger.rs` keeps the buffer and the counts under
-//! one lock, `run.rs` is the writer task, `close.rs` its entry in the report.
+//! The public handle and its builder are here, `write` and `WriteError` in `write.rs`;
+//! `ledger.rs` keeps the buffer, the counts and the batches' verdicts under one lock, `run.rs` is
+//! the writer task, `close.rs` its entry in the report, `copy/` writes rows with PostgreSQL's
+//! `COPY`.
 
 mod close;
+#[cfg(feature = "postgres")]
+pub(super) mod copy;
 mod ledger;
 mod run;
+mod write;
 
 use std::fmt::{self, Display};
 use std::future::Future;
@@ -21,6 +27,7 @@ use tokio::sync::Notify;
 use self::close::Accounts;
 use self::ledger::{Ledger, Refused};
 use self::run::Run;
+pub use self::write::WriteError;
 use super::Database;
 use crate::Shutdown;
 use crate::workers::{OkFuture, TaskName, WorkerKind, WorkerMeta};
@@ -100,7 +107,7 @@ impl<T> PushError<T> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct BatchStats {
-    /// Items `push` or `push_wait` accepted.
+    /// Items `push`, `push_wait` or `write` accepted.
     pub accepted: u64,
     /// Items written.
     pub written: u64,
@@ -135,7 +142,10 @@ struct Inner<T> {
 /// Buffers items and writes them in batches, through a tracked task of the current coordinator.
 ///
 /// At most `capacity` accepted items wait at a time: [`push`](Self::push) hands the item back
-/// with [`PushError::Full`] when they do, [`push_wait`](Self::push_wait) waits for room. At
+/// with [`PushError::Full`] when they do, [`push_wait`](Self::push_wait) and
+/// [`write`](Self::write) wait for room. `push` and `push_wait` return once the item is in
+/// memory; `write` returns once its batch is committed (or has definitely failed), for a caller
+/// that must not answer before the data is in the database. At
 /// shutdown the writer writes what is left within its `flush_timeout` (and the shutdown budget);
 /// what it cannot write is counted and reported, never dropped in silence: the report's
 /// `batch-writer <name>` resource entry gives accepted, written, failed and not written counts
@@ -164,6 +174,7 @@ struct Inner<T> {
 /// .spawn();
 /// events.push((1, "hello".to_owned()))?;
 /// events.push_wait((2, "waits for room".to_owned())).await?;
+/// events.write((3, "committed on return".to_owned())).await?;
 /// # Ok(())
 /// # }
 /// ```
@@ -262,9 +273,16 @@ where
         }
     }
 
-    /// Accepts `item` if there is room, without waiting. It is written within the interval
-    /// (sooner when a batch fills up), or at shutdown; an item that cannot be written is counted,
-    /// logged and reported, never dropped in silence.
+    /// Accepts `item` if there is room, without waiting: fire and forget. It is written within
+    /// the interval (sooner when a batch fills up), or at shutdown; an item that cannot be written
+    /// is counted, logged and reported, never dropped in silence.
+    ///
+    /// What `Ok` promises, exactly: the item is in this process's memory, counted as accepted,
+    /// and will end up counted as written, failed (every try of its batch returned an error) or
+    /// not written (the flush time ran out, or the writer task was cut off). It is **not**
+    /// durable: a crash, a SIGKILL or a power cut before its batch commits loses it, with no
+    /// count left to say so, and `Ok` says nothing about whether its batch will succeed. To
+    /// answer only once the item is committed, use [`write`](Self::write).
     ///
     /// ```no_run
     /// use lifecycle_runtime::db::{BatchWriter, PushError};
@@ -292,7 +310,8 @@ where
 
     /// Accepts `item`, waiting for room while `capacity` items are pending: back-pressure for a
     /// producer faster than the database. Waiters get room in the order they came. Shutdown ends
-    /// the wait at once, with the item handed back.
+    /// the wait at once, with the item handed back. `Ok` promises what [`push`](Self::push)'s
+    /// does: accepted into memory, not durable.
     ///
     /// Cancel-safe in the sense that matters: if this future is dropped while it waits, the item
     /// was not accepted and is dropped with it; nothing is counted.
@@ -314,22 +333,28 @@ where
     /// [`PushError::Closed`], with the item, once shutdown began (also when it begins during the
     /// wait).
     pub async fn push_wait(&self, item: T) -> Result<(), PushError<T>> {
+        match self.room().await {
+            Some(room) => {
+                let accepted = self.inner.ledger.accept(room, item);
+                self.answer(accepted)
+            }
+            None => Err(self.closed(item)),
+        }
+    }
+
+    /// Waits for room for one item; `None` once shutdown began (also during the wait) or the
+    /// buffer closed.
+    async fn room(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         let inner = &self.inner;
         if inner.shutdown.is_triggered() {
-            return Err(self.closed(item));
+            return None;
         }
         let room = tokio::select! {
             biased;
             () = inner.shutdown.triggered() => None,
             room = inner.ledger.room() => room,
         };
-        match room {
-            Some(room) if !inner.shutdown.is_triggered() => {
-                let accepted = inner.ledger.accept(room, item);
-                self.answer(accepted)
-            }
-            _ => Err(self.closed(item)),
-        }
+        room.filter(|_| !inner.shutdown.is_triggered())
     }
 
     /// Wakes the writer when a batch is full, and turns a refusal into the error.
@@ -473,7 +498,7 @@ where
         let inner = Arc::new(Inner {
             name: self.name.clone(),
             task: task.clone(),
-            ledger: Arc::new(Ledger::new(capacity)),
+            ledger: Arc::new(Ledger::new(capacity, self.max_batch.min(capacity))),
             wake: Notify::new(),
             batch: self.max_batch.min(capacity),
             flush_timeout: self.flush_timeout,
