@@ -361,3 +361,90 @@ impl<T> Ledger<T> {
         self.finished.cancelled()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(done: &Done) -> Option<String> {
+        done.get().map(|verdict| match verdict {
+            Verdict::Written => "written".to_owned(),
+            Verdict::Failed(error) => format!("failed: {error}"),
+            Verdict::NotWritten(cause) => format!("not written: {cause}"),
+        })
+    }
+
+    /// Seven items in batches of three, taken at once: each waiter hears its own batch's fate.
+    #[test]
+    fn each_waiter_hears_the_verdict_of_its_own_batch() {
+        let ledger = Ledger::new(100, 3);
+        let waits: Vec<Option<Done>> = (0..7)
+            .map(|n| {
+                let room = ledger.room.try_acquire().unwrap();
+                // Items 1 and 4 are pushed: nobody waits for them.
+                if n == 1 || n == 4 {
+                    ledger.accept(room, n).ok().map(|_| None).unwrap()
+                } else {
+                    Some(ledger.accept_waited(room, n).ok().unwrap())
+                }
+            })
+            .collect();
+        let waits: Vec<Done> = waits.into_iter().flatten().collect();
+        // One completion per batch: 0 and 2 share one, 3 and 5 another.
+        assert!(Arc::ptr_eq(&waits[0], &waits[1]));
+        assert!(Arc::ptr_eq(&waits[2], &waits[3]));
+        assert!(!Arc::ptr_eq(&waits[1], &waits[2]));
+        assert_eq!(ledger.take(), (0..7).collect::<Vec<_>>());
+        ledger.writing(3);
+        ledger.settle(3, Settled::Written);
+        ledger.writing(3);
+        ledger.record_error("check failed".to_owned(), false);
+        ledger.settle(3, Settled::Failed);
+        ledger.writing(1);
+        ledger.abandon("the flush timeout of 5s ran out");
+        let heard: Vec<Option<String>> = waits.iter().map(verdict).collect();
+        let written = Some("written".to_owned());
+        let failed = Some("failed: check failed".to_owned());
+        let cut = Some(
+            "not written: the flush timeout of 5s ran out; its batch was being written when the \
+             write was cut off, so it may or may not be in the database"
+                .to_owned(),
+        );
+        assert_eq!(
+            heard,
+            [written.clone(), written, failed.clone(), failed, cut]
+        );
+        let stats = ledger.stats();
+        assert_eq!(
+            (stats.accepted, stats.written, stats.failed, stats.not_written),
+            (7, 3, 3, 1)
+        );
+    }
+
+    /// Items still in the buffer when the writer gives up hear why, with the last error of the
+    /// shutdown; a batch of pushed items only makes no completion at all.
+    #[test]
+    fn buffered_waiters_hear_why_they_were_not_written() {
+        let ledger = Ledger::new(100, 2);
+        for n in 0..3 {
+            ledger.try_accept(n).ok().unwrap();
+        }
+        let room = ledger.room.try_acquire().unwrap();
+        let done = ledger.accept_waited(room, 3).ok().unwrap();
+        // Batches 0..2 and 2..4: the waiter is in the second.
+        assert_eq!(lock(&ledger.state).buffered_done.len(), 2);
+        assert!(lock(&ledger.state).buffered_done[0].is_none());
+        ledger.record_error("connection refused".to_owned(), true);
+        ledger.abandon("the shutdown budget ran out");
+        assert_eq!(
+            verdict(&done).as_deref(),
+            Some(
+                "not written: the shutdown budget ran out; the last write failed with: \
+                 connection refused"
+            )
+        );
+        assert!(lock(&ledger.state).taken_done.is_empty());
+        let room = ledger.room.try_acquire();
+        assert!(room.is_err(), "the buffer closed");
+    }
+}
