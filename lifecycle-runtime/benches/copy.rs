@@ -120,7 +120,9 @@ impl Bench {
     /// Writes the first `rows` rows the `case` way; the time from the first row to the last
     /// commit (connections opened before).
     async fn write(&self, case: Case, rows: usize) -> Duration {
-        let pg = PgPool::connect_with(self.options.clone()).await.expect("connect");
+        let pg = PgPool::connect_with(self.options.clone())
+            .await
+            .expect("connect");
         let table = self.table.clone();
         let coordinator = Coordinator::builder()
             .scan_os_threads(false)
@@ -150,7 +152,9 @@ impl Bench {
                         push_all(&writer, &self.rows[..rows]).await;
                     }
                     Case::InsertPerRow => {
-                        let insert = format!("INSERT INTO {table} (id, body, at) VALUES ($1, $2, to_timestamp($3))");
+                        let insert = format!(
+                            "INSERT INTO {table} (id, body, at) VALUES ($1, $2, to_timestamp($3))"
+                        );
                         for (id, body, at) in &self.rows[..rows] {
                             sqlx::query(AssertSqlSafe(insert.as_str()))
                                 .bind(*id)
@@ -230,7 +234,12 @@ fn insert_writer(db: &Database, table: String) -> BatchWriter<Event> {
 /// `n` rows: ids in order, texts of 30 to 60 characters, a microsecond apart.
 fn make_rows(n: usize) -> Vec<Event> {
     let start = SystemTime::now();
-    let paths = ["/", "/api/v1/items", "/api/v1/orders/checkout", "/health/ready"];
+    let paths = [
+        "/",
+        "/api/v1/items",
+        "/api/v1/orders/checkout",
+        "/health/ready",
+    ];
     (0..n)
         .map(|i| {
             let path = paths[i % paths.len()];
@@ -252,13 +261,18 @@ fn main() {
     let user = std::env::var("USER").unwrap_or_else(|_| "postgres".to_owned());
     let url = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| format!("postgres://{user}@127.0.0.1:5432/test"));
-    let options: PgConnectOptions = url.parse().expect("BENCH_DATABASE_URL is a postgres:// URL");
+    let options: PgConnectOptions = url
+        .parse()
+        .expect("BENCH_DATABASE_URL is a postgres:// URL");
     let rows: Arc<[Event]> = make_rows(rows).into();
-    let file = std::env::temp_dir().join(format!("lifecycle-copy-bench-{}.txt", std::process::id()));
+    let file =
+        std::env::temp_dir().join(format!("lifecycle-copy-bench-{}.txt", std::process::id()));
     {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&file).expect("create the file"));
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&file).expect("create the file"));
         for row in rows.iter() {
-            out.write_all(CopyEncoder::line(row).as_bytes()).expect("write the file");
+            out.write_all(CopyEncoder::line(row).as_bytes())
+                .expect("write the file");
         }
         out.flush().expect("write the file");
     }

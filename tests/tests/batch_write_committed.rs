@@ -92,7 +92,10 @@ async fn concurrent_writes_share_batches_and_return_once_committed() {
                     tokio::spawn(async move {
                         writer.write(n).await?;
                         // Told `Ok`: the transaction holding it has committed already.
-                        assert!(committed.lock().unwrap().contains(&n), "Ok for {n} before its commit");
+                        assert!(
+                            committed.lock().unwrap().contains(&n),
+                            "Ok for {n} before its commit"
+                        );
                         Ok::<(), WriteError<i64>>(())
                     })
                 })
@@ -113,7 +116,10 @@ async fn concurrent_writes_share_batches_and_return_once_committed() {
             assert_eq!(stored, WRITES);
             let stats = writer.stats();
             assert_accounted(&stats);
-            assert_eq!((stats.accepted, stats.written), (WRITES as u64, WRITES as u64));
+            assert_eq!(
+                (stats.accepted, stats.written),
+                (WRITES as u64, WRITES as u64)
+            );
             let report = lifecycle_runtime::shutdown().await;
             assert!(report.is_clean(), "{report}");
         })
@@ -220,7 +226,10 @@ async fn writes_not_written_at_shutdown_say_why() {
                 async move { writer.write(3).await }
             });
             tokio::time::sleep(Duration::from_millis(100)).await;
-            assert!(!third.is_finished(), "write returned while the writer was full");
+            assert!(
+                !third.is_finished(),
+                "write returned while the writer was full"
+            );
             assert_eq!(writer.stats().accepted, 2);
 
             let report = lifecycle_runtime::shutdown().await;
@@ -232,7 +241,10 @@ async fn writes_not_written_at_shutdown_say_why() {
                  not be in the database"
             );
             let second = second.await.unwrap().unwrap_err();
-            assert!(matches!(&second, WriteError::NotWritten { .. }), "{second:?}");
+            assert!(
+                matches!(&second, WriteError::NotWritten { .. }),
+                "{second:?}"
+            );
             assert_eq!(
                 second.to_string(),
                 "batch writer `stuck` did not write the item: the flush timeout of 500ms ran out"

@@ -165,7 +165,11 @@ fn no_accepted_row_is_lost_when_the_writer_is_sent_sigterm_at_random_200_times()
         assert!(said.failed.is_empty(), "run {run}: {:?}", said.failed);
         let written = stored_rows(&cluster, run, "n < 0");
         let distinct: BTreeSet<i64> = written.iter().copied().collect();
-        assert_eq!(distinct.len(), written.len(), "run {run}: a write stored twice");
+        assert_eq!(
+            distinct.len(),
+            written.len(),
+            "run {run}: a write stored twice"
+        );
         let lost: Vec<i64> = said
             .committed
             .iter()
@@ -238,10 +242,8 @@ fn stored_rows(cluster: &PgCluster, run: u32, condition: &str) -> Vec<i64> {
 #[test]
 fn every_committed_write_survives_sigkill_right_after_it() {
     let _watchdog = Watchdog::new("sigkill", Duration::from_secs(120));
-    let path = std::env::temp_dir().join(format!(
-        "lifecycle-sigkill-{}.sqlite",
-        std::process::id()
-    ));
+    let path =
+        std::env::temp_dir().join(format!("lifecycle-sigkill-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let mut total_committed = 0;

@@ -19,7 +19,16 @@ use sqlx::{Connection, Row};
 
 const HANG: Duration = Duration::from_secs(300);
 
-type Full = (i64, String, SystemTime, Option<String>, bool, f64, i32, Vec<u8>);
+type Full = (
+    i64,
+    String,
+    SystemTime,
+    Option<String>,
+    bool,
+    f64,
+    i32,
+    Vec<u8>,
+);
 
 /// Microseconds after the epoch, cut toward the past as PostgreSQL stores them.
 fn micros(at: SystemTime) -> i64 {
@@ -63,8 +72,8 @@ fn full_rows() -> Vec<Full> {
         now,
         UNIX_EPOCH - Duration::from_nanos(1_500),
         UNIX_EPOCH - Duration::from_secs(62_135_596_800 + 86_400), // 0000-12-31: 1 BC
-        UNIX_EPOCH + Duration::from_secs(7_258_118_400), // 2200-01-01
-        UNIX_EPOCH + Duration::new(951_827_696, 789_012_345), // 2000-02-29, cut to µs
+        UNIX_EPOCH + Duration::from_secs(7_258_118_400),           // 2200-01-01
+        UNIX_EPOCH + Duration::new(951_827_696, 789_012_345),      // 2000-02-29, cut to µs
     ];
     let floats = [0.1, -0.0, 1e300, f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
     texts()
@@ -76,7 +85,13 @@ fn full_rows() -> Vec<Full> {
                 1 => Some(String::new()),
                 _ => Some(body.clone()),
             };
-            let bytes = body.as_bytes().iter().rev().copied().chain([0, 0xff]).collect();
+            let bytes = body
+                .as_bytes()
+                .iter()
+                .rev()
+                .copied()
+                .chain([0, 0xff])
+                .collect();
             (
                 at as i64,
                 body,
@@ -125,7 +140,11 @@ async fn every_type_comes_back_as_it_was_sent() {
         assert_eq!(row.get::<String, _>(1), sent.1, "row {id}");
         assert_eq!(row.get::<i64, _>(2), micros(sent.2), "row {id}");
         assert_eq!(row.get::<Option<String>, _>(3), sent.3, "row {id}");
-        assert_eq!(row.get::<bool, _>(8), sent.3.is_none(), "row {id}: NULL only for None");
+        assert_eq!(
+            row.get::<bool, _>(8),
+            sent.3.is_none(),
+            "row {id}: NULL only for None"
+        );
         assert_eq!(row.get::<bool, _>(4), sent.4, "row {id}");
         let ratio: f64 = row.get(5);
         assert!(
@@ -137,9 +156,8 @@ async fn every_type_comes_back_as_it_was_sent() {
         assert_eq!(row.get::<Vec<u8>, _>(7), sent.7, "row {id}");
     }
     // The timestamps' text, read by the server in UTC.
-    let shown = cluster.psql(
-        "SET timezone = 'UTC'; SELECT at FROM t WHERE id IN (0, 3, 5) ORDER BY id",
-    );
+    let shown =
+        cluster.psql("SET timezone = 'UTC'; SELECT at FROM t WHERE id IN (0, 3, 5) ORDER BY id");
     assert_eq!(
         shown,
         "1970-01-01 00:00:00+00\n0001-12-31 00:00:00+00 BC\n2000-02-29 12:34:56.789012+00"
@@ -153,7 +171,9 @@ async fn a_large_batch_goes_in_whole_and_a_bad_one_leaves_nothing() {
     let Some(cluster) = PgCluster::start(20) else {
         return;
     };
-    cluster.psql("CREATE TABLE events (id int8, body text, at timestamptz); GRANT ALL ON events TO app");
+    cluster.psql(
+        "CREATE TABLE events (id int8, body text, at timestamptz); GRANT ALL ON events TO app",
+    );
     let pg = pool(&cluster).await;
     let start = SystemTime::now();
     let rows: Vec<(i64, String, SystemTime)> = (0..ROWS)
@@ -165,14 +185,19 @@ async fn a_large_batch_goes_in_whole_and_a_bad_one_leaves_nothing() {
     let mut conn = pg.acquire().await.unwrap();
     let columns = ["id", "body", "at"];
     assert_eq!(
-        copy_rows(&mut conn, "events", &columns, &rows).await.unwrap(),
+        copy_rows(&mut conn, "events", &columns, &rows)
+            .await
+            .unwrap(),
         ROWS as u64
     );
-    let summary = cluster.psql(&format!(
+    let summary = cluster.psql(
         "SELECT count(*), sum(id), count(DISTINCT at), \
-         bool_and(body = 'event ' || id || E': something\\thappened\\nthere') FROM events"
-    ));
-    assert_eq!(summary, format!("{ROWS}|{}|{ROWS}|t", ROWS * (ROWS - 1) / 2));
+         bool_and(body = 'event ' || id || E': something\\thappened\\nthere') FROM events",
+    );
+    assert_eq!(
+        summary,
+        format!("{ROWS}|{}|{ROWS}|t", ROWS * (ROWS - 1) / 2)
+    );
 
     // A row with a field short, past the first chunk sent: the COPY is aborted, nothing of it
     // is stored, and the connection serves the next statement.
@@ -207,7 +232,10 @@ async fn a_large_batch_goes_in_whole_and_a_bad_one_leaves_nothing() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(message.contains("relation \"missing\" does not exist"), "{message}");
+    assert!(
+        message.contains("relation \"missing\" does not exist"),
+        "{message}"
+    );
     assert_eq!(cluster.psql("SELECT count(*) FROM pairs"), "0");
     conn.ping().await.unwrap();
 }
@@ -243,26 +271,22 @@ async fn copy_rows_writes_a_batch_writers_batches() {
                 .unwrap();
             let pg = pool(&cluster).await;
             type Event = (i64, String, SystemTime);
-            let writer = BatchWriter::builder(
-                "events",
-                &db,
-                move |_db: Database, rows: Arc<[Event]>| {
+            let writer =
+                BatchWriter::builder("events", &db, move |_db: Database, rows: Arc<[Event]>| {
                     let pg = pg.clone();
                     async move {
-                        let mut conn = pg.acquire().await.map_err(|source| {
-                            CopyError::Database {
+                        let mut conn =
+                            pg.acquire().await.map_err(|source| CopyError::Database {
                                 table: "events".to_owned(),
                                 source,
-                            }
-                        })?;
+                            })?;
                         copy_rows(&mut conn, "events", &["id", "body", "at"], &rows)
                             .await
                             .map(drop)
                     }
-                },
-            )
-            .retries(0)
-            .spawn();
+                })
+                .retries(0)
+                .spawn();
             let writes: Vec<_> = (0..300)
                 .map(|id| {
                     let writer = writer.clone();
@@ -276,10 +300,7 @@ async fn copy_rows_writes_a_batch_writers_batches() {
             for write in writes {
                 write.await.unwrap().unwrap();
             }
-            assert_eq!(
-                cluster.psql("SELECT count(DISTINCT id) FROM events"),
-                "300"
-            );
+            assert_eq!(cluster.psql("SELECT count(DISTINCT id) FROM events"), "300");
             let error = writer
                 .write((-1, "refused".to_owned(), SystemTime::now()))
                 .await

@@ -42,10 +42,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 /// The sqlx this layer is built on: query with it, and the versions always match.
 pub use sqlx;
 
-pub use self::batch::{BatchStats, BatchWriter, BatchWriterBuilder, PushError};
 pub use self::batch::WriteError;
 #[cfg(feature = "postgres")]
 pub use self::batch::copy::{CopyEncoder, CopyError, CopyField, CopyRow, CopyValue, copy_rows};
+pub use self::batch::{BatchStats, BatchWriter, BatchWriterBuilder, PushError};
 pub use self::connect::ConnectCause;
 pub use self::held::{DbConnection, HeldConnection};
 pub use self::options::DatabaseOptions;

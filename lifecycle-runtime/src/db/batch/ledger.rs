@@ -416,7 +416,12 @@ mod tests {
         );
         let stats = ledger.stats();
         assert_eq!(
-            (stats.accepted, stats.written, stats.failed, stats.not_written),
+            (
+                stats.accepted,
+                stats.written,
+                stats.failed,
+                stats.not_written
+            ),
             (7, 3, 3, 1)
         );
     }

@@ -52,7 +52,9 @@ pub enum CopyError {
         table: String,
     },
     /// A row wrote a different number of fields than there are columns (the COPY was aborted).
-    #[error("cannot COPY into {table}: row {row} has {found} fields, but {expected} columns are named")]
+    #[error(
+        "cannot COPY into {table}: row {row} has {found} fields, but {expected} columns are named"
+    )]
     Row {
         /// The table.
         table: String,

@@ -115,9 +115,8 @@ impl<'a> CopyEncoder<'a> {
         let mut buf = Vec::new();
         encode_row(&mut buf, row);
         // Every byte written comes from a `str`, or is an ASCII escape or digit.
-        String::from_utf8(buf).unwrap_or_else(|error| {
-            String::from_utf8_lossy(error.as_bytes()).into_owned()
-        })
+        String::from_utf8(buf)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
     }
 }
 
@@ -409,7 +408,10 @@ mod tests {
             CopyEncoder::line(&("a\\b\tc\nd\re \u{1}\u{7f} é 日本",)),
             "a\\\\b\\tc\\nd\\re \u{1}\u{7f} é 日本\n"
         );
-        assert_eq!(CopyEncoder::line(&("\\N", None::<&str>, "")), "\\\\N\t\\N\t\n");
+        assert_eq!(
+            CopyEncoder::line(&("\\N", None::<&str>, "")),
+            "\\\\N\t\\N\t\n"
+        );
     }
 
     #[test]
@@ -434,11 +436,11 @@ mod tests {
         assert_eq!(stamp(0), "1970-01-01 00:00:00.000000+00");
         assert_eq!(stamp(-1), "1969-12-31 23:59:59.999999+00");
         // 2000-02-29 (a leap day of a century year divisible by 400), 12:34:56.789012.
+        assert_eq!(stamp(951_827_696_789_012), "2000-02-29 12:34:56.789012+00");
         assert_eq!(
-            stamp(951_827_696_789_012),
-            "2000-02-29 12:34:56.789012+00"
+            stamp(4_102_444_800_000_000),
+            "2100-01-01 00:00:00.000000+00"
         );
-        assert_eq!(stamp(4_102_444_800_000_000), "2100-01-01 00:00:00.000000+00");
         // 0001-01-01 is 719,162 days before the epoch; the day before is 1 BC.
         let first_day = -719_162 * 86_400_000_000;
         assert_eq!(stamp(first_day), "0001-01-01 00:00:00.000000+00");
