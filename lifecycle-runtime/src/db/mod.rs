@@ -3,9 +3,12 @@
 //! detection, metrics, server-side session management and a batch writer.
 //!
 //! sqlx does the database work (pool, pre-ping, reaping, backoff); this module configures it and
-//! adds lifecycle around it. Queries go through sqlx's `Any` driver, so a query written once runs
-//! on PostgreSQL and on the SQLite fallback alike (write parameters as `$1`, `$2`, ... and stick to
-//! common column types).
+//! adds lifecycle around it. [`Database`] goes through sqlx's `Any` driver, so a query written
+//! once runs on PostgreSQL and on the SQLite fallback alike (write parameters as `$1`, `$2`, ...
+//! and stick to common column types); `Database<Postgres>` and `Database<Sqlite>`
+//! ([`Database::connect_typed`]) are sqlx's typed pools, for `sqlx::query!` and each database's
+//! own types. Run queries on `&db`: the connection is tracked like one from
+//! [`Database::acquire`].
 //!
 //! ```no_run
 //! use lifecycle_runtime::db::{Database, DatabaseOptions};
@@ -15,6 +18,7 @@
 //! let options = DatabaseOptions::from_env("orders")?
 //!     .fallback_sqlite(std::env::temp_dir().join("orders-fallback.sqlite"));
 //! let db = Database::connect(options).await?;
+//! sqlx::query("SELECT 1").execute(&db).await?;
 //! let mut connection = db.acquire().await?;
 //! sqlx::query("SELECT 1").execute(&mut *connection).await?;
 //! # Ok(())
@@ -434,9 +438,12 @@ impl<DB: Driver> Database<DB> {
         self.inner.fallback_reason.as_deref()
     }
 
-    /// The sqlx pool, for queries that do not need a connection of their own
-    /// (`sqlx::query(..).execute(db.pool())`). Connections taken this way are returned by sqlx
-    /// at once; use [`acquire`](Self::acquire) to hold one with leak tracking.
+    /// sqlx's own pool (`AnyPool`, `PgPool` or `SqlitePool`), for what needs the pool itself
+    /// (a library that takes a `PgPool`, `PgListener::connect_with`). Queries run on it bypass
+    /// this layer: their connections are not listed among the holders, and a pool timeout is
+    /// sqlx's bare `PoolTimedOut`. Run queries on `&db` instead (`query.execute(&db)`: tracked,
+    /// by task and SQL), or hold a connection with [`acquire`](Self::acquire) (tracked by the
+    /// calling line).
     pub fn pool(&self) -> &Pool<DB> {
         &self.inner.pool
     }
