@@ -13,6 +13,8 @@
 //! Without `--url` the server is `DATABASE_URL`'s. Exit code: 0 healthy, 1 unhealthy
 //! (unreachable, no free slot, leaked sessions left), 2 bad arguments.
 
+#![cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+
 use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;

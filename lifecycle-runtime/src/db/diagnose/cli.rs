@@ -1,5 +1,5 @@
 //! The command line of `lifecycle-diagnose` (feature `cli`): clap fills in a [`DiagnoseArgs`],
-//! [`run`](super::run) does the rest.
+//! [`run`] does the rest.
 //!
 //! `--help` and `--version` print to stdout and exit 0; a bad argument prints what is wrong, the
 //! usage and a pointer to `--help` to stderr and exits 2.
