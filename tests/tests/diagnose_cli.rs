@@ -105,7 +105,13 @@ fn database_url_reaches_the_same_diagnosis_as_url() {
         let json: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
         json
     };
-    let flag = diagnosis(&mut diagnose(&["--url", REFUSED, "--json", "--timeout", "2s"]));
+    let flag = diagnosis(&mut diagnose(&[
+        "--url",
+        REFUSED,
+        "--json",
+        "--timeout",
+        "2s",
+    ]));
     let equals_form = diagnosis(&mut diagnose(&[
         &format!("--url={REFUSED}"),
         "--json",

@@ -315,17 +315,17 @@ impl DerefMut for DbConnection {
 impl Drop for DbConnection {
     fn drop(&mut self) {
         drop(self.connection.take());
-        if let Some(entry) = self.database.inner().held.remove(self.key) {
-            if entry.warned {
-                tracing::info!(
-                    pool = %self.database.name(),
-                    "connection reported as a probable leak came back after {} (acquired at {}:{}:{})",
-                    format_duration(entry.since.elapsed()),
-                    entry.site.file(),
-                    entry.site.line(),
-                    entry.site.column()
-                );
-            }
+        if let Some(entry) = self.database.inner().held.remove(self.key)
+            && entry.warned
+        {
+            tracing::info!(
+                pool = %self.database.name(),
+                "connection reported as a probable leak came back after {} (acquired at {}:{}:{})",
+                format_duration(entry.since.elapsed()),
+                entry.site.file(),
+                entry.site.line(),
+                entry.site.column()
+            );
         }
     }
 }

@@ -311,22 +311,22 @@ impl Database {
                 let retire = lifetime.map(|lifetime| retire_at(lifetime, address));
                 Box::pin(async move { Ok(retire.is_none_or(|retire| meta.age < retire)) })
             });
-        if backend == Backend::Postgres {
-            if let Some(timeout) = statement_timeout {
-                pool_options = pool_options.after_connect(move |connection, _| {
-                    Box::pin(async move {
-                        // A number we formatted ourselves: no user input reaches this statement.
-                        let set = sqlx::AssertSqlSafe(format!(
-                            "SET statement_timeout = {}",
-                            timeout.as_millis()
-                        ));
-                        sqlx::raw_sql(set)
-                            .execute(&mut *connection)
-                            .await
-                            .map(|_| ())
-                    })
-                });
-            }
+        if backend == Backend::Postgres
+            && let Some(timeout) = statement_timeout
+        {
+            pool_options = pool_options.after_connect(move |connection, _| {
+                Box::pin(async move {
+                    // A number we formatted ourselves: no user input reaches this statement.
+                    let set = sqlx::AssertSqlSafe(format!(
+                        "SET statement_timeout = {}",
+                        timeout.as_millis()
+                    ));
+                    sqlx::raw_sql(set)
+                        .execute(&mut *connection)
+                        .await
+                        .map(|_| ())
+                })
+            });
         }
         let pool = pool_options.connect_lazy_with(connect_options);
         match &fallback_reason {

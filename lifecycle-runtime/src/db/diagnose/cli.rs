@@ -156,7 +156,14 @@ mod tests {
     #[test]
     fn arguments_parse_with_defaults() {
         let parsed = parse(
-            &["--url=postgres://db/x", "--app", "svc", "--kill-leaked", "--idle-threshold", "2m"],
+            &[
+                "--url=postgres://db/x",
+                "--app",
+                "svc",
+                "--kill-leaked",
+                "--idle-threshold",
+                "2m",
+            ],
             None,
         )
         .unwrap();
@@ -207,7 +214,10 @@ mod tests {
         let help = parse(&["--help"], None).unwrap_err();
         assert_eq!((help.kind(), help.exit_code()), (ErrorKind::DisplayHelp, 0));
         let text = help.to_string();
-        assert!(text.contains("Exit status:") && text.contains("2  bad arguments"), "{text}");
+        assert!(
+            text.contains("Exit status:") && text.contains("2  bad arguments"),
+            "{text}"
+        );
         assert!(text.contains("DATABASE_URL"), "{text}");
         let version = parse(&["--version"], None).unwrap_err();
         assert_eq!(version.exit_code(), 0);
