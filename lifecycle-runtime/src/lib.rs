@@ -352,3 +352,9 @@ pub use lifecycle_macros::timeout;
 pub mod __private {
     pub use crate::macro_support::*;
 }
+
+/// The crate README's examples, compiled by `cargo test --doc` so the "Use it in your project"
+/// snippet stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
