@@ -388,15 +388,15 @@ impl<DB: Driver> DerefMut for DbConnection<DB> {
 impl<DB: Driver> Drop for DbConnection<DB> {
     fn drop(&mut self) {
         drop(self.connection.take());
-        if let Some(entry) = self.database.inner().held.remove(self.key) {
-            if entry.warned {
-                tracing::info!(
-                    pool = %self.database.name(),
-                    "connection reported as a probable leak came back after {} ({})",
-                    format_duration(entry.since.elapsed()),
-                    entry.site.describe()
-                );
-            }
+        if let Some(entry) = self.database.inner().held.remove(self.key)
+            && entry.warned
+        {
+            tracing::info!(
+                pool = %self.database.name(),
+                "connection reported as a probable leak came back after {} ({})",
+                format_duration(entry.since.elapsed()),
+                entry.site.describe()
+            );
         }
     }
 }

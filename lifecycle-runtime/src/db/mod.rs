@@ -391,14 +391,14 @@ impl<DB: Driver> Database<DB> {
                 let retire = lifetime.map(|lifetime| retire_at(lifetime, address));
                 Box::pin(async move { Ok(retire.is_none_or(|retire| meta.age < retire)) })
             });
-        if backend == Backend::Postgres {
-            if let Some(timeout) = statement_timeout {
-                pool_options = pool_options.after_connect(move |connection, _| {
-                    // A number we formatted ourselves: no user input reaches this statement.
-                    let set = format!("SET statement_timeout = {}", timeout.as_millis());
-                    DB::run_on(connection, set)
-                });
-            }
+        if backend == Backend::Postgres
+            && let Some(timeout) = statement_timeout
+        {
+            pool_options = pool_options.after_connect(move |connection, _| {
+                // A number we formatted ourselves: no user input reaches this statement.
+                let set = format!("SET statement_timeout = {}", timeout.as_millis());
+                DB::run_on(connection, set)
+            });
         }
         let pool = pool_options.connect_lazy_with(connect_options);
         match &fallback_reason {
