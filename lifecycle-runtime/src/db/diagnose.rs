@@ -2,7 +2,7 @@
 //! sessions does an application hold, which of them leaked, and (on request) terminate those.
 //!
 //! The diagnosis is a library function on typed arguments ([`DiagnoseArgs`], [`diagnose`],
-//! [`render`], [`run`]); the command line that fills them in is [`cli`] (feature `cli`, so
+//! [`render`], [`run`]); the command line that fills them in is `cli` (feature `cli`, so
 //! library users never compile the argument parser):
 //!
 //! ```text

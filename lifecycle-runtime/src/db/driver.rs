@@ -19,8 +19,10 @@ pub trait Driver: sqlx::Database + private::DriverImpl {}
 
 impl Driver for sqlx::Any {}
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 impl Driver for sqlx::Postgres {}
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 impl Driver for sqlx::Sqlite {}
 
 /// One pool per URL per process, per driver.
