@@ -10,8 +10,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use lifecycle_runtime::db::{BatchWriter, Database, sqlx};
+use lifecycle_runtime::db::{BatchWriter, Database, DbError, sqlx};
 use serde::{Deserialize, Serialize};
+use sqlx::Connection as _;
 
 use crate::parts::Stats;
 
@@ -100,7 +101,7 @@ async fn post_item(
 /// items not written yet.
 async fn count_items(State(api): State<Api>) -> Response {
     let counted = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM items")
-        .fetch_one(api.db.pool())
+        .fetch_one(&api.db)
         .await;
     match counted {
         Ok(count) => {
@@ -118,15 +119,17 @@ async fn count_items(State(api): State<Api>) -> Response {
 /// Creates the `items` table if it is missing.
 pub(crate) async fn create_table(db: &Database) -> Result<(), sqlx::Error> {
     sqlx::query("CREATE TABLE IF NOT EXISTS items (id BIGINT PRIMARY KEY, name TEXT NOT NULL)")
-        .execute(db.pool())
+        .execute(db)
         .await
         .map(|_| ())
 }
 
 /// Writes a batch of items (one statement per row, one transaction per batch: the same SQL runs
-/// on SQLite and PostgreSQL). An id posted again replaces its name.
-pub(crate) async fn write_items(db: Database, items: Arc<[Item]>) -> Result<(), sqlx::Error> {
-    let mut transaction = db.pool().begin().await?;
+/// on SQLite and PostgreSQL). An id posted again replaces its name. The connection is taken
+/// with `acquire`, so a slow batch shows among the holders with this line and the writer task.
+pub(crate) async fn write_items(db: Database, items: Arc<[Item]>) -> Result<(), DbError> {
+    let mut connection = db.acquire().await?;
+    let mut transaction = connection.begin().await?;
     for item in items.iter() {
         sqlx::query(
             "INSERT INTO items (id, name) VALUES ($1, $2) \
@@ -137,5 +140,6 @@ pub(crate) async fn write_items(db: Database, items: Arc<[Item]>) -> Result<(), 
         .execute(&mut *transaction)
         .await?;
     }
-    transaction.commit().await
+    transaction.commit().await?;
+    Ok(())
 }

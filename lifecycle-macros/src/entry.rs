@@ -189,13 +189,12 @@ impl EntryArgs {
     fn check(&self, entry: &Entry, errors: &mut Errors) {
         if let (Some(budget), Some(drain), Some(tokens)) =
             (&self.shutdown_timeout, &self.drain, &self.drain_tokens)
+            && drain.value >= budget.value
         {
-            if drain.value >= budget.value {
-                errors.at(
+            errors.at(
                     tokens,
                     "the drain takes the whole `shutdown_timeout`: every shutdown would abort every task and close nothing in time; make the drain shorter than the budget, leaving time to stop and close",
                 );
-            }
         }
         if let (Flavor::MultiThread, Some(tokens)) = (self.flavor, &self.start_paused) {
             errors.at(

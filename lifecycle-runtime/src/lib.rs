@@ -52,6 +52,9 @@
 //! `#[lifecycle_runtime::main]` configures.
 
 #![warn(missing_docs)]
+// docs.rs (`--cfg docsrs`, `[package.metadata.docs.rs]`) shows which feature each gated item
+// needs; a stable build never sets the cfg.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The parts, from the bottom up (each imports only from the ones before it; DESIGN.md draws the
 // picture): `util` and `defaults` import nothing of the crate; `report` and `snapshot` are the
@@ -61,9 +64,11 @@
 mod config;
 mod coordinator;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "postgres", feature = "sqlite"))))]
 pub mod db;
 mod defaults;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod macro_support;
 mod os_threads;
@@ -347,3 +352,9 @@ pub use lifecycle_macros::timeout;
 pub mod __private {
     pub use crate::macro_support::*;
 }
+
+/// The crate README's examples, compiled by `cargo test --doc` so the "Use it in your project"
+/// snippet stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

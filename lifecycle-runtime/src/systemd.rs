@@ -49,10 +49,10 @@ fn send(states: &[NotifyState<'_>]) {
     if !enabled() {
         return;
     }
-    if let Err(error) = sd_notify::notify(false, states) {
-        if !FAILED.swap(true, Ordering::Relaxed) {
-            tracing::warn!(%error, "cannot notify systemd (NOTIFY_SOCKET)");
-        }
+    if let Err(error) = sd_notify::notify(false, states)
+        && !FAILED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(%error, "cannot notify systemd (NOTIFY_SOCKET)");
     }
 }
 

@@ -35,11 +35,11 @@ impl DurationArg {
 /// nanoseconds, past `u64::MAX` milliseconds).
 pub(crate) fn duration_tokens(duration: Duration, krate: &syn::Path) -> TokenStream {
     let nanos = duration.as_nanos();
-    let (constructor, amount) = if nanos % 1_000_000_000 == 0 {
+    let (constructor, amount) = if nanos.is_multiple_of(1_000_000_000) {
         ("from_secs", nanos / 1_000_000_000)
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos.is_multiple_of(1_000_000) {
         ("from_millis", nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
+    } else if nanos.is_multiple_of(1_000) {
         ("from_micros", nanos / 1_000)
     } else {
         ("from_nanos", nanos)

@@ -490,10 +490,10 @@ impl Coordinator {
     /// caller runs the sequence on its own runtime if that one is gone.
     #[inline]
     pub(crate) fn remember_runtime(&self) {
-        if self.state.runtime.get().is_none() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let _ = self.state.runtime.set(handle);
-            }
+        if self.state.runtime.get().is_none()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let _ = self.state.runtime.set(handle);
         }
     }
 }

@@ -4,9 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use sqlx::AnyConnection;
 use sqlx::Connection;
-use sqlx::any::AnyConnectOptions;
 use tokio::time::Instant;
 
 use crate::util::format_duration;
@@ -179,8 +177,8 @@ pub(crate) struct Probe {
 
 /// Tries to open one connection, each try under `connect_timeout`, retrying transient causes
 /// until `budget` is spent.
-pub(crate) async fn probe(
-    options: &AnyConnectOptions,
+pub(crate) async fn probe<DB: sqlx::Database>(
+    options: &<DB::Connection as Connection>::Options,
     connect_timeout: Duration,
     budget: Duration,
 ) -> Probe {
@@ -192,7 +190,7 @@ pub(crate) async fn probe(
         attempts += 1;
         let left = deadline.saturating_duration_since(Instant::now());
         let limit = connect_timeout.min(left);
-        let cause = match tokio::time::timeout(limit, AnyConnection::connect_with(options)).await {
+        let cause = match tokio::time::timeout(limit, DB::Connection::connect_with(options)).await {
             Ok(Ok(connection)) => {
                 // Say goodbye politely, but never wait long for it.
                 let _ = tokio::time::timeout(Duration::from_secs(1), connection.close()).await;

@@ -1,13 +1,19 @@
 //! `lifecycle-diagnose`: is the server reachable (and if not, why), how full is it, which
 //! sessions does an application hold, which of them leaked, and (on request) terminate those.
 //!
+//! The diagnosis is a library function on typed arguments ([`DiagnoseArgs`], [`diagnose`],
+//! [`render`], [`run`]); the command line that fills them in is `cli` (feature `cli`, so
+//! library users never compile the argument parser):
+//!
 //! ```text
-//! lifecycle-diagnose --url URL [--app NAME] [--idle-threshold 10m] [--timeout 5s]
+//! lifecycle-diagnose [--url URL] [--app NAME] [--idle-threshold 10m] [--timeout 5s]
 //!                    [--kill-leaked] [--emergency] [--json]
 //! ```
 //!
-//! Exit code: 0 healthy, 1 unhealthy (unreachable, no free slot, leaked sessions left), 2 bad
-//! arguments.
+//! Without `--url` the server is `DATABASE_URL`'s. Exit code: 0 healthy, 1 unhealthy
+//! (unreachable, no free slot, leaked sessions left), 2 bad arguments.
+
+#![cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -19,6 +25,10 @@ use sqlx::{AnyConnection, Connection};
 use super::connect::{self, ConnectCause};
 use super::sessions::{self, ServerHealth, Session};
 use crate::util::format_duration;
+
+#[cfg(feature = "cli")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cli")))]
+pub mod cli;
 
 /// What to do, from the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,60 +49,27 @@ pub struct DiagnoseArgs {
     pub json: bool,
 }
 
-const USAGE: &str = "usage: lifecycle-diagnose --url URL [--app NAME] [--idle-threshold 10m] [--timeout 5s] [--kill-leaked] [--emergency] [--json]";
-
-/// Parses the arguments (without the program name).
-///
-/// # Errors
-///
-/// A message naming the bad argument and the usage.
-pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<DiagnoseArgs, String> {
-    let mut parsed = DiagnoseArgs {
-        url: String::new(),
-        app: None,
-        idle_threshold: Duration::from_secs(600),
-        timeout: Duration::from_secs(5),
-        kill_leaked: false,
-        emergency: false,
-        json: false,
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        let duration = |name: &str, text: String| {
-            humantime::parse_duration(&text).map_err(|error| {
-                format!(
-                    "{name} {text:?} is not a duration ({error}); write it like \"10m\" or \"30s\""
-                )
-            })
-        };
-        match arg.as_str() {
-            "--url" => parsed.url = value("--url")?,
-            "--app" => parsed.app = Some(value("--app")?),
-            "--idle-threshold" => {
-                parsed.idle_threshold = duration("--idle-threshold", value("--idle-threshold")?)?
-            }
-            "--timeout" => parsed.timeout = duration("--timeout", value("--timeout")?)?,
-            "--kill-leaked" => parsed.kill_leaked = true,
-            "--emergency" => parsed.emergency = true,
-            "--json" => parsed.json = true,
-            "-h" | "--help" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+impl DiagnoseArgs {
+    /// Looks at the server at `url` with the command line's defaults: no application, idle
+    /// threshold 10 min, timeout 5 s, nothing terminated, text output.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            app: None,
+            idle_threshold: DEFAULT_IDLE_THRESHOLD,
+            timeout: DEFAULT_TIMEOUT,
+            kill_leaked: false,
+            emergency: false,
+            json: false,
         }
     }
-    if parsed.url.is_empty() {
-        return Err(format!("--url is required\n{USAGE}"));
-    }
-    if (parsed.kill_leaked || parsed.emergency) && parsed.app.is_none() {
-        return Err(format!(
-            "--kill-leaked and --emergency need --app NAME: they only ever touch that application's sessions\n{USAGE}"
-        ));
-    }
-    Ok(parsed)
 }
+
+/// Idle sessions older than this count as leaked unless told otherwise (`--idle-threshold`).
+pub const DEFAULT_IDLE_THRESHOLD: Duration = Duration::from_secs(600);
+
+/// Limit for connecting and for each query unless told otherwise (`--timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the diagnosis found.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -316,31 +293,26 @@ pub fn render(diagnosis: &Diagnosis) -> String {
     text
 }
 
-/// The whole command: parse, diagnose, print; returns the exit code.
-pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
-    let args = match parse_args(args) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+/// The whole command once the arguments are known: diagnose, print (text or JSON) to stdout,
+/// return the exit code: 0 healthy, 1 unhealthy, 2 when the runtime cannot start or the JSON
+/// cannot be written.
+pub fn run(args: &DiagnoseArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("cannot start the tokio runtime: {error}");
+            eprintln!("lifecycle-diagnose: cannot start the tokio runtime: {error}");
             return ExitCode::from(2);
         }
     };
-    let diagnosis = runtime.block_on(diagnose(&args));
+    let diagnosis = runtime.block_on(diagnose(args));
     if args.json {
         match serde_json::to_string_pretty(&diagnosis) {
             Ok(json) => println!("{json}"),
             Err(error) => {
-                eprintln!("cannot write JSON: {error}");
+                eprintln!("lifecycle-diagnose: cannot write JSON: {error}");
                 return ExitCode::from(2);
             }
         }
@@ -351,47 +323,5 @@ pub fn main_with(args: impl IntoIterator<Item = String>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(list: &[&str]) -> Result<DiagnoseArgs, String> {
-        parse_args(list.iter().map(|arg| (*arg).to_owned()))
-    }
-
-    #[test]
-    fn arguments_parse_and_bad_ones_are_named() {
-        let parsed = args(&[
-            "--url",
-            "postgres://db/x",
-            "--app",
-            "svc",
-            "--kill-leaked",
-            "--idle-threshold",
-            "2m",
-        ])
-        .unwrap();
-        assert_eq!(parsed.app.as_deref(), Some("svc"));
-        assert!(parsed.kill_leaked);
-        assert_eq!(parsed.idle_threshold, Duration::from_secs(120));
-        assert!(args(&[]).unwrap_err().starts_with("--url is required"));
-        assert!(
-            args(&["--url", "x", "--kill-leaked"])
-                .unwrap_err()
-                .contains("need --app NAME")
-        );
-        assert!(
-            args(&["--url", "x", "--timeout", "soon"])
-                .unwrap_err()
-                .contains("--timeout \"soon\" is not a duration")
-        );
-        assert!(
-            args(&["--url", "x", "--frobnicate"])
-                .unwrap_err()
-                .starts_with("unknown argument \"--frobnicate\"")
-        );
     }
 }

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use slab::Slab;
+use sqlx::Any;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection};
 use tokio::time::Instant;
 
-use super::Database;
+use super::{Database, Driver};
 use crate::Coordinator;
 use crate::TaskName;
 use crate::snapshot::PoolSnapshot;
@@ -20,8 +20,36 @@ use crate::util::format_duration;
 use crate::util::lock;
 use crate::workers::Workers;
 
+/// Where a connection was taken: a line of code (`acquire`), or a query run on the database
+/// itself (`query.execute(&db)`), known by its SQL once the driver starts it.
+#[derive(Clone, Debug)]
+pub(crate) enum Site {
+    Code(&'static Location<'static>),
+    Query(Option<Arc<str>>),
+}
+
+impl Site {
+    /// The most of a query's SQL a holder's description shows.
+    const QUERY_CHARS: usize = 80;
+
+    fn describe(&self) -> String {
+        match self {
+            Site::Code(site) => format!("{}:{}:{}", site.file(), site.line(), site.column()),
+            Site::Query(None) => "a query on the database (not started)".to_owned(),
+            Site::Query(Some(sql)) => {
+                let mut text: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+                if let Some((cut, _)) = text.char_indices().nth(Site::QUERY_CHARS) {
+                    text.truncate(cut);
+                    text.push('…');
+                }
+                format!("query `{text}`")
+            }
+        }
+    }
+}
+
 struct HeldEntry {
-    site: &'static Location<'static>,
+    site: Site,
     task: Option<TaskName>,
     since: Instant,
     /// Logged once as a probable leak.
@@ -89,13 +117,20 @@ impl Held {
         lock(&self.entries).len()
     }
 
-    fn insert(&self, site: &'static Location<'static>, task: Option<TaskName>) -> usize {
+    pub(crate) fn insert(&self, site: Site, task: Option<TaskName>) -> usize {
         lock(&self.entries).insert(HeldEntry {
             site,
             task,
             since: Instant::now(),
             warned: false,
         })
+    }
+
+    /// The SQL a connection taken for a query runs, once the driver has it.
+    pub(crate) fn set_query(&self, key: usize, sql: &str) {
+        if let Some(entry) = lock(&self.entries).get_mut(key) {
+            entry.site = Site::Query(Some(Arc::from(sql)));
+        }
     }
 
     fn remove(&self, key: usize) -> Option<HeldEntry> {
@@ -109,11 +144,10 @@ impl Held {
 
     /// Every connection checked out through `acquire`, oldest first.
     pub(crate) fn list(&self) -> Vec<HeldConnection> {
-        let mut held: Vec<(Instant, &'static Location<'static>, Option<TaskName>)> =
-            lock(&self.entries)
-                .iter()
-                .map(|(_, entry)| (entry.since, entry.site, entry.task.clone()))
-                .collect();
+        let mut held: Vec<(Instant, Site, Option<TaskName>)> = lock(&self.entries)
+            .iter()
+            .map(|(_, entry)| (entry.since, entry.site.clone(), entry.task.clone()))
+            .collect();
         held.sort_by_key(|(since, _, _)| *since);
         let workers = self.workers.get();
         held.into_iter()
@@ -123,7 +157,7 @@ impl Held {
                     (Some(name), Some(workers)) => workers.running(name) == Some(false),
                     _ => false,
                 };
-                let mut held = HeldConnection::new(site, task, since.elapsed());
+                let mut held = HeldConnection::new(&site, task, since.elapsed());
                 held.task_ended = ended;
                 held
             })
@@ -142,7 +176,7 @@ impl Held {
     pub(crate) fn describe_oldest(&self, limit: usize) -> String {
         let held = self.descriptions(limit);
         if held.is_empty() {
-            "none is held through `acquire` (they may be taken by queries on `pool()` directly)"
+            "none is held through `acquire` or queries on the database (they may be taken by queries on `pool()` directly)"
                 .to_owned()
         } else {
             format!("oldest held: {}", held.join("; "))
@@ -152,7 +186,7 @@ impl Held {
     pub(crate) fn describe_all(&self) -> String {
         let held = self.descriptions(usize::MAX);
         match held.len() {
-            0 => "connections were still checked out, none of them through `acquire`".to_owned(),
+            0 => "connections were still checked out, none of them through `acquire` or queries on the database".to_owned(),
             count => format!(
                 "{count} connection(s) still checked out: {}",
                 held.join("; ")
@@ -166,12 +200,16 @@ impl Held {
         for (_, entry) in lock(&self.entries).iter_mut() {
             if !entry.warned && entry.since.elapsed() >= threshold {
                 entry.warned = true;
-                suspects.push((entry.site, entry.task.clone(), entry.since.elapsed()));
+                suspects.push((
+                    entry.site.clone(),
+                    entry.task.clone(),
+                    entry.since.elapsed(),
+                ));
             }
         }
         for (site, task, held_for) in suspects {
             self.leaks.fetch_add(1, Ordering::Relaxed);
-            let held = HeldConnection::new(site, task, held_for);
+            let held = HeldConnection::new(&site, task, held_for);
             tracing::warn!(
                 pool,
                 held = %held.describe(),
@@ -204,9 +242,10 @@ impl Held {
 }
 
 impl HeldConnection {
-    fn new(site: &Location<'_>, task: Option<TaskName>, held_for: Duration) -> HeldConnection {
+    fn new(site: &Site, task: Option<TaskName>, held_for: Duration) -> HeldConnection {
         HeldConnection {
-            site: format!("{}:{}:{}", site.file(), site.line(), site.column()),
+            site: site.describe(),
+            by_query: matches!(site, Site::Query(_)),
             task: task.map(|name| name.to_string()),
             task_ended: false,
             held_for,
@@ -221,8 +260,13 @@ impl HeldConnection {
             ),
             (None, _) => " outside any tracked task".to_owned(),
         };
+        let at = if self.by_query {
+            "acquired for"
+        } else {
+            "acquired at"
+        };
         format!(
-            "acquired at {}{by}, held for {}",
+            "{at} {}{by}, held for {}",
             self.site,
             format_duration(self.held_for)
         )
@@ -230,7 +274,7 @@ impl HeldConnection {
 }
 
 /// Checks for leaks every half threshold (at least every 50ms, at most every 5s) until shutdown.
-pub(crate) fn spawn_leak_checker(coordinator: &Coordinator, database: &Database) {
+pub(crate) fn spawn_leak_checker<DB: Driver>(coordinator: &Coordinator, database: &Database<DB>) {
     let threshold = database.inner().options.leak_threshold;
     let period = (threshold / 2).clamp(Duration::from_millis(50), Duration::from_secs(5));
     let weak = std::sync::Arc::downgrade(&database.inner);
@@ -248,8 +292,11 @@ pub(crate) fn spawn_leak_checker(coordinator: &Coordinator, database: &Database)
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct HeldConnection {
-    /// `file:line:column` of the `acquire` call.
+    /// `file:line:column` of the `acquire` call, or ``query `SELECT …` `` for a connection a
+    /// query on the database itself took (its SQL, cut at 80 characters).
     pub site: String,
+    /// Taken by a query on the database itself (`query.execute(&db)`), not by `acquire`.
+    pub by_query: bool,
     /// The tracked task (or thread) that acquired it, if any.
     pub task: Option<String>,
     /// Whether that task is known to have ended: the connection outlived its holder, kept in a
@@ -261,15 +308,16 @@ pub struct HeldConnection {
     pub held_for: Duration,
 }
 
-/// A connection from [`Database::acquire`]. Dereferences to sqlx's `AnyConnection`
-/// (`query.execute(&mut *connection)`); returned to the pool when dropped.
-pub struct DbConnection {
-    connection: Option<PoolConnection<Any>>,
-    database: Database,
+/// A connection from [`Database::acquire`]. Dereferences to the driver's connection (sqlx's
+/// `AnyConnection`, `PgConnection` or `SqliteConnection`: `query.execute(&mut *connection)`);
+/// returned to the pool when dropped.
+pub struct DbConnection<DB: Driver = Any> {
+    connection: Option<PoolConnection<DB>>,
+    database: Database<DB>,
     key: usize,
 }
 
-impl std::fmt::Debug for DbConnection {
+impl<DB: Driver> std::fmt::Debug for DbConnection<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DbConnection")
             .field("pool", &self.database.name())
@@ -277,13 +325,13 @@ impl std::fmt::Debug for DbConnection {
     }
 }
 
-impl DbConnection {
+impl<DB: Driver> DbConnection<DB> {
     pub(crate) fn new(
-        database: Database,
-        connection: PoolConnection<Any>,
-        site: &'static Location<'static>,
+        database: Database<DB>,
+        connection: PoolConnection<DB>,
+        site: Site,
         task: Option<TaskName>,
-    ) -> DbConnection {
+    ) -> DbConnection<DB> {
         let key = database.inner().held.insert(site, task);
         DbConnection {
             connection: Some(connection),
@@ -291,12 +339,37 @@ impl DbConnection {
             key,
         }
     }
+
+    /// Records the SQL of the query this connection was taken for.
+    pub(crate) fn running(&self, sql: &str) {
+        self.holder().running(sql);
+    }
+
+    /// A handle to this connection's holder entry.
+    pub(crate) fn holder(&self) -> Holder<DB> {
+        Holder {
+            database: self.database.clone(),
+            key: self.key,
+        }
+    }
 }
 
-impl Deref for DbConnection {
-    type Target = AnyConnection;
+/// Updates one connection's holder entry while the connection itself is borrowed elsewhere.
+pub(crate) struct Holder<DB: Driver> {
+    database: Database<DB>,
+    key: usize,
+}
 
-    fn deref(&self) -> &AnyConnection {
+impl<DB: Driver> Holder<DB> {
+    pub(crate) fn running(&self, sql: &str) {
+        self.database.inner().held.set_query(self.key, sql);
+    }
+}
+
+impl<DB: Driver> Deref for DbConnection<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
         // Present until drop.
         self.connection
             .as_deref()
@@ -304,28 +377,26 @@ impl Deref for DbConnection {
     }
 }
 
-impl DerefMut for DbConnection {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+impl<DB: Driver> DerefMut for DbConnection<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
         self.connection
             .as_deref_mut()
             .expect("connection present until drop")
     }
 }
 
-impl Drop for DbConnection {
+impl<DB: Driver> Drop for DbConnection<DB> {
     fn drop(&mut self) {
         drop(self.connection.take());
-        if let Some(entry) = self.database.inner().held.remove(self.key) {
-            if entry.warned {
-                tracing::info!(
-                    pool = %self.database.name(),
-                    "connection reported as a probable leak came back after {} (acquired at {}:{}:{})",
-                    format_duration(entry.since.elapsed()),
-                    entry.site.file(),
-                    entry.site.line(),
-                    entry.site.column()
-                );
-            }
+        if let Some(entry) = self.database.inner().held.remove(self.key)
+            && entry.warned
+        {
+            tracing::info!(
+                pool = %self.database.name(),
+                "connection reported as a probable leak came back after {} ({})",
+                format_duration(entry.since.elapsed()),
+                entry.site.describe()
+            );
         }
     }
 }

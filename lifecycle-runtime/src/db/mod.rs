@@ -3,9 +3,12 @@
 //! detection, metrics, server-side session management and a batch writer.
 //!
 //! sqlx does the database work (pool, pre-ping, reaping, backoff); this module configures it and
-//! adds lifecycle around it. Queries go through sqlx's `Any` driver, so a query written once runs
-//! on PostgreSQL and on the SQLite fallback alike (write parameters as `$1`, `$2`, ... and stick to
-//! common column types).
+//! adds lifecycle around it. [`Database`] goes through sqlx's `Any` driver, so a query written
+//! once runs on PostgreSQL and on the SQLite fallback alike (write parameters as `$1`, `$2`, ...
+//! and stick to common column types); `Database<Postgres>` and `Database<Sqlite>`
+//! ([`Database::connect_typed`]) are sqlx's typed pools, for `sqlx::query!` and each database's
+//! own types. Run queries on `&db`: the connection is tracked like one from
+//! [`Database::acquire`].
 //!
 //! ```no_run
 //! use lifecycle_runtime::db::{Database, DatabaseOptions};
@@ -15,6 +18,7 @@
 //! let options = DatabaseOptions::from_env("orders")?
 //!     .fallback_sqlite(std::env::temp_dir().join("orders-fallback.sqlite"));
 //! let db = Database::connect(options).await?;
+//! sqlx::query("SELECT 1").execute(&db).await?;
 //! let mut connection = db.acquire().await?;
 //! sqlx::query("SELECT 1").execute(&mut *connection).await?;
 //! # Ok(())
@@ -25,6 +29,8 @@ mod batch;
 mod connect;
 #[cfg(feature = "postgres")]
 pub mod diagnose;
+mod driver;
+mod executor;
 mod held;
 mod options;
 mod sessions;
@@ -33,11 +39,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once, Weak};
+use std::sync::{Arc, Once, Weak};
 use std::time::Duration;
 
-use sqlx::AnyPool;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::Any;
+use sqlx::pool::{Pool, PoolOptions};
 
 /// The sqlx this layer is built on: query with it, and the versions always match.
 pub use sqlx;
@@ -47,11 +53,12 @@ pub use self::batch::WriteError;
 pub use self::batch::copy::{CopyEncoder, CopyError, CopyField, CopyRow, CopyValue, copy_rows};
 pub use self::batch::{BatchStats, BatchWriter, BatchWriterBuilder, PushError};
 pub use self::connect::ConnectCause;
+pub use self::driver::Driver;
 pub use self::held::{DbConnection, HeldConnection};
 pub use self::options::DatabaseOptions;
 pub use self::sessions::{ServerHealth, Session, list_sessions, server_health, terminate};
 
-use self::held::Held;
+use self::held::{Held, Site};
 use self::options::sqlite_url;
 use crate::resources::{Close, CloseError};
 use crate::snapshot::PoolSnapshot;
@@ -157,14 +164,13 @@ fn install_drivers() {
     ONCE.call_once(sqlx::any::install_default_drivers);
 }
 
-/// One pool per database URL per process.
-static POOLS: Mutex<Option<HashMap<String, Weak<DbInner>>>> = Mutex::new(None);
-
-pub(crate) struct DbInner {
+/// What a [`Database`] shares between its clones. Public in name only (its module is private):
+/// the hidden methods of [`Driver`] mention it.
+pub struct DbInner<DB: sqlx::Database> {
     name: String,
     backend: Backend,
     url: String,
-    pool: AnyPool,
+    pool: Pool<DB>,
     options: DatabaseOptions,
     /// Why the primary was not used, when this is the SQLite fallback.
     fallback_reason: Option<String>,
@@ -172,14 +178,50 @@ pub(crate) struct DbInner {
     closing: AtomicBool,
 }
 
-/// A pool of database connections, registered with the coordinator, which closes it (bounded)
-/// after every task stopped. Cheap to clone.
-#[derive(Clone)]
-pub struct Database {
-    inner: Arc<DbInner>,
+impl<DB: sqlx::Database> fmt::Debug for DbInner<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbInner")
+            .field("name", &self.name)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
-impl fmt::Debug for Database {
+/// A pool of database connections, registered with the coordinator, which closes it (bounded)
+/// after every task stopped. Cheap to clone.
+///
+/// `Database` (that is, `Database<sqlx::Any>`) takes a PostgreSQL or an SQLite URL and can fall
+/// back to embedded SQLite; its queries go through sqlx's `Any` driver. `Database<Postgres>` and
+/// `Database<Sqlite>` are typed: [`pool`](Self::pool) is sqlx's `PgPool` / `SqlitePool`, so
+/// `sqlx::query!`, PostgreSQL's own types, `COPY` and `LISTEN` work unchanged; they have no
+/// fallback. Every other guarantee (bounded start-up naming the real cause, bounded close naming
+/// holders, leak detection, one pool per URL) holds for each form.
+///
+/// ```no_run
+/// # #[cfg(feature = "postgres")]
+/// # async fn run() -> Result<(), lifecycle_runtime::db::DbError> {
+/// use lifecycle_runtime::db::{Database, DatabaseOptions, sqlx::Postgres};
+///
+/// let db = Database::<Postgres>::connect_typed(DatabaseOptions::from_env("orders")?).await?;
+/// // `&db` is an executor: the connection is tracked like one from `acquire`.
+/// let (n,): (i64,) = sqlx::query_as("SELECT $1::int8 + 1").bind(41_i64).fetch_one(&db).await?;
+/// assert_eq!(n, 42);
+/// # Ok(())
+/// # }
+/// ```
+pub struct Database<DB: Driver = Any> {
+    inner: Arc<DbInner<DB>>,
+}
+
+impl<DB: Driver> Clone for Database<DB> {
+    fn clone(&self) -> Self {
+        Database {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<DB: Driver> fmt::Debug for Database<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Database")
             .field("name", &self.inner.name)
@@ -191,7 +233,9 @@ impl fmt::Debug for Database {
 
 impl Database {
     /// Connects (or returns the pool already open for this URL in this process) and registers
-    /// the pool with the current coordinator.
+    /// the pool with the current coordinator: the default form, on sqlx's `Any` driver, which
+    /// takes a PostgreSQL or an SQLite URL. For a typed pool, see
+    /// [`connect_typed`](Database::connect_typed).
     ///
     /// Start-up is bounded: each connection attempt by the connect timeout, all of them by the
     /// start-up budget. A failure names the real cause and the likely fixes; with
@@ -203,6 +247,33 @@ impl Database {
     /// [`DbError::Configuration`], [`DbError::ShutdownDuringStartup`] when tasks are told to stop
     /// before it is done.
     pub async fn connect(options: DatabaseOptions) -> Result<Database, DbError> {
+        Database::connect_typed(options).await
+    }
+}
+
+impl<DB: Driver> Database<DB> {
+    /// Connects with the driver `DB`: `Database::<Postgres>::connect_typed(options)` gives a
+    /// database whose [`pool`](Self::pool) is sqlx's `PgPool` (`sqlx::query!` works on it and on
+    /// `&db`). Everything [`Database::connect`] promises holds, except the SQLite fallback: a
+    /// typed database refuses [`DatabaseOptions::fallback_sqlite`] (a `PgPool` cannot be an
+    /// SQLite one), and a URL of the other backend is a configuration error naming both.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "postgres")]
+    /// # async fn run() -> Result<(), lifecycle_runtime::db::DbError> {
+    /// use lifecycle_runtime::db::{Database, DatabaseOptions, sqlx::Postgres};
+    ///
+    /// let db = Database::<Postgres>::connect_typed(DatabaseOptions::from_env("orders")?).await?;
+    /// let pool: &sqlx::PgPool = db.pool();
+    /// # let _ = pool;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Database::connect`].
+    pub async fn connect_typed(options: DatabaseOptions) -> Result<Database<DB>, DbError> {
         let shutdown = crate::shutdown_signal();
         if shutdown.is_triggered() {
             return Err(DbError::ShutdownDuringStartup {
@@ -214,7 +285,7 @@ impl Database {
         let service = options.service.clone();
         tokio::select! {
             biased;
-            connected = Database::connect_now(options) => connected,
+            connected = Self::connect_now(options) => connected,
             () = shutdown.triggered() => Err(DbError::ShutdownDuringStartup {
                 service,
                 waited: started.elapsed(),
@@ -222,13 +293,21 @@ impl Database {
         }
     }
 
-    async fn connect_now(options: DatabaseOptions) -> Result<Database, DbError> {
+    async fn connect_now(options: DatabaseOptions) -> Result<Database<DB>, DbError> {
         install_drivers();
+        if options.fallback_sqlite.is_some() && !DB::can_fall_back() {
+            return Err(DbError::Configuration(format!(
+                "`fallback_sqlite` is set for `{}`, but a typed database (`Database<Postgres>`, \
+                 `Database<Sqlite>`) cannot fall back to another backend; remove the option, or \
+                 use the default `Database` (sqlx's Any driver), which can",
+                options.service
+            )));
+        }
         let key = options.url.clone();
-        if let Some(existing) = existing_pool(&key) {
+        if let Some(existing) = existing_pool::<DB>(&key) {
             return Ok(existing);
         }
-        let database = match Database::open(&options, None).await {
+        let database = match Self::open(&options, None).await {
             Ok(database) => database,
             Err(primary) => {
                 let Some(path) = options.fallback_sqlite.clone() else {
@@ -237,7 +316,7 @@ impl Database {
                 tracing::warn!(pool = %options.service, error = %primary, fallback = %path.display(), "primary database unreachable; falling back to embedded SQLite");
                 let mut fallback = options.clone();
                 fallback.url = sqlite_url(&path);
-                match Database::open(&fallback, Some(primary.to_string())).await {
+                match Self::open(&fallback, Some(primary.to_string())).await {
                     Ok(database) => database,
                     Err(error) => {
                         return Err(DbError::FallbackFailed {
@@ -250,7 +329,7 @@ impl Database {
             }
         };
         {
-            let mut pools = lock(&POOLS);
+            let mut pools = lock(DB::pools());
             let pools = pools.get_or_insert_with(HashMap::new);
             if let Some(existing) = pools.get(&key).and_then(Weak::upgrade) {
                 // Another caller connected meanwhile: keep one pool per URL (this one has opened
@@ -273,19 +352,20 @@ impl Database {
     async fn open(
         options: &DatabaseOptions,
         fallback_reason: Option<String>,
-    ) -> Result<Database, DbError> {
+    ) -> Result<Database<DB>, DbError> {
         let url = options.driver_url();
         let redacted = connect::redact(&options.url);
-        let backend = options.backend();
+        let backend = DB::backend_for(&options.url, &redacted)?;
         if backend == Backend::Postgres {
             for parameter in connect::ignored_parameters(&options.url) {
                 tracing::warn!(url = %redacted, "database URL parameter {parameter} is ignored by sqlx");
             }
         }
-        let connect_options: AnyConnectOptions = url.parse().map_err(|error| {
-            DbError::Configuration(format!("the database URL {redacted} is invalid: {error}"))
-        })?;
-        let probe = connect::probe(
+        let connect_options: <DB::Connection as sqlx::Connection>::Options =
+            url.parse().map_err(|error| {
+                DbError::Configuration(format!("the database URL {redacted} is invalid: {error}"))
+            })?;
+        let probe = connect::probe::<DB>(
             &connect_options,
             options.connect_timeout,
             options.startup_budget,
@@ -301,7 +381,7 @@ impl Database {
         }
         let statement_timeout = options.statement_timeout;
         let lifetime = options.max_lifetime;
-        let mut pool_options = AnyPoolOptions::new()
+        let mut pool_options = PoolOptions::<DB>::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .idle_timeout(options.idle_timeout)
@@ -314,22 +394,14 @@ impl Database {
                 let retire = lifetime.map(|lifetime| retire_at(lifetime, address));
                 Box::pin(async move { Ok(retire.is_none_or(|retire| meta.age < retire)) })
             });
-        if backend == Backend::Postgres {
-            if let Some(timeout) = statement_timeout {
-                pool_options = pool_options.after_connect(move |connection, _| {
-                    Box::pin(async move {
-                        // A number we formatted ourselves: no user input reaches this statement.
-                        let set = sqlx::AssertSqlSafe(format!(
-                            "SET statement_timeout = {}",
-                            timeout.as_millis()
-                        ));
-                        sqlx::raw_sql(set)
-                            .execute(&mut *connection)
-                            .await
-                            .map(|_| ())
-                    })
-                });
-            }
+        if backend == Backend::Postgres
+            && let Some(timeout) = statement_timeout
+        {
+            pool_options = pool_options.after_connect(move |connection, _| {
+                // A number we formatted ourselves: no user input reaches this statement.
+                let set = format!("SET statement_timeout = {}", timeout.as_millis());
+                DB::run_on(connection, set)
+            });
         }
         let pool = pool_options.connect_lazy_with(connect_options);
         match &fallback_reason {
@@ -369,10 +441,13 @@ impl Database {
         self.inner.fallback_reason.as_deref()
     }
 
-    /// The sqlx pool, for queries that do not need a connection of their own
-    /// (`sqlx::query(..).execute(db.pool())`). Connections taken this way are returned by sqlx
-    /// at once; use [`acquire`](Self::acquire) to hold one with leak tracking.
-    pub fn pool(&self) -> &AnyPool {
+    /// sqlx's own pool (`AnyPool`, `PgPool` or `SqlitePool`), for what needs the pool itself
+    /// (a library that takes a `PgPool`, `PgListener::connect_with`). Queries run on it bypass
+    /// this layer: their connections are not listed among the holders, and a pool timeout is
+    /// sqlx's bare `PoolTimedOut`. Run queries on `&db` instead (`query.execute(&db)`: tracked,
+    /// by task and SQL), or hold a connection with [`acquire`](Self::acquire) (tracked by the
+    /// calling line).
+    pub fn pool(&self) -> &Pool<DB> {
         &self.inner.pool
     }
 
@@ -384,18 +459,20 @@ impl Database {
     /// [`DbError::AcquireTimedOut`] naming the oldest holders, [`DbError::Closed`] during
     /// shutdown, or the driver's error.
     #[track_caller]
-    pub fn acquire(&self) -> impl Future<Output = Result<DbConnection, DbError>> + Send + 'static {
+    pub fn acquire(
+        &self,
+    ) -> impl Future<Output = Result<DbConnection<DB>, DbError>> + Send + 'static {
         let site = std::panic::Location::caller();
         let task = crate::workers::current_task_name();
         let database = self.clone();
-        async move { database.acquire_at(site, task).await }
+        async move { database.acquire_at(Site::Code(site), task).await }
     }
 
     async fn acquire_at(
         &self,
-        site: &'static std::panic::Location<'static>,
+        site: Site,
         task: Option<crate::workers::TaskName>,
-    ) -> Result<DbConnection, DbError> {
+    ) -> Result<DbConnection<DB>, DbError> {
         let inner = &self.inner;
         if inner.pool.is_closed() {
             return Err(DbError::Closed(inner.name.clone()));
@@ -430,7 +507,7 @@ impl Database {
         crate::snapshot::PoolStats::pool_snapshot(&*self.inner)
     }
 
-    pub(crate) fn inner(&self) -> &DbInner {
+    pub(crate) fn inner(&self) -> &DbInner<DB> {
         &self.inner
     }
 }
@@ -445,8 +522,8 @@ fn retire_at(lifetime: Duration, address: u64) -> Duration {
     lifetime.mul_f64(1.0 - 0.1 * jitter)
 }
 
-fn existing_pool(url: &str) -> Option<Database> {
-    let pools = lock(&POOLS);
+fn existing_pool<DB: Driver>(url: &str) -> Option<Database<DB>> {
+    let pools = lock(DB::pools());
     let inner = pools.as_ref()?.get(url)?.upgrade()?;
     if inner.pool.is_closed() {
         return None;
@@ -454,7 +531,7 @@ fn existing_pool(url: &str) -> Option<Database> {
     Some(Database { inner })
 }
 
-impl crate::snapshot::PoolStats for DbInner {
+impl<DB: sqlx::Database> crate::snapshot::PoolStats for DbInner<DB> {
     fn pool_snapshot(&self) -> PoolSnapshot {
         let mut snapshot = self.held.snapshot();
         snapshot.name = self.name.clone();
@@ -471,7 +548,7 @@ impl crate::snapshot::PoolStats for DbInner {
 /// Closes the pool, waiting at most the close timeout for connections still checked out. At the
 /// deadline those are named (acquiring line, task, held for how long) in the error, and the
 /// pool is left closed: they close as they come back.
-impl Close for Database {
+impl<DB: Driver> Close for Database<DB> {
     async fn close(&self) -> Result<(), CloseError> {
         let inner = &self.inner;
         inner.closing.store(true, Ordering::Release);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Backend, DbError, connect};
 
-/// Settings of a [`Database`]. Defaults: connect timeout 5s, start-up budget 10s, max 5
+/// Settings of a [`Database`](super::Database). Defaults: connect timeout 5s, start-up budget 10s, max 5
 /// connections, acquire timeout 5s, idle timeout 5 min, max lifetime 30 min (with jitter),
 /// pre-ping before use, leak threshold 30s, close timeout 5s, `application_name` = the service.
 #[derive(Clone, Debug)]

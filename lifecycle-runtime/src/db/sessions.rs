@@ -196,6 +196,9 @@ pub async fn server_health(connection: &mut AnyConnection) -> Result<ServerHealt
     })
 }
 
+/// Server-side sessions, on the default `Database` (sqlx's `Any` driver, live on PostgreSQL).
+/// With a `Database<Postgres>`, run [`list_sessions`] and [`terminate`] on a connection opened
+/// with `AnyConnection::connect` to the same URL (they are what the diagnosis tool uses).
 impl Database {
     fn require_postgres(&self, what: &'static str) -> Result<(), DbError> {
         match self.backend() {

@@ -2,6 +2,8 @@
 //! runs an axum [`Router`] on hyper's HTTP/1 connections, the way those connections and their
 //! requests stop at shutdown, and the health routes (`/livez`, `/readyz`, `/health/tasks`).
 //!
+//! [`Router`]: axum::Router
+//!
 //! [`serve`] starts a tracked task (named `http` unless you say otherwise) that accepts
 //! connections. Every connection is a tracked task (`http connection`), and every request's
 //! handler a tracked task named for what it is (`http POST /items`), so that what is still

@@ -311,11 +311,11 @@ impl<T: Close + 'static> Managed<T> {
         };
         claim.finish((outcome, detail));
         let registration = lock(&self.inner.registration).take();
-        if let Some((resources, key)) = registration {
-            if let Some(resources) = resources.upgrade() {
-                let this: Arc<dyn DynClose> = self.inner.clone();
-                resources.remove(key, &this);
-            }
+        if let Some((resources, key)) = registration
+            && let Some(resources) = resources.upgrade()
+        {
+            let this: Arc<dyn DynClose> = self.inner.clone();
+            resources.remove(key, &this);
         }
         result
     }

@@ -61,6 +61,8 @@ fn forget_group(pgid: Option<u32>) {
 /// after the term timeout gets SIGKILL, and the close reports it as an error. Dropping the last
 /// handle of a child that is still running kills its group too.
 ///
+/// [`Managed::close`]: crate::Managed::close
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use lifecycle_runtime::ManagedChild;

@@ -13,7 +13,7 @@ pub(crate) fn format_duration(duration: Duration) -> String {
             format!("{:.2}s", duration.as_secs_f64())
         }
     } else if duration >= Duration::from_millis(1) {
-        if duration.subsec_nanos() % 1_000_000 == 0 {
+        if duration.subsec_nanos().is_multiple_of(1_000_000) {
             format!("{}ms", duration.as_millis())
         } else {
             format!("{:.1}ms", duration.as_secs_f64() * 1e3)

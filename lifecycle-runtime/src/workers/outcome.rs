@@ -336,12 +336,11 @@ impl Workers {
             if let Some(stage) = stages
                 .iter()
                 .position(|stage| stage.names.iter().any(|name| name == record.name.as_str()))
+                && let Some(at) = stages[stage].started.filter(|at| record.ended >= *at)
             {
-                if let Some(at) = stages[stage].started.filter(|at| record.ended >= *at) {
-                    start = at;
-                    let end = &mut stage_ends[stage];
-                    *end = Some(end.map_or(record.ended, |end| end.max(record.ended)));
-                }
+                start = at;
+                let end = &mut stage_ends[stage];
+                *end = Some(end.map_or(record.ended, |end| end.max(record.ended)));
             }
             let offset = start.saturating_duration_since(sequence_started);
             let elapsed = record.ended.saturating_duration_since(start);

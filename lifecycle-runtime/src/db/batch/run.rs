@@ -155,11 +155,11 @@ where
             if tries >= allowed {
                 break;
             }
-            if let Some(deadline) = self.deadline() {
-                if after(Instant::now(), pause.saturating_add(started.elapsed())) > deadline.at {
-                    tracing::warn!(writer = %self.inner.name, items = size, "no time left for another try before the flush time runs out");
-                    break;
-                }
+            if let Some(deadline) = self.deadline()
+                && after(Instant::now(), pause.saturating_add(started.elapsed())) > deadline.at
+            {
+                tracing::warn!(writer = %self.inner.name, items = size, "no time left for another try before the flush time runs out");
+                break;
             }
             tokio::time::sleep(pause).await;
             pause = pause.saturating_mul(2).min(MAX_PAUSE);
