@@ -14,6 +14,7 @@ use lifecycle_runtime::db::{
     BatchWriter, CopyError, Database, DatabaseOptions, WriteError, copy_rows,
 };
 use lifecycle_tests::pg::PgCluster;
+use sqlx::Postgres;
 use sqlx::postgres::PgPool;
 use sqlx::{Connection, Row};
 
@@ -251,8 +252,9 @@ impl lifecycle_runtime::db::CopyRow for Row2 {
     }
 }
 
-/// `copy_rows` as a `BatchWriter`'s write function: concurrent committed writes go in with
-/// COPY, and a batch the server refuses fails with its error.
+/// `copy_rows` as the write function of a `BatchWriter` on a typed `Database<Postgres>`:
+/// concurrent committed writes go in with COPY, and a batch the server refuses fails with its
+/// error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_rows_writes_a_batch_writers_batches() {
     let _watchdog = Watchdog::new("copy_writer", HANG);
@@ -266,27 +268,25 @@ async fn copy_rows_writes_a_batch_writers_batches() {
     let coordinator = common::coordinator();
     coordinator
         .scope(async {
-            let db = Database::connect(DatabaseOptions::new(cluster.url(), "copy-writer"))
-                .await
-                .unwrap();
-            let pg = pool(&cluster).await;
+            let db = Database::<Postgres>::connect_typed(DatabaseOptions::new(
+                cluster.url(),
+                "copy-writer",
+            ))
+            .await
+            .unwrap();
             type Event = (i64, String, SystemTime);
-            let writer =
-                BatchWriter::builder("events", &db, move |_db: Database, rows: Arc<[Event]>| {
-                    let pg = pg.clone();
-                    async move {
-                        let mut conn =
-                            pg.acquire().await.map_err(|source| CopyError::Database {
-                                table: "events".to_owned(),
-                                source,
-                            })?;
-                        copy_rows(&mut conn, "events", &["id", "body", "at"], &rows)
-                            .await
-                            .map(drop)
-                    }
-                })
-                .retries(0)
-                .spawn();
+            // On the typed database: its tracked connection is a `PgConnection`.
+            let writer = BatchWriter::builder(
+                "events",
+                &db,
+                |db: Database<Postgres>, rows: Arc<[Event]>| async move {
+                    let mut conn = db.acquire().await?;
+                    copy_rows(&mut conn, "events", &["id", "body", "at"], &rows).await?;
+                    Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+                },
+            )
+            .retries(0)
+            .spawn();
             let writes: Vec<_> = (0..300)
                 .map(|id| {
                     let writer = writer.clone();

@@ -28,7 +28,7 @@ use self::close::Accounts;
 use self::ledger::{Ledger, Refused};
 use self::run::Run;
 pub use self::write::WriteError;
-use super::Database;
+use super::{Database, Driver};
 use crate::Shutdown;
 use crate::workers::{OkFuture, TaskName, WorkerKind, WorkerMeta};
 
@@ -201,9 +201,9 @@ impl<T> fmt::Debug for BatchWriter<T> {
 
 /// Configures a [`BatchWriter`]; made by [`BatchWriter::builder`], started by
 /// [`spawn`](Self::spawn).
-pub struct BatchWriterBuilder<T, W> {
+pub struct BatchWriterBuilder<T, W, DB: Driver = sqlx::Any> {
     name: String,
-    database: Database,
+    database: Database<DB>,
     write: W,
     max_batch: usize,
     interval: Duration,
@@ -214,7 +214,7 @@ pub struct BatchWriterBuilder<T, W> {
     _items: std::marker::PhantomData<fn(T)>,
 }
 
-impl<T, W> fmt::Debug for BatchWriterBuilder<T, W> {
+impl<T, W, DB: Driver> fmt::Debug for BatchWriterBuilder<T, W, DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BatchWriterBuilder")
             .field("name", &self.name)
@@ -249,13 +249,14 @@ where
     /// .spawn();
     /// # }
     /// ```
-    pub fn builder<W, F, E>(
+    pub fn builder<W, F, E, DB>(
         name: impl Into<String>,
-        database: &Database,
+        database: &Database<DB>,
         write: W,
-    ) -> BatchWriterBuilder<T, W>
+    ) -> BatchWriterBuilder<T, W, DB>
     where
-        W: Fn(Database, Arc<[T]>) -> F + Send + Sync + 'static,
+        DB: Driver,
+        W: Fn(Database<DB>, Arc<[T]>) -> F + Send + Sync + 'static,
         F: Future<Output = Result<(), E>> + Send + 'static,
         E: Display + 'static,
     {
@@ -397,7 +398,7 @@ impl<T> BatchWriter<T> {
     }
 }
 
-impl<T, W> BatchWriterBuilder<T, W> {
+impl<T, W, DB: Driver> BatchWriterBuilder<T, W, DB> {
     /// The capacity in force: the one set, or ten batches.
     fn capacity_in_force(&self) -> usize {
         self.capacity
@@ -406,10 +407,11 @@ impl<T, W> BatchWriterBuilder<T, W> {
     }
 }
 
-impl<T, W, F, E> BatchWriterBuilder<T, W>
+impl<T, W, F, E, DB> BatchWriterBuilder<T, W, DB>
 where
     T: Send + Sync + 'static,
-    W: Fn(Database, Arc<[T]>) -> F + Send + Sync + 'static,
+    DB: Driver,
+    W: Fn(Database<DB>, Arc<[T]>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), E>> + Send + 'static,
     E: Display + 'static,
 {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::ledger::Settled;
-use crate::db::Database;
+use crate::db::{Database, Driver};
 use crate::util::{after, format_duration};
 
 /// The first pause before a failed batch is tried again; it doubles with each try, up to
@@ -35,9 +35,9 @@ struct Deadline {
 /// A batch's write did not end before the writer's deadline.
 struct DeadlineReached(Deadline);
 
-pub(super) struct Run<T, W> {
+pub(super) struct Run<T, W, DB: Driver> {
     inner: Arc<Inner<T>>,
-    database: Database,
+    database: Database<DB>,
     write: W,
     interval: Duration,
     retries: u32,
@@ -48,20 +48,21 @@ pub(super) struct Run<T, W> {
     _cut_off: CutOff<T>,
 }
 
-impl<T, W, F, E> Run<T, W>
+impl<T, W, F, E, DB> Run<T, W, DB>
 where
     T: Send + Sync + 'static,
-    W: Fn(Database, Arc<[T]>) -> F + Send + Sync + 'static,
+    DB: Driver,
+    W: Fn(Database<DB>, Arc<[T]>) -> F + Send + Sync + 'static,
     F: Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display + 'static,
 {
     pub(super) fn new(
         inner: Arc<Inner<T>>,
-        database: Database,
+        database: Database<DB>,
         write: W,
         interval: Duration,
         retries: u32,
-    ) -> Run<T, W> {
+    ) -> Run<T, W, DB> {
         Run {
             _cut_off: CutOff {
                 inner: inner.clone(),

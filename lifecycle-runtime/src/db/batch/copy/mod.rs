@@ -81,28 +81,26 @@ pub enum CopyError {
 /// in the text format, streaming them in chunks as they are encoded; returns how many rows the
 /// server stored. All or nothing: one statement, so on an error none of these rows is stored.
 ///
-/// `conn` is any PostgreSQL connection: a pooled one (`&mut *pool.acquire().await?`) or a
-/// transaction (`&mut *transaction`, to commit the COPY with other statements). As the write
-/// function of a [`BatchWriter`](crate::db::BatchWriter), it writes a batch in one round of
-/// messages instead of one `INSERT` per row:
+/// `conn` is any PostgreSQL connection: a tracked one from a typed database
+/// (`&mut db.acquire().await?` on a `Database<Postgres>`), a pooled one, or a transaction
+/// (`&mut *transaction`, to commit the COPY with other statements). As the write function of a
+/// [`BatchWriter`](crate::db::BatchWriter) on a `Database<Postgres>`, it writes a batch in one
+/// statement instead of one `INSERT` per row:
 ///
 /// ```no_run
 /// use std::sync::Arc;
 /// use std::time::SystemTime;
-/// use lifecycle_runtime::db::{BatchWriter, CopyError, Database, copy_rows};
-/// use lifecycle_runtime::db::sqlx::PgPool;
+/// use lifecycle_runtime::db::{BatchWriter, Database, copy_rows};
+/// use lifecycle_runtime::db::sqlx::Postgres;
 ///
-/// # async fn run(db: Database, pg: PgPool) -> Result<(), Box<dyn std::error::Error>> {
 /// type Event = (i64, String, SystemTime);
-/// let events: BatchWriter<Event> = BatchWriter::builder("events", &db, move |_db: Database, rows: Arc<[Event]>| {
-///     let pg = pg.clone();
-///     async move {
-///         let mut conn = pg.acquire().await.map_err(|source| CopyError::Database {
-///             table: "events".to_owned(),
-///             source,
-///         })?;
-///         copy_rows(&mut conn, "events", &["id", "body", "at"], &rows).await.map(drop)
-///     }
+/// type BoxError = Box<dyn std::error::Error + Send + Sync>;
+///
+/// # async fn run(db: Database<Postgres>) -> Result<(), Box<dyn std::error::Error>> {
+/// let events: BatchWriter<Event> = BatchWriter::builder("events", &db, |db: Database<Postgres>, rows: Arc<[Event]>| async move {
+///     let mut conn = db.acquire().await?;
+///     copy_rows(&mut conn, "events", &["id", "body", "at"], &rows).await?;
+///     Ok::<(), BoxError>(())
 /// })
 /// .max_batch(10_000)
 /// .spawn();
