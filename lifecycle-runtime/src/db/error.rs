@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::ConnectCause;
 use crate::util::format_duration;
 
-/// Which database a [`Database`] talks to.
+/// Which database a [`Database`](super::Database) talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {

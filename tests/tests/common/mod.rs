@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod batch;
+
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
