@@ -53,9 +53,10 @@ struct Delay {
     delay_ms: Option<u64>,
 }
 
-/// `POST /items` with `{"id": 17, "name": "x"}`: 202 `{"id":17,"accepted":true}` once the batch
-/// writer has accepted the item (it is then written within the writer's interval, and at the
-/// latest when the writer stops); 503 with the reason when the writer refuses it; 400 for a
+/// `POST /items` with `{"id": 17, "name": "x"}`: 201 `{"id":17,"committed":true}` once the item's
+/// batch is committed to the database (group commit: concurrent requests share a batch, and a
+/// crash after the answer cannot take the row back); 503 with the reason when the writer refuses
+/// it (shutdown), 500 with the cause when its batch failed or could not be written; 400 for a
 /// delay or a name out of bounds. Posting an id again replaces its name.
 async fn post_item(
     State(api): State<Api>,
@@ -75,7 +76,7 @@ async fn post_item(
         None => {}
     }
     let id = item.id;
-    match api.items.push_wait(item).await {
+    match api.items.write(item).await {
         Ok(()) => {
             api.stats.accepted.fetch_add(1, Ordering::Relaxed);
             api.stats
@@ -83,16 +84,21 @@ async fn post_item(
                 .lock()
                 .expect("buffer lock")
                 .push(id);
-            let body = serde_json::json!({ "id": id, "accepted": true });
-            (StatusCode::ACCEPTED, Json(body)).into_response()
+            let body = serde_json::json!({ "id": id, "committed": true });
+            (StatusCode::CREATED, Json(body)).into_response()
         }
         Err(error) => {
-            // Never a silent 2xx: the client learns the item was not taken, and why.
-            api.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%error, item = id, "item refused");
+            // Never a silent 2xx: the client learns the item is not stored, and why.
+            let status = if error.was_accepted() {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                api.stats.refused.fetch_add(1, Ordering::Relaxed);
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            tracing::warn!(%error, item = id, "item not stored");
             let body =
-                serde_json::json!({ "id": id, "accepted": false, "reason": error.to_string() });
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+                serde_json::json!({ "id": id, "committed": false, "reason": error.to_string() });
+            (status, Json(body)).into_response()
         }
     }
 }
