@@ -337,4 +337,43 @@ pub struct Snapshot {
     pub resources: Vec<ResourceSnapshot>,
     /// Connection pools: size, use, waits, timeouts, hold times, and which backend is live.
     pub pools: Vec<PoolSnapshot>,
+    /// The shutdown as it goes, once it started (`null` in JSON before): the report's timeline
+    /// so far, and what it still waits for. After the report, the report's own entries.
+    pub shutdown: Option<ShutdownView>,
+}
+
+/// A shutdown under way (or done), as a snapshot sees it: the same entries the report prints,
+/// those known so far, and what is still awaited. What a live view draws as a waterfall.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let coordinator = lifecycle_runtime::Coordinator::new();
+/// assert!(coordinator.snapshot().shutdown.is_none());
+/// let report = coordinator.shutdown().await;
+/// let view = coordinator.snapshot().shutdown.expect("shutdown started");
+/// assert!(view.done);
+/// assert_eq!(view.entries.len(), report.entries().len());
+/// # }
+/// ```
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct ShutdownView {
+    /// Why shutdown started, as the report says it.
+    pub reason: String,
+    /// Whether the report is made.
+    pub done: bool,
+    /// Since shutdown started.
+    #[serde(rename = "elapsed_secs", serialize_with = "crate::util::secs")]
+    pub elapsed: Duration,
+    /// The shutdown budget.
+    #[serde(rename = "budget_secs", serialize_with = "crate::util::secs")]
+    pub budget: Duration,
+    /// When tasks were told to stop (the end of the drain), from the start; `None` before.
+    #[serde(rename = "stop_started_secs", serialize_with = "crate::util::opt_secs")]
+    pub stop_started: Option<Duration>,
+    /// The report's entries known so far, in the report's order and shape.
+    pub entries: Vec<crate::report::Entry>,
+    /// What it still waits for (`task http ×3`, `resource database orders`), folded by name.
+    pub waiting_for: Vec<String>,
 }

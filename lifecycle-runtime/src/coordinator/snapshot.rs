@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use super::{Coordinator, with_current};
 use crate::snapshot::{
-    Counters, ResourceSnapshot, Snapshot, TaskSnapshot, TaskState, ThreadSnapshot,
+    Counters, ResourceSnapshot, ShutdownView, Snapshot, TaskSnapshot, TaskState, ThreadSnapshot,
 };
 use crate::workers::WorkerKind;
 
@@ -100,6 +100,50 @@ impl Coordinator {
             groups: self.state.groups.snapshots(),
             resources,
             pools: self.state.pools.snapshots(),
+            shutdown: self.shutdown_view(),
         }
     }
+
+    /// The shutdown so far, for a live view: the entries recorded by the steps done, those of
+    /// workers that ended since (left in place for the report), and what is still awaited; once
+    /// the report is made, its entries.
+    fn shutdown_view(&self) -> Option<ShutdownView> {
+        let reason = self.reason()?.to_string();
+        let started = self.state.start.at();
+        let budget = self.sequence_config().shutdown_timeout;
+        let stop_started = self
+            .state
+            .workers
+            .stop_started()
+            .map(|at| at.saturating_duration_since(started));
+        if let Some(report) = self.state.sequence.report() {
+            return Some(ShutdownView {
+                reason,
+                done: true,
+                elapsed: report.elapsed(),
+                budget,
+                stop_started,
+                entries: report.entries().to_vec(),
+                waiting_for: Vec::new(),
+            });
+        }
+        let mut entries = self.state.sequence.recorded();
+        entries.extend(self.state.workers.peek_entries(started));
+        let mut waiting_for = self.pending_folded(LIVE_NAMES);
+        if let Some(closing) = self.state.resources.closing_now() {
+            waiting_for.push(format!("resource {closing}"));
+        }
+        Some(ShutdownView {
+            reason,
+            done: false,
+            elapsed: started.elapsed(),
+            budget,
+            stop_started,
+            entries,
+            waiting_for,
+        })
+    }
 }
+
+/// How many names (each folded with its count) a live view lists as awaited.
+const LIVE_NAMES: usize = 50;

@@ -200,6 +200,11 @@ impl Sequence {
         &self.lost
     }
 
+    /// The report, once made.
+    pub(super) fn report(&self) -> Option<Arc<ShutdownReport>> {
+        self.report.borrow().clone()
+    }
+
     pub(super) fn has_report(&self) -> bool {
         self.report.borrow().is_some()
     }

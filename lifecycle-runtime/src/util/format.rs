@@ -34,7 +34,6 @@ pub(crate) fn secs<S: Serializer>(duration: &Duration, serializer: S) -> Result<
 }
 
 /// Serializes an optional duration as seconds, or `null`.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn opt_secs<S: Serializer>(
     duration: &Option<Duration>,
     serializer: S,

@@ -11,9 +11,7 @@ pub(crate) mod sync;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) use format::opt_secs;
-pub(crate) use format::{format_duration, format_offset, secs};
+pub(crate) use format::{format_duration, format_offset, opt_secs, secs};
 #[cfg(unix)]
 pub(crate) use output::{write_stderr, write_stderr_unless_busy};
 pub(crate) use panic::{CatchUnwind, catch, debug_guarded, display_guarded};

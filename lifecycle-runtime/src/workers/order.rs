@@ -320,7 +320,8 @@ impl StopOrder {
 
     /// The stages after stage 0, for the report (empty when no order was declared): each
     /// started one is `to_report` once, the first time this is asked after it started.
-    pub(crate) fn stages(&self) -> Vec<Stage> {
+    /// With `mark` false, nothing is marked reported (a live view).
+    pub(crate) fn stages(&self, mark: bool) -> Vec<Stage> {
         if !self.is_used() {
             return Vec::new();
         }
@@ -331,7 +332,9 @@ impl StopOrder {
         let reported = frozen.reported;
         // Stages start in order: the started ones are a prefix.
         let started = frozen.started.iter().take_while(|at| at.is_some()).count();
-        frozen.reported = frozen.reported.max(started.saturating_sub(1));
+        if mark {
+            frozen.reported = frozen.reported.max(started.saturating_sub(1));
+        }
         let inner = &*inner;
         let frozen = inner.frozen.as_ref().expect("checked above");
         (1..frozen.started.len())
@@ -475,7 +478,7 @@ mod tests {
         );
         assert!(!order.has_held());
 
-        let stages = order.stages();
+        let stages = order.stages(true);
         assert_eq!(stages.len(), 3);
         assert_eq!(stages[0].names, ["metrics", "writer"]);
         assert_eq!(stages[0].after, ["http", "nowhere"]);

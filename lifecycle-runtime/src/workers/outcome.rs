@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::node::{Node, Verdict};
-use super::registry::FoldedEnd;
+use super::registry::{Folded, FoldedEnd};
 use super::{Ended, Stage, StageStart, TaskName, WorkerKind, Workers};
 use crate::report::{Entry, EntryKind, Outcome};
 use crate::util::{format_duration, lock};
@@ -123,7 +123,7 @@ pub(crate) fn outcome(
 
 /// A worker's ending that the report names on its own line (anything but "stopped when told",
 /// which the registry folds by name as it happens).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Record {
     name: TaskName,
     kind: WorkerKind,
@@ -293,9 +293,30 @@ impl Workers {
     /// server with 10,000 connection tasks gets one line, not 10,000). Times count from
     /// `sequence_started`; a worker that ended during step 3 is drawn from the stop signal.
     pub(crate) fn take_entries(&self, sequence_started: Instant) -> Vec<Entry> {
+        let ended: Vec<(Record, usize)> = lock(&self.records).take();
+        let folded = self.registry.take_folded();
+        let stages = self.order.stages(true);
+        self.entries_of(ended, folded, &stages, sequence_started)
+    }
+
+    /// The entries [`take_entries`](Self::take_entries) would give now, leaving them in place:
+    /// for a live view of a shutdown under way.
+    pub(crate) fn peek_entries(&self, sequence_started: Instant) -> Vec<Entry> {
+        let ended: Vec<(Record, usize)> = lock(&self.records).rows.clone();
+        let folded = self.registry.peek_folded();
+        let stages = self.order.stages(false);
+        self.entries_of(ended, folded, &stages, sequence_started)
+    }
+
+    fn entries_of(
+        &self,
+        mut ended: Vec<(Record, usize)>,
+        folded: Vec<Folded>,
+        stages: &[Stage],
+        sequence_started: Instant,
+    ) -> Vec<Entry> {
         let stop_started = self.stop_started().unwrap_or(sequence_started);
-        let mut ended: Vec<(Record, usize)> = lock(&self.records).take();
-        ended.extend(self.registry.take_folded().into_iter().map(|row| {
+        ended.extend(folded.into_iter().map(|row| {
             let (outcome, detail) = match row.how {
                 FoldedEnd::Stopped => (Outcome::Stopped, None),
                 FoldedEnd::Aborted {
@@ -324,7 +345,6 @@ impl Workers {
         // in its destructor, and thousands merely not dropped yet) keeps a line each.
         let mut index: HashMap<(TaskName, WorkerKind, Outcome, Option<String>), usize> =
             HashMap::new();
-        let stages = self.order.stages();
         // The end of the last worker of each stage, for its line.
         let mut stage_ends: Vec<Option<Instant>> = vec![None; stages.len()];
         for (record, count) in ended {
@@ -367,7 +387,7 @@ impl Workers {
             );
         }
         if !stages.is_empty() {
-            insert_stages(&mut entries, &stages, &stage_ends, sequence_started);
+            insert_stages(&mut entries, stages, &stage_ends, sequence_started);
         }
         entries
     }

@@ -23,7 +23,7 @@ pub(super) struct List {
 /// Workers of one name that ended the usual way during shutdown, folded as they end: stopped
 /// when told (the usual outcome needs no record of its own), or aborted at their stop timeout
 /// (a million tasks that ignore shutdown make one row, not a million records).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Folded {
     pub(crate) name: TaskName,
     pub(crate) kind: WorkerKind,

@@ -412,6 +412,15 @@ impl Registry {
     }
 
     /// Takes the folded rows (stopped when told, aborted) of every shard.
+    /// The folded rows so far, left in place (a live view).
+    pub(crate) fn peek_folded(&self) -> Vec<Folded> {
+        let mut rows = Vec::new();
+        for index in 0..self.shards.len() {
+            rows.extend(self.lists(index).stopped.iter().cloned());
+        }
+        rows
+    }
+
     pub(crate) fn take_folded(&self) -> Vec<Folded> {
         let mut rows = Vec::new();
         for index in 0..self.shards.len() {
