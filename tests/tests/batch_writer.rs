@@ -59,16 +59,7 @@ async fn batches_flush_by_size_and_by_time_and_what_is_left_at_shutdown() {
             assert!(report.is_clean(), "{report}");
             let stats = writer.stats();
             assert_accounted(&stats);
-            assert_eq!(
-                (
-                    stats.accepted,
-                    stats.written,
-                    stats.failed,
-                    stats.not_written,
-                    stats.pending
-                ),
-                (13, 13, 0, 0, 0)
-            );
+            assert_eq!(counts(&stats), (13, 13, 0, 0, 0));
             assert_eq!(
                 writer_entry(&report, "rows").outcome(),
                 &Outcome::Closed,
@@ -222,13 +213,7 @@ async fn a_full_writer_hands_the_item_back_and_push_wait_waits_for_room() {
             let stats = writer.stats();
             assert_accounted(&stats);
             assert_eq!(
-                (
-                    stats.accepted,
-                    stats.written,
-                    stats.failed,
-                    stats.not_written,
-                    stats.pending
-                ),
+                counts(&stats),
                 (11, 11, 0, 0, 0)
             );
             assert_refused_after_shutdown(&writer, "gated");

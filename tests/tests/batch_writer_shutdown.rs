@@ -180,17 +180,7 @@ async fn a_writer_aborted_at_its_stop_timeout_counts_what_its_future_held() {
             lifecycle_tests::record_fault_time(started.elapsed());
             let stats = writer.stats();
             assert_accounted(&stats);
-            assert_eq!(
-                (
-                    stats.accepted,
-                    stats.written,
-                    stats.failed,
-                    stats.not_written,
-                    stats.pending
-                ),
-                (12, 0, 0, 12, 0),
-                "{report}"
-            );
+            assert_eq!(counts(&stats), (12, 0, 0, 12, 0), "{report}");
             let task = report.entry("batch-writer stuck").unwrap();
             assert_eq!(task.kind(), EntryKind::Task);
             assert_eq!(task.outcome(), &Outcome::Aborted, "{report}");
@@ -237,16 +227,7 @@ fn a_writer_dropped_with_its_runtime_counts_what_it_held_as_not_written() {
     drop(runtime);
     let stats = writer.stats();
     assert_accounted(&stats);
-    assert_eq!(
-        (
-            stats.accepted,
-            stats.written,
-            stats.failed,
-            stats.not_written,
-            stats.pending
-        ),
-        (12, 0, 0, 12, 0)
-    );
+    assert_eq!(counts(&stats), (12, 0, 0, 12, 0));
     let refused = writer.push(12).unwrap_err();
     assert!(matches!(&refused, PushError::Closed { .. }), "{refused}");
 

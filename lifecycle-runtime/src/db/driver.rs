@@ -58,6 +58,23 @@ pub(crate) mod private {
     }
 }
 
+/// Runs one statement the layer wrote itself (never user input) on `connection`.
+fn run_statement<DB>(
+    connection: &mut DB::Connection,
+    statement: String,
+) -> BoxFuture<'_, Result<(), sqlx::Error>>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    Box::pin(async move {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(connection)
+            .await
+            .map(drop)
+    })
+}
+
 /// The backend a URL names, as `Any` reads it.
 fn backend_of(url: &str) -> Backend {
     if url.starts_with("sqlite:") {
@@ -81,12 +98,7 @@ impl private::DriverImpl for sqlx::Any {
         connection: &mut sqlx::AnyConnection,
         statement: String,
     ) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-        Box::pin(async move {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                .execute(connection)
-                .await
-                .map(drop)
-        })
+        run_statement::<Self>(connection, statement)
     }
 
     fn can_fall_back() -> bool {
@@ -116,12 +128,7 @@ impl private::DriverImpl for sqlx::Postgres {
         connection: &mut sqlx::PgConnection,
         statement: String,
     ) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-        Box::pin(async move {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                .execute(connection)
-                .await
-                .map(drop)
-        })
+        run_statement::<Self>(connection, statement)
     }
 }
 
@@ -147,11 +154,6 @@ impl private::DriverImpl for sqlx::Sqlite {
         connection: &mut sqlx::SqliteConnection,
         statement: String,
     ) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-        Box::pin(async move {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-                .execute(connection)
-                .await
-                .map(drop)
-        })
+        run_statement::<Self>(connection, statement)
     }
 }

@@ -9,6 +9,18 @@ use lifecycle_runtime::db::{BatchStats, BatchWriter, Database, DatabaseOptions, 
 use lifecycle_runtime::{Coordinator, Entry, EntryKind, Outcome, ShutdownReport};
 use tokio::sync::Semaphore;
 
+/// A writer's counts as one tuple, to compare in one assertion: (accepted, written, failed,
+/// not written, pending).
+pub fn counts(stats: &BatchStats) -> (u64, u64, u64, u64, u64) {
+    (
+        stats.accepted,
+        stats.written,
+        stats.failed,
+        stats.not_written,
+        stats.pending,
+    )
+}
+
 /// The outer limit of a `BatchWriter` test.
 pub const HANG: Duration = Duration::from_secs(600);
 
