@@ -71,6 +71,9 @@ mod defaults;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod macro_support;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod os_threads;
 mod report;
 mod resources;

@@ -209,6 +209,8 @@ impl Held {
         }
         for (site, task, held_for) in suspects {
             self.leaks.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            crate::metrics::events::pool_leak_suspected(pool);
             let held = HeldConnection::new(&site, task, held_for);
             tracing::warn!(
                 pool,
@@ -388,7 +390,13 @@ impl<DB: Driver> DerefMut for DbConnection<DB> {
 impl<DB: Driver> Drop for DbConnection<DB> {
     fn drop(&mut self) {
         drop(self.connection.take());
-        if let Some(entry) = self.database.inner().held.remove(self.key)
+        let entry = self.database.inner().held.remove(self.key);
+        // Feature `metrics`: how long the connection was held.
+        #[cfg(feature = "metrics")]
+        if let Some(entry) = &entry {
+            crate::metrics::events::pool_released(self.database.name(), entry.since.elapsed());
+        }
+        if let Some(entry) = entry
             && entry.warned
         {
             tracing::info!(

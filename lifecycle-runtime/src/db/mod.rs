@@ -388,7 +388,15 @@ impl<DB: Driver> Database<DB> {
         }
         let waiting = inner.held.start_waiting();
         let result = inner.pool.acquire().await;
-        waiting.done();
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+        let waited = waiting.done();
+        // Feature `metrics`: the acquire's wait, and whether it timed out.
+        #[cfg(feature = "metrics")]
+        crate::metrics::events::pool_acquired(
+            &inner.name,
+            waited,
+            matches!(result, Err(sqlx::Error::PoolTimedOut)),
+        );
         match result {
             Ok(connection) => Ok(DbConnection::new(self.clone(), connection, site, task)),
             Err(sqlx::Error::PoolTimedOut) => {

@@ -146,7 +146,7 @@ impl Settle<'_> {
                         message: message.clone(),
                     });
                 } else {
-                    self.coordinator.workers().count_failed();
+                    self.coordinator.workers().count_failed(spec.name);
                     tracing::error!(task = spec.name, error = %message, "tick failed");
                 }
                 message
@@ -158,13 +158,13 @@ impl Settle<'_> {
                         message: message.clone(),
                     });
                 } else {
-                    self.coordinator.workers().count_panicked();
+                    self.coordinator.workers().count_panicked(spec.name);
                     tracing::error!(task = spec.name, panic = %message, "tick panicked");
                 }
                 format!("panicked: {message}")
             }
             TickEnd::TimedOut(limit) => {
-                self.coordinator.workers().count_timed_out();
+                self.coordinator.workers().count_timed_out(spec.name);
                 tracing::warn!(task = spec.name, limit = %format_duration(limit), "tick timed out and was cancelled");
                 format!("tick timed out after {}", format_duration(limit))
             }
@@ -209,11 +209,11 @@ impl Settle<'_> {
                 let restart_in = format_duration(pause);
                 match (end, &failure) {
                     (TickEnd::Panicked(message), _) => {
-                        self.coordinator.workers().count_panicked();
+                        self.coordinator.workers().count_panicked(spec.name);
                         tracing::error!(task = spec.name, panic = %message, %restart_in, "service panicked; restarting it");
                     }
                     (_, Some(failure)) => {
-                        self.coordinator.workers().count_failed();
+                        self.coordinator.workers().count_failed(spec.name);
                         tracing::error!(task = spec.name, error = %failure, %restart_in, "service failed; restarting it");
                     }
                     (_, None) => {
@@ -346,7 +346,16 @@ impl Ticker {
                 if shutdown.is_triggered() {
                     return std::task::Poll::Ready(false);
                 }
-                interval.poll_tick(cx).map(|_| true)
+                interval.poll_tick(cx).map(|_due| {
+                    // Feature `metrics`: a tick that starts a period or more after it was due.
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::events::tick_started_late(
+                        self.spec.name,
+                        tokio::time::Instant::now().saturating_duration_since(_due),
+                        period,
+                    );
+                    true
+                })
             })
             .await;
             if ticked {
@@ -380,6 +389,9 @@ impl Ticker {
                 }
             }
         };
+        // Feature `metrics`: the tick's duration, from when it holds its permit.
+        #[cfg(feature = "metrics")]
+        let started = Instant::now();
         let end = if self.spec.timeout.is_none() && self.spec.shutdown != ShutdownMode::Abort {
             // The common case, without the extra layers: run the tick, catch a panic.
             match CatchUnwind::new(tick).await {
@@ -397,6 +409,10 @@ impl Ticker {
         } else {
             limited(self.spec.timeout, CatchUnwind::new(tick)).await
         };
+        #[cfg(feature = "metrics")]
+        if self.spec.interval.is_some() {
+            crate::metrics::events::tick_ended(self.spec.name, started.elapsed());
+        }
         Settle {
             spec: &self.spec,
             coordinator: &self.coordinator,

@@ -262,16 +262,33 @@ impl Workers {
         &self.failures
     }
 
-    pub(crate) fn count_failed(&self) {
+    // `task` names who failed, for the per-name counters of feature `metrics` (unused without).
+
+    pub(crate) fn count_failed(
+        &self,
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] task: &str,
+    ) {
         self.failures.failed.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::metrics::events::task_failed(task);
     }
 
-    pub(crate) fn count_timed_out(&self) {
+    pub(crate) fn count_timed_out(
+        &self,
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] task: &str,
+    ) {
         self.failures.timed_out.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::metrics::events::task_timed_out(task);
     }
 
-    pub(crate) fn count_panicked(&self) {
+    pub(crate) fn count_panicked(
+        &self,
+        #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] task: &str,
+    ) {
         self.failures.panicked.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        crate::metrics::events::task_panicked(task);
     }
 
     pub(crate) fn totals(&self) -> Totals {
@@ -433,15 +450,15 @@ impl Workers {
     fn log_end(&self, name: &TaskName, ended: &Ended, verdict: Verdict) {
         match ended {
             Ended::Panicked(message) => {
-                self.count_panicked();
+                self.count_panicked(name);
                 tracing::error!(task = %name, panic = %message, "task panicked");
             }
             Ended::Failed(message) => {
-                self.count_failed();
+                self.count_failed(name);
                 tracing::error!(task = %name, error = %message, "task failed");
             }
             Ended::TimedOut(limit) => {
-                self.count_timed_out();
+                self.count_timed_out(name);
                 tracing::warn!(task = %name, ?limit, "task timed out and was cancelled");
             }
             Ended::NotStarted(group) => {

@@ -129,6 +129,9 @@ impl Coordinator {
             sequence.take_recorded(),
             lingering.names,
         );
+        // Feature `metrics`: the entries' durations and outcomes, once, as the report is made.
+        #[cfg(feature = "metrics")]
+        crate::metrics::events::shutdown_reported(&report);
         if report.is_clean() {
             tracing::info!(elapsed = ?report.elapsed(), "shutdown complete");
         } else {

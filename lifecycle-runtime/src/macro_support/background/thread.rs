@@ -43,6 +43,12 @@ impl ThreadTicker {
             let stopped = due > now && self.shutdown.signal().wait_blocking(Some(due - now));
             if !stopped && !self.shutdown.is_triggered() {
                 let started = Instant::now();
+                #[cfg(feature = "metrics")]
+                crate::metrics::events::tick_started_late(
+                    self.spec.name,
+                    started.saturating_duration_since(due),
+                    period,
+                );
                 self.next_due = Some(match self.spec.missed_tick {
                     MissedTick::Burst => after_std(due, period),
                     MissedTick::Delay => after_std(started, period),
@@ -78,10 +84,16 @@ impl ThreadTicker {
 
     /// Runs one tick, catching panics, and logs, counts and escalates failures.
     pub fn run_tick<F: FnOnce() -> Result<(), String>>(&mut self, tick: F) {
+        #[cfg(feature = "metrics")]
+        let started = Instant::now();
         let end = match catch(tick) {
             Ok(result) => TickEnd::Done(result),
             Err(message) => TickEnd::Panicked(message),
         };
+        #[cfg(feature = "metrics")]
+        if self.spec.interval.is_some() {
+            crate::metrics::events::tick_ended(self.spec.name, started.elapsed());
+        }
         Settle {
             spec: &self.spec,
             coordinator: &self.coordinator,
