@@ -40,6 +40,7 @@ pub(crate) fn tick_started_late(task: &'static str, late: Duration, period: Dura
 }
 
 /// An acquire on pool `pool` ended after waiting `waited`: with a connection, or `timed_out`.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn pool_acquired(pool: &str, waited: Duration, timed_out: bool) {
     histogram!("lifecycle_pool_acquire_seconds", "pool" => pool.to_owned())
         .record(waited.as_secs_f64());
@@ -49,12 +50,14 @@ pub(crate) fn pool_acquired(pool: &str, waited: Duration, timed_out: bool) {
 }
 
 /// A connection of pool `pool` came back after being held for `held`.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn pool_released(pool: &str, held: Duration) {
     histogram!("lifecycle_pool_usage_seconds", "pool" => pool.to_owned())
         .record(held.as_secs_f64());
 }
 
 /// A connection of pool `pool` was logged as a probable leak.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn pool_leak_suspected(pool: &str) {
     counter!("lifecycle_pool_suspected_leaks_total", "pool" => pool.to_owned()).increment(1);
 }
