@@ -91,9 +91,10 @@ fn crowd(
     runtime.block_on(coordinator.scope(async {
         for index in 0..TASKS {
             let shutdown = lifecycle_runtime::shutdown_signal();
-            let _ = lifecycle_runtime::spawn(names.name(index), async move {
+            // Detached: the tasks run until the coordinator's shutdown.
+            drop(lifecycle_runtime::spawn(names.name(index), async move {
                 shutdown.triggered().await;
-            });
+            }));
         }
         let started = Instant::now();
         while lifecycle_runtime::snapshot().tasks.len() < TASKS {
