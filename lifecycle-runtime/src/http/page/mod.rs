@@ -111,8 +111,10 @@ mod tests {
             assert!(PAGE.contains(needle), "the page lacks {needle}");
         }
         // Works offline: nothing is loaded from another host.
-        for needle in ["http://", "https://", "src=\"", "<link"] {
+        for needle in ["http://", "https://", "src=\"", "@import", "url("] {
             assert!(!PAGE.contains(needle), "the page loads something: {needle}");
         }
+        assert_eq!(PAGE.matches("href=").count(), 1, "only the empty icon");
+        assert!(PAGE.contains("<link rel=\"icon\" href=\"data:,\">"));
     }
 }
