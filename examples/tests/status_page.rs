@@ -455,3 +455,43 @@ fn on_sigterm_with_a_drain_the_phase_changes_and_the_waterfall_draws_until_the_s
     assert_eq!(code, Some(0), "the demo did not exit cleanly:\n{stderr}");
     assert!(stderr.contains("drained   drain"), "{stderr}");
 }
+
+/// Without a browser: the page is served whole, and `/lifecycle/held` names a held connection's
+/// site and task (what the page draws under its pool).
+#[test]
+fn the_page_and_its_holders_route_answer_over_plain_http() {
+    let (demo, address) = demo("plain_http", &[("DEMO_FAULTS", "1")]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the client");
+    runtime.block_on(async {
+        let checks = async {
+            let mut connection = Connection::open(address).await.expect("connect");
+            let page = connection.get("/lifecycle").await.expect("GET /lifecycle");
+            assert_eq!(page.status, 200, "{page:?}");
+            assert!(page.body.starts_with("<!doctype html>"), "{}", page.body);
+            assert!(page.body.contains("getJson(\"health/tasks\")"));
+            let idle = connection.get("/lifecycle/held").await.expect("held");
+            assert_eq!(idle.body, r#"[{"name":"lifecycle-demo","held":[]}]"#);
+            let hold = tokio::spawn(post(address, "/demo/faults/hold?ms=2000"));
+            loop {
+                let held = connection.get("/lifecycle/held").await.expect("held");
+                let list: serde_json::Value = serde_json::from_str(&held.body).expect("JSON");
+                if let Some(holder) = list[0]["held"].get(0) {
+                    let site = holder["site"].as_str().expect("a site");
+                    assert!(site.starts_with("examples/service/faults.rs:"), "{holder}");
+                    assert_eq!(holder["task"], "http POST /demo/faults/hold", "{holder}");
+                    assert_eq!(holder["task_ended"], false, "{holder}");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(hold.await.expect("the holding request"), 200);
+        };
+        tokio::time::timeout(LIMIT, checks)
+            .await
+            .expect("the checks finish within the limit");
+    });
+    stop_cleanly(demo);
+}
