@@ -1,5 +1,6 @@
-//! The HTTP API: `POST /items` (written through the batch writer, answered 202 only once the
-//! writer accepted the item), `GET /items/count`, and the runtime's health routes.
+//! The HTTP API: `POST /items` (written through the batch writer, answered 201 only once the
+//! item's batch is committed), `GET /items/count`, the runtime's health routes and its status page
+//! (`/lifecycle`), and with `DEMO_FAULTS=1` the fault routes (`faults.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,6 +15,7 @@ use lifecycle_runtime::db::{BatchWriter, Database, DbError, sqlx};
 use serde::{Deserialize, Serialize};
 use sqlx::Connection as _;
 
+use crate::faults::Faults;
 use crate::parts::Stats;
 
 /// The longest `?delay_ms=` a request may ask for: a minute.
@@ -37,13 +39,19 @@ pub(crate) struct Api {
     pub(crate) stats: Arc<Stats>,
 }
 
-/// The service's routes, health routes included.
-pub(crate) fn router(api: Api) -> Router {
-    Router::new()
+/// The service's routes, the health routes and the status page included; the fault routes when
+/// `faults` is given (`DEMO_FAULTS=1`).
+pub(crate) fn router(api: Api, faults: Option<Faults>) -> Router {
+    let router = Router::new()
         .route("/items", post(post_item))
         .route("/items/count", get(count_items))
         .with_state(api)
         .merge(lifecycle_runtime::http::health_routes())
+        .merge(lifecycle_runtime::http::status_page());
+    match faults {
+        Some(faults) => router.merge(faults.routes()),
+        None => router,
+    }
 }
 
 /// `?delay_ms=N`: sleep N milliseconds (at most [`MAX_DELAY_MS`]) before handing the item to the

@@ -2,8 +2,8 @@
 //!
 //! - `http`: an axum server (`lifecycle_runtime::http`) on `LISTEN_ADDR`: `POST /items` writes an
 //!   item through a batch writer into the `items` table, `GET /items/count` counts them, and
-//!   `/livez`, `/readyz`, `/health/tasks` are the runtime's health routes. Each request runs as a
-//!   task named for it (`http POST /items`);
+//!   `/livez`, `/readyz`, `/health/tasks` are the runtime's health routes, `/lifecycle` its status
+//!   page (open it in a browser). Each request runs as a task named for it (`http POST /items`);
 //! - `batch-writer items`: writes accepted items in batches; at shutdown it stops after the server
 //!   and its requests (`stop_after(["http"])`), writing what is left before the pool closes;
 //! - `heartbeat`: a loop that logs every second;
@@ -27,11 +27,15 @@
 //!   5s);
 //! - `DEMO_RUN_FOR=3s`: stop by itself after that long;
 //! - `LIFECYCLE_SHUTDOWN_TIMEOUT`, `LIFECYCLE_DRAIN`: the shutdown budget (10s here) and the
-//!   drain time (none here).
+//!   drain time (none here);
+//! - `DEMO_FAULTS=1`: faults on demand, to watch them on the status page (`faults.rs`): a `flaky`
+//!   service that fails while `POST /demo/faults/fail` says so, and `POST /demo/faults/hold?ms=N`
+//!   holding a pool connection. Never set in a real deployment.
 //!
 //! A bad value of any of these stops the demo at start with exit code 2, naming the variable.
 
 mod api;
+mod faults;
 mod parts;
 
 use std::net::SocketAddr;
@@ -52,6 +56,7 @@ struct Settings {
     listen: SocketAddr,
     http_stop_timeout: Duration,
     run_for: Option<Duration>,
+    faults: bool,
 }
 
 impl Settings {
@@ -71,10 +76,12 @@ impl Settings {
         let http_stop_timeout = duration_var("HTTP_STOP_TIMEOUT")?
             .unwrap_or(lifecycle_runtime::http::DEFAULT_HTTP_STOP_TIMEOUT);
         let run_for = duration_var("DEMO_RUN_FOR")?;
+        let faults = faults::enabled()?;
         Ok(Settings {
             listen,
             http_stop_timeout,
             run_for,
+            faults,
         })
     }
 }
@@ -150,6 +157,10 @@ async fn main() -> Result<(), String> {
     parts::heartbeat(stats.clone(), items.clone());
     parts::flusher(stats.clone(), store.clone());
     parts::load_sampler(stats.clone());
+    let faults = settings.faults.then(|| {
+        tracing::warn!("DEMO_FAULTS=1: faults on demand under /demo/faults");
+        faults::Faults::start(db.clone())
+    });
 
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -162,11 +173,14 @@ async fn main() -> Result<(), String> {
     let address = listener
         .local_addr()
         .map_err(|error| format!("cannot read the address listened on: {error}"))?;
-    let router = api::router(Api {
-        db: db.clone(),
-        items: items.clone(),
-        stats: stats.clone(),
-    });
+    let router = api::router(
+        Api {
+            db: db.clone(),
+            items: items.clone(),
+            stats: stats.clone(),
+        },
+        faults,
+    );
     lifecycle_runtime::http::serve(listener, router)
         .stop_timeout(settings.http_stop_timeout)
         .spawn();

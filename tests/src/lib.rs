@@ -160,3 +160,4 @@ pub fn record_fault_time(took: Duration) {
 
 pub mod http;
 pub mod pg;
+pub mod skip;

@@ -87,52 +87,10 @@ fn program(bin: &Path, name: &str) -> PathBuf {
         .unwrap_or(beside)
 }
 
-/// Where skipped tests are listed: `skipped-tests.txt` in the target directory (the test binary
-/// runs from `<target>/<profile>/deps`).
-fn skip_list() -> Option<PathBuf> {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::current_exe()
-            .ok()?
-            .ancestors()
-            .nth(3)?
-            .to_path_buf(),
-    };
-    Some(target.join("skipped-tests.txt"))
-}
-
-/// Skips the calling test (returns `None`) when PostgreSQL is missing; panics under `CI=true`.
-///
-/// The skip is loud: libtest captures `eprintln!` and shows it only for failing tests, so the
-/// line goes to the process's stderr directly (which libtest does not capture), and into
-/// [`skip_list`].
+/// Skips the calling test (returns `None`) when PostgreSQL is missing; panics under `CI=true`
+/// ([`crate::skip::skip_or_fail`]).
 fn skip_or_fail(why: &str) -> Option<PgCluster> {
-    if std::env::var("CI").is_ok_and(|value| value == "true") {
-        panic!("PostgreSQL is required under CI=true, but {why}");
-    }
-    let thread = std::thread::current();
-    let test = thread.name().unwrap_or("(unnamed test)");
-    let line = format!(
-        "SKIPPED: {test}: {why}; this test needs PostgreSQL binaries (initdb, pg_ctl, postgres)\n"
-    );
-    {
-        use std::io::Write;
-        // `std::io::stderr()` writes to fd 2 itself; only the print macros are captured.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-    }
-    if let Some(list) = skip_list() {
-        use std::io::Write;
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&list)
-            .and_then(|mut file| file.write_all(line.as_bytes()));
-        if let Err(error) = written {
-            let _ = std::io::stderr().lock().write_all(
-                format!("cannot record the skip in {}: {error}\n", list.display()).as_bytes(),
-            );
-        }
-    }
+    crate::skip::skip_or_fail("PostgreSQL binaries (initdb, pg_ctl, postgres)", why);
     None
 }
 

@@ -290,6 +290,21 @@ pub(crate) fn spawn_leak_checker<DB: Driver>(coordinator: &Coordinator, database
     });
 }
 
+/// A pool that lists its checked-out connections to its coordinator (the status page reads them).
+pub(crate) trait HeldSource: Send + Sync {
+    fn holders(&self) -> PoolHolders;
+}
+
+/// One pool's checked-out connections, oldest first, as the status page reads them:
+/// `{"name": "orders", "held": [{"site": "src/jobs.rs:41:22", ...}]}`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct PoolHolders {
+    /// The pool's name, as in its snapshot.
+    pub(crate) name: String,
+    /// What [`Database::held`] lists.
+    pub(crate) held: Vec<HeldConnection>,
+}
+
 /// A connection someone holds: where it was acquired, by which task, for how long.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]

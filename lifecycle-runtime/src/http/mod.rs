@@ -1,6 +1,7 @@
 //! HTTP serving under the coordinator (feature `http`): this module owns the accept loop that
 //! runs an axum [`Router`] on hyper's HTTP/1 connections, the way those connections and their
-//! requests stop at shutdown, and the health routes (`/livez`, `/readyz`, `/health/tasks`).
+//! requests stop at shutdown, the health routes (`/livez`, `/readyz`, `/health/tasks`), and a
+//! status page that draws them live ([`status_page`], `/lifecycle`).
 //!
 //! [`Router`]: axum::Router
 //!
@@ -37,9 +38,11 @@
 
 mod connection;
 mod health;
+mod page;
 mod server;
 
 pub use self::health::{HealthBody, health_routes};
+pub use self::page::status_page;
 pub use self::server::{DEFAULT_HTTP_STOP_TIMEOUT, Server, serve};
 
 /// axum, as this crate uses it: build routers with the same version.
