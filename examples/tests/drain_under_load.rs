@@ -56,22 +56,6 @@ fn demo(test: &str, run: usize) -> (Command, PathBuf) {
     (command, file)
 }
 
-/// The address the demo logged as `listening address=...`.
-fn listening_address(demo: &mut Program) -> SocketAddr {
-    demo.wait_for("listening");
-    let line = demo
-        .seen()
-        .iter()
-        .rev()
-        .find(|line| line.contains("listening"))
-        .expect("the line just seen");
-    line.split("address=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|address| address.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-}
-
 /// The ids in the `items` table of the SQLite file at `path`.
 async fn stored_ids(path: &Path) -> HashSet<i64> {
     let url = format!("sqlite://{}?mode=ro", path.display());
@@ -181,7 +165,7 @@ async fn client(
 fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize, u64) {
     let (command, file) = demo("load", run);
     let mut demo = Program::start(command, &[("LIFECYCLE_DRAIN", "1s")]);
-    let address = listening_address(&mut demo);
+    let address = demo.listening_address();
     demo.wait_for("demo service running");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -338,7 +322,7 @@ fn sigterm_under_load_fails_no_request_and_loses_no_item_over_20_timings() {
 fn a_request_stuck_past_the_stop_timeout_is_aborted_named_and_exits_1() {
     let (command, file) = demo("stuck", 0);
     let mut demo = Program::start(command, &[("HTTP_STOP_TIMEOUT", "500ms")]);
-    let address = listening_address(&mut demo);
+    let address = demo.listening_address();
     demo.wait_for("demo service running");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -145,21 +145,6 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
         .map(|sample| sample.value)
 }
 
-/// The address the demo printed as `listening address=...`.
-fn listening_address(demo: &mut Program) -> SocketAddr {
-    demo.wait_for("listening");
-    let line = demo
-        .seen()
-        .iter()
-        .rev()
-        .find(|line| line.contains("listening"))
-        .expect("the line just seen");
-    line.split("address=")
-        .nth(1)
-        .and_then(|address| address.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-}
-
 async fn scrape(address: SocketAddr) -> String {
     let mut connection = Connection::open(address)
         .await
@@ -184,7 +169,7 @@ fn the_metrics_demo_serves_the_runtime_metrics_as_prometheus_text() {
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("DATABASE_PATH", &file);
     let mut demo = Program::start(command, &[]);
-    let address = listening_address(&mut demo);
+    let address = demo.listening_address();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -136,19 +136,7 @@ fn demo(test: &str, env: &[(&str, &str)]) -> (Program, SocketAddr) {
         )
         .env("LISTEN_ADDR", "127.0.0.1:0");
     let mut demo = Program::start(command, env);
-    demo.wait_for("listening");
-    let line = demo
-        .seen()
-        .iter()
-        .rev()
-        .find(|line| line.contains("listening"))
-        .expect("the line just seen");
-    let address = line
-        .split("address=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|address| address.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let address = demo.listening_address();
     demo.wait_for("demo service running");
     (demo, address)
 }

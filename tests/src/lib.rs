@@ -77,6 +77,22 @@ impl Program {
         &self.seen
     }
 
+    /// The address a server program logged as `listening address=...` (waiting for the line).
+    pub fn listening_address(&mut self) -> std::net::SocketAddr {
+        self.wait_for("listening");
+        let line = self
+            .seen()
+            .iter()
+            .rev()
+            .find(|line| line.contains("listening"))
+            .expect("the line just seen");
+        line.split("address=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|address| address.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
     /// Sends `signal` (a `libc::SIG*` number) to the program.
     pub fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.child.id()).expect("pid fits in i32");
