@@ -256,9 +256,25 @@ fn the_page_lists_the_demos_tasks_threads_resources_and_pool() {
             LIMIT,
         )
         .await;
-        // Resources in the order they close: the last registered first.
-        let resources = wait_for(browser, "#resources", "store", LIMIT).await;
-        let order: Vec<&str> = resources.lines().collect();
+        // Resources in the order they close (the last registered first), each with its limit.
+        wait_for(browser, "#resources", "store", LIMIT).await;
+        let mut order = Vec::new();
+        for item in browser
+            .find_all(Locator::Css("#resources li[data-resource]"))
+            .await
+            .expect("the resources")
+        {
+            let name = item.attr("data-resource").await.expect("its name");
+            let limit = item.attr("data-limit").await.expect("its limit");
+            let text = item.text().await.expect("its text");
+            let limit: f64 = limit
+                .as_deref()
+                .and_then(|limit| limit.parse().ok())
+                .unwrap_or_else(|| panic!("{name:?} shows no limit: {limit:?}"));
+            assert!(limit > 0.0, "{name:?}: {limit}");
+            assert!(text.contains("closes within"), "{name:?}: {text}");
+            order.push(name.expect("a name"));
+        }
         assert_eq!(
             order,
             [
@@ -444,10 +460,10 @@ fn on_sigterm_with_a_drain_the_phase_changes_and_the_waterfall_draws_until_the_s
     assert!(stderr.contains("drained   drain"), "{stderr}");
 }
 
-/// Without a browser: the page is served whole, and `/lifecycle/held` names a held connection's
-/// site and task (what the page draws under its pool).
+/// Without a browser: the page is served whole, and the snapshot it reads (`/health/tasks`)
+/// names a held connection's site and task under its pool, and each resource's close limit.
 #[test]
-fn the_page_and_its_holders_route_answer_over_plain_http() {
+fn the_page_and_the_snapshot_it_reads_answer_over_plain_http() {
     let (demo, address) = demo("plain_http", &[("DEMO_FAULTS", "1")]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -460,17 +476,61 @@ fn the_page_and_its_holders_route_answer_over_plain_http() {
             assert_eq!(page.status, 200, "{page:?}");
             assert!(page.body.starts_with("<!doctype html>"), "{}", page.body);
             assert!(page.body.contains("getJson(\"health/tasks\")"));
-            let idle = connection.get("/lifecycle/held").await.expect("held");
-            assert_eq!(idle.body, r#"[{"name":"lifecycle-demo","held":[]}]"#);
+            // The page reads nothing else.
+            assert!(!page.body.contains("lifecycle/held"));
+            let snapshot = |body: &str| -> serde_json::Value {
+                serde_json::from_str(body).unwrap_or_else(|error| panic!("{error}: {body}"))
+            };
+            let idle = snapshot(
+                &connection
+                    .get("/health/tasks")
+                    .await
+                    .expect("snapshot")
+                    .body,
+            );
+            assert_eq!(idle["pools"][0]["name"], "lifecycle-demo", "{idle}");
+            assert_eq!(idle["pools"][0]["held"], serde_json::json!([]), "{idle}");
+            // The demo's resources, in closing order, with their limits.
+            let resources: Vec<(String, String, f64)> = idle["resources"]
+                .as_array()
+                .expect("resources")
+                .iter()
+                .map(|resource| {
+                    (
+                        resource["name"].as_str().expect("a name").to_owned(),
+                        resource["kind"].as_str().expect("a kind").to_owned(),
+                        resource["close_timeout_secs"].as_f64().expect("a limit"),
+                    )
+                })
+                .collect();
+            assert!(
+                resources.iter().any(|(name, kind, limit)| name == "sidecar"
+                    && kind == "process"
+                    && *limit > 0.0),
+                "{resources:?}"
+            );
+            assert!(
+                resources.iter().any(|(name, kind, limit)| name == "store"
+                    && kind == "resource"
+                    // `close_timeout = "2s"` for each of its fields, added up.
+                    && *limit >= 2.0),
+                "{resources:?}"
+            );
             let hold = tokio::spawn(post(address, "/demo/faults/hold?ms=2000"));
             loop {
-                let held = connection.get("/lifecycle/held").await.expect("held");
-                let list: serde_json::Value = serde_json::from_str(&held.body).expect("JSON");
-                if let Some(holder) = list[0]["held"].get(0) {
+                let held = snapshot(
+                    &connection
+                        .get("/health/tasks")
+                        .await
+                        .expect("snapshot")
+                        .body,
+                );
+                if let Some(holder) = held["pools"][0]["held"].get(0) {
                     let site = holder["site"].as_str().expect("a site");
                     assert!(site.starts_with("examples/service/faults.rs:"), "{holder}");
                     assert_eq!(holder["task"], "http POST /demo/faults/hold", "{holder}");
                     assert_eq!(holder["task_ended"], false, "{holder}");
+                    assert_eq!(holder["by_query"], false, "{holder}");
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

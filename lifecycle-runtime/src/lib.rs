@@ -100,8 +100,8 @@ pub use crate::resources::{
     Close, CloseError, Managed, ManagedChild, ManagedChildBuilder, NoCleanup,
 };
 pub use crate::snapshot::{
-    Counters, GroupSnapshot, PoolSnapshot, Readiness, ResourceSnapshot, ShutdownView, Snapshot,
-    TaskSnapshot, TaskState, ThreadSnapshot,
+    Counters, GroupSnapshot, HeldConnection, PoolSnapshot, Readiness, ResourceSnapshot,
+    ShutdownView, Snapshot, TaskSnapshot, TaskState, ThreadSnapshot,
 };
 pub use crate::timeout::{Elapsed, timeout};
 pub use crate::workers::{StopOrderError, TaskError, TaskHandle, TaskName, ThreadHandle};

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::report::EntryKind;
 use crate::util::lock;
 
 /// Counters of everything that ran, since the coordinator was created.
@@ -237,6 +238,54 @@ pub struct PoolSnapshot {
     pub hold_max: Duration,
     /// Connections logged as probable leaks.
     pub suspected_leaks: u64,
+    /// The connections checked out right now through `acquire` or queries on the database,
+    /// oldest first: where each was acquired, by which task, for how long.
+    pub held: Vec<HeldConnection>,
+}
+
+/// A connection someone holds: where it was acquired, by which task, for how long (what
+/// [`PoolSnapshot::held`] and `Database::held` list).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct HeldConnection {
+    /// `file:line:column` of the `acquire` call, or ``query `SELECT …` `` for a connection a
+    /// query on the database itself took (its SQL, cut at 80 characters).
+    pub site: String,
+    /// Taken by a query on the database itself (`query.execute(&db)`), not by `acquire`.
+    pub by_query: bool,
+    /// The tracked task (or thread) that acquired it, if any.
+    pub task: Option<String>,
+    /// Whether that task is known to have ended: the connection outlived its holder, kept in a
+    /// value that lives on (a cache, a static) or forgotten. Never true of a holder that may still
+    /// run.
+    pub task_ended: bool,
+    /// How long it has been held.
+    #[serde(rename = "held_for_secs", serialize_with = "crate::util::secs")]
+    pub held_for: Duration,
+}
+
+impl HeldConnection {
+    /// "acquired at src/jobs.rs:41:22 by task `ingest`, held for 12.3s".
+    #[allow(dead_code, reason = "used by the database layer, behind its features")]
+    pub(crate) fn describe(&self) -> String {
+        let by = match (&self.task, self.task_ended) {
+            (Some(name), false) => format!(" by task `{name}`"),
+            (Some(name), true) => format!(
+                " by task `{name}`, which has ended (the connection outlived it: kept in a value that lives on, or forgotten)"
+            ),
+            (None, _) => " outside any tracked task".to_owned(),
+        };
+        let at = if self.by_query {
+            "acquired for"
+        } else {
+            "acquired at"
+        };
+        format!(
+            "{at} {}{by}, held for {}",
+            self.site,
+            crate::util::format_duration(self.held_for)
+        )
+    }
 }
 
 /// Something that reports a pool's state into snapshots (keeps the coordinator free of any
@@ -251,6 +300,17 @@ pub(crate) trait PoolStats: Send + Sync {
 pub struct ResourceSnapshot {
     /// Its name in reports.
     pub name: String,
+    /// What it is: `resource` (a managed value) or `process` (a managed subprocess).
+    pub kind: EntryKind,
+    /// The longest its close may take at shutdown: its `close_timeout` (for a
+    /// `#[managed_resource]`, its fields' limits added up, as it closes them one by one; for a
+    /// subprocess, its stop timeout). `None` (JSON `null`) when it has no limit. Shutdown also
+    /// cuts it at what is left of its budget.
+    #[serde(
+        rename = "close_timeout_secs",
+        serialize_with = "crate::util::opt_secs"
+    )]
+    pub close_timeout: Option<Duration>,
 }
 
 /// Where a program stands, from start-up to the report: what a readiness probe reads.

@@ -66,11 +66,26 @@ fn a_holder_that_ended_is_said_to_have_ended_and_a_running_one_is_not() {
         assert_eq!(held.len(), 1, "{held:?}");
         assert_eq!(held[0].task.as_deref(), Some("cache-filler"));
         assert!(!held[0].task_ended, "the holder still runs: {held:?}");
+        // The snapshot (what `/health/tasks` and the status page show) lists the same.
+        let pools = lifecycle_runtime::snapshot().pools;
+        assert_eq!(pools.len(), 1, "{pools:?}");
+        assert_eq!(pools[0].held.len(), 1, "{pools:?}");
+        assert_eq!(pools[0].held[0].site, held[0].site);
+        assert!(
+            pools[0].held[0]
+                .site
+                .starts_with("tests/tests/db_holders.rs:"),
+            "{pools:?}"
+        );
+        assert_eq!(pools[0].held[0].task.as_deref(), Some("cache-filler"));
+        assert!(!pools[0].held[0].task_ended);
 
         finish.send(()).unwrap();
         filler.await.unwrap();
         let held = db.held();
         assert!(held[0].task_ended, "the holder has ended: {held:?}");
+        let pools = lifecycle_runtime::snapshot().pools;
+        assert!(pools[0].held[0].task_ended, "{pools:?}");
 
         let started = Instant::now();
         let report = lifecycle_runtime::shutdown().await;

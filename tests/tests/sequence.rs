@@ -30,13 +30,36 @@ async fn resources_close_newest_first_after_every_task_stopped() {
     within(&coordinator, LIMIT, async {
         let log: Log = Arc::default();
         let _config = lifecycle_runtime::manage(Part::new("config", &log, Behaviour::Ok));
-        let _db = lifecycle_runtime::manage(Part::new("db", &log, Behaviour::Ok));
-        let _cache = lifecycle_runtime::manage(Part::new("cache", &log, Behaviour::Ok));
+        let mut db = Part::new("db", &log, Behaviour::Ok);
+        db.timeout = Duration::from_millis(1500);
+        let _db = lifecycle_runtime::manage(db);
+        let mut cache = Part::new("cache", &log, Behaviour::Ok);
+        cache.timeout = Duration::MAX;
+        let _cache = lifecycle_runtime::manage(cache);
         let _task = uses_db(log.clone());
         settle().await;
         let snapshot = lifecycle_runtime::snapshot();
-        let open: Vec<&str> = snapshot.resources.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(open, ["cache", "db", "config"], "listed in closing order");
+        let open: Vec<(&str, EntryKind, Option<Duration>)> = snapshot
+            .resources
+            .iter()
+            .map(|r| (r.name.as_str(), r.kind, r.close_timeout))
+            .collect();
+        assert_eq!(
+            open,
+            [
+                ("cache", EntryKind::Resource, None),
+                ("db", EntryKind::Resource, Some(Duration::from_millis(1500))),
+                ("config", EntryKind::Resource, Some(Duration::from_secs(3))),
+            ],
+            "listed in closing order, with their limits (none for `cache`)"
+        );
+        let json = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(
+            json["resources"][0]["close_timeout_secs"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["resources"][1]["close_timeout_secs"], 1.5);
+        assert_eq!(json["resources"][1]["kind"], "resource");
         let report = lifecycle_runtime::shutdown().await;
         assert_eq!(
             *log.lock().unwrap(),

@@ -67,20 +67,6 @@ impl Coordinator {
     pub(crate) fn add_pool_stats(&self, pool: Weak<dyn PoolStats>) {
         self.state.pools.add(pool);
     }
-
-    /// Adds a pool to the listings of checked-out connections ([`Coordinator::pool_holders`]).
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub(crate) fn add_pool_holders(&self, pool: Weak<dyn crate::db::HeldSource>) {
-        self.state.pools.add_holders(pool);
-    }
-
-    /// Every live pool's checked-out connections: where each was acquired, by which task, for how
-    /// long (what the status page shows under each pool).
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    #[allow(dead_code, reason = "read by the status page, behind feature `http`")]
-    pub(crate) fn pool_holders(&self) -> Vec<crate::db::PoolHolders> {
-        self.state.pools.holders()
-    }
 }
 
 impl ManagedChildBuilder {

@@ -1,6 +1,7 @@
 //! Building a [`Snapshot`] of a coordinator: what its registries hold right now.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::{Coordinator, with_current};
 use crate::snapshot::{
@@ -85,9 +86,13 @@ impl Coordinator {
         let resources = self
             .state
             .resources
-            .open_names()
+            .open()
             .into_iter()
-            .map(|name| ResourceSnapshot { name })
+            .map(|(name, kind, close_timeout)| ResourceSnapshot {
+                name,
+                kind,
+                close_timeout: (close_timeout != Duration::MAX).then_some(close_timeout),
+            })
             .collect();
         Snapshot {
             ready: readiness == crate::snapshot::Readiness::Ready,

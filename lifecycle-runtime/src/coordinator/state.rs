@@ -237,9 +237,6 @@ impl Sequence {
 #[derive(Default)]
 pub(super) struct Pools {
     pools: Mutex<Vec<Weak<dyn PoolStats>>>,
-    /// The same pools, listing their checked-out connections (for the status page).
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    holders: Mutex<Vec<Weak<dyn crate::db::HeldSource>>>,
 }
 
 impl Pools {
@@ -247,30 +244,14 @@ impl Pools {
         lock(&self.pools).push(pool);
     }
 
+    /// Each live pool's state, in the order the pools were opened.
     pub(super) fn snapshots(&self) -> Vec<PoolSnapshot> {
-        let mut pools = lock(&self.pools);
-        pools.retain(|pool| pool.strong_count() > 0);
-        pools
-            .iter()
-            .filter_map(Weak::upgrade)
-            .map(|pool| pool.pool_snapshot())
-            .collect()
-    }
-
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub(super) fn add_holders(&self, pool: Weak<dyn crate::db::HeldSource>) {
-        lock(&self.holders).push(pool);
-    }
-
-    /// Each live pool's checked-out connections, in the order the pools were opened.
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub(super) fn holders(&self) -> Vec<crate::db::PoolHolders> {
         let pools: Vec<_> = {
-            let mut pools = lock(&self.holders);
+            let mut pools = lock(&self.pools);
             pools.retain(|pool| pool.strong_count() > 0);
             pools.iter().filter_map(Weak::upgrade).collect()
         };
-        // Listed once the lock is released: a listing asks the workers' registry.
-        pools.iter().map(|pool| pool.holders()).collect()
+        // Asked once the lock is released: listing held connections asks the workers' registry.
+        pools.iter().map(|pool| pool.pool_snapshot()).collect()
     }
 }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::{Database, Driver};
 use crate::Coordinator;
 use crate::TaskName;
-use crate::snapshot::PoolSnapshot;
+use crate::snapshot::{HeldConnection, PoolSnapshot};
 use crate::util::format_duration;
 use crate::util::lock;
 use crate::workers::Workers;
@@ -157,7 +157,7 @@ impl Held {
                     (Some(name), Some(workers)) => workers.running(name) == Some(false),
                     _ => false,
                 };
-                let mut held = HeldConnection::new(&site, task, since.elapsed());
+                let mut held = held_connection(&site, task, since.elapsed());
                 held.task_ended = ended;
                 held
             })
@@ -211,7 +211,7 @@ impl Held {
             self.leaks.fetch_add(1, Ordering::Relaxed);
             #[cfg(feature = "metrics")]
             crate::metrics::events::pool_leak_suspected(pool);
-            let held = HeldConnection::new(&site, task, held_for);
+            let held = held_connection(&site, task, held_for);
             tracing::warn!(
                 pool,
                 held = %held.describe(),
@@ -243,35 +243,13 @@ impl Held {
     }
 }
 
-impl HeldConnection {
-    fn new(site: &Site, task: Option<TaskName>, held_for: Duration) -> HeldConnection {
-        HeldConnection {
-            site: site.describe(),
-            by_query: matches!(site, Site::Query(_)),
-            task: task.map(|name| name.to_string()),
-            task_ended: false,
-            held_for,
-        }
-    }
-
-    fn describe(&self) -> String {
-        let by = match (&self.task, self.task_ended) {
-            (Some(name), false) => format!(" by task `{name}`"),
-            (Some(name), true) => format!(
-                " by task `{name}`, which has ended (the connection outlived it: kept in a value that lives on, or forgotten)"
-            ),
-            (None, _) => " outside any tracked task".to_owned(),
-        };
-        let at = if self.by_query {
-            "acquired for"
-        } else {
-            "acquired at"
-        };
-        format!(
-            "{at} {}{by}, held for {}",
-            self.site,
-            format_duration(self.held_for)
-        )
+fn held_connection(site: &Site, task: Option<TaskName>, held_for: Duration) -> HeldConnection {
+    HeldConnection {
+        site: site.describe(),
+        by_query: matches!(site, Site::Query(_)),
+        task: task.map(|name| name.to_string()),
+        task_ended: false,
+        held_for,
     }
 }
 
@@ -288,41 +266,6 @@ pub(crate) fn spawn_leak_checker<DB: Driver>(coordinator: &Coordinator, database
             inner.held.check_leaks(&inner.name, threshold);
         }
     });
-}
-
-/// A pool that lists its checked-out connections to its coordinator (the status page reads them).
-pub(crate) trait HeldSource: Send + Sync {
-    fn holders(&self) -> PoolHolders;
-}
-
-/// One pool's checked-out connections, oldest first, as the status page reads them:
-/// `{"name": "orders", "held": [{"site": "src/jobs.rs:41:22", ...}]}`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub(crate) struct PoolHolders {
-    /// The pool's name, as in its snapshot.
-    pub(crate) name: String,
-    /// What [`Database::held`] lists.
-    pub(crate) held: Vec<HeldConnection>,
-}
-
-/// A connection someone holds: where it was acquired, by which task, for how long.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct HeldConnection {
-    /// `file:line:column` of the `acquire` call, or ``query `SELECT …` `` for a connection a
-    /// query on the database itself took (its SQL, cut at 80 characters).
-    pub site: String,
-    /// Taken by a query on the database itself (`query.execute(&db)`), not by `acquire`.
-    pub by_query: bool,
-    /// The tracked task (or thread) that acquired it, if any.
-    pub task: Option<String>,
-    /// Whether that task is known to have ended: the connection outlived its holder, kept in a
-    /// value that lives on (a cache, a static) or forgotten. Never true of a holder that may still
-    /// run.
-    pub task_ended: bool,
-    /// How long it has been held.
-    #[serde(rename = "held_for_secs", serialize_with = "crate::util::secs")]
-    pub held_for: Duration,
 }
 
 /// A connection from [`Database::acquire`]. Dereferences to the driver's connection (sqlx's

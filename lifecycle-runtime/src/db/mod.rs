@@ -56,10 +56,10 @@ pub use self::batch::{BatchStats, BatchWriter, BatchWriterBuilder, PushError};
 pub use self::connect::ConnectCause;
 pub use self::driver::Driver;
 pub use self::error::{Backend, DbError};
-pub use self::held::{DbConnection, HeldConnection};
-pub(crate) use self::held::{HeldSource, PoolHolders};
+pub use self::held::DbConnection;
 pub use self::options::DatabaseOptions;
 pub use self::sessions::{ServerHealth, Session, list_sessions, server_health, terminate};
+pub use crate::snapshot::HeldConnection;
 
 use self::held::{Held, Site};
 use self::options::sqlite_url;
@@ -254,7 +254,6 @@ impl<DB: Driver> Database<DB> {
             .held
             .watch_workers(coordinator.workers_shared());
         coordinator.add_pool_stats(Arc::downgrade(&database.inner) as Weak<dyn crate::snapshot::PoolStats>);
-        coordinator.add_pool_holders(Arc::downgrade(&database.inner) as Weak<dyn HeldSource>);
         let _managed = coordinator.manage(database.clone());
         held::spawn_leak_checker(&coordinator, &database);
         Ok(database)
@@ -460,16 +459,8 @@ impl<DB: sqlx::Database> crate::snapshot::PoolStats for DbInner<DB> {
         snapshot.idle = self.pool.num_idle();
         snapshot.max_connections = self.options.max_connections;
         snapshot.closed = self.pool.is_closed();
+        snapshot.held = self.held.list();
         snapshot
-    }
-}
-
-impl<DB: sqlx::Database> HeldSource for DbInner<DB> {
-    fn holders(&self) -> PoolHolders {
-        PoolHolders {
-            name: self.name.clone(),
-            held: self.held.list(),
-        }
     }
 }
 

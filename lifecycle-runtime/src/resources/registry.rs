@@ -84,6 +84,18 @@ impl Resources {
         }
     }
 
+    /// The open resources (name, kind, close timeout), in the order they will close (newest
+    /// first).
+    pub(crate) fn open(&self) -> Vec<(String, EntryKind, Duration)> {
+        let slots = lock(&self.slots);
+        let mut entries: Vec<&ResourceEntry> = slots.slab.iter().map(|(_, entry)| entry).collect();
+        entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
+        entries
+            .into_iter()
+            .map(|entry| (entry.name.to_string(), entry.kind, entry.timeout))
+            .collect()
+    }
+
     /// Names of the open resources, in the order they will close (newest first).
     pub(crate) fn open_names(&self) -> Vec<String> {
         let slots = lock(&self.slots);

@@ -1,15 +1,12 @@
 //! The status page (`GET /lifecycle`): one HTML document with its stylesheet and script inlined
 //! at compile time (`head.html`, `page.css`, `body.html`, `page.js` beside this file), so it works offline
 //! and needs no build step. The script polls `health/tasks` (the [`Snapshot`](crate::Snapshot)
-//! of [`health_routes`](super::health_routes)) and `lifecycle/held`, both relative to the page.
+//! of [`health_routes`](super::health_routes)), relative to the page.
 
-use axum::Json;
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-
-use crate::Coordinator;
 
 /// The whole page, as served.
 const PAGE: &str = concat!(
@@ -23,9 +20,9 @@ const PAGE: &str = concat!(
     "</script>\n</body>\n</html>\n",
 );
 
-/// The status page: `GET /lifecycle`, a live view of the program, and `GET /lifecycle/held`, the
-/// connections each pool has checked out. Merge it beside [`health_routes`](super::health_routes),
-/// whose `/health/tasks` the page reads.
+/// The status page: `GET /lifecycle`, a live view of the program. Merge it beside
+/// [`health_routes`](super::health_routes), whose `/health/tasks` (the [`Snapshot`] as JSON) is
+/// all the page reads.
 ///
 /// The page (plain HTML, CSS and JavaScript inside this crate: nothing fetched from elsewhere,
 /// no build step) asks for the snapshot twice a second and shows:
@@ -36,7 +33,7 @@ const PAGE: &str = concat!(
 ///   state (`data-state`), ticks, restarts and last failure; a group with a failure or a restart
 ///   under way is highlighted (`data-failing="true"`);
 /// - counters; task groups with their permits in use, limit and waiters; resources in the order
-///   they will close;
+///   they will close, each with its close limit (`li[data-resource]`, `data-limit` in seconds, or `none`);
 /// - each pool (`[data-pool]`) with its connections in use, idle and awaited, its waits and
 ///   timeouts, and the holders of checked-out connections (`tr[data-site]`): where each was
 ///   acquired, by which task, for how long;
@@ -46,10 +43,8 @@ const PAGE: &str = concat!(
 ///   shutdown budget, as the report's timeline prints it. It keeps drawing until the server stops
 ///   answering (with `http::serve`, at the end of the drain).
 ///
-/// `/lifecycle/held` answers `[{"name": "orders", "held": [HeldConnection, ...]}]` (one object
-/// per pool; an empty list without the database features).
-///
-/// The routes answer for the coordinator current when this is called (the global one under
+/// The page shows the coordinator whose snapshot `/health/tasks` serves (with
+/// `health_routes`, the one current when that was called: the global one under
 /// `#[lifecycle_runtime::main]`).
 ///
 /// ```
@@ -64,14 +59,7 @@ const PAGE: &str = concat!(
 /// # }
 /// ```
 pub fn status_page() -> Router {
-    let coordinator = Coordinator::current();
-    Router::new().route("/lifecycle", get(page)).route(
-        "/lifecycle/held",
-        get(move || {
-            let holders = held(&coordinator);
-            async move { holders }
-        }),
-    )
+    Router::new().route("/lifecycle", get(page))
 }
 
 async fn page() -> impl IntoResponse {
@@ -82,16 +70,6 @@ async fn page() -> impl IntoResponse {
         ],
         PAGE,
     )
-}
-
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-fn held(coordinator: &Coordinator) -> Json<Vec<crate::db::PoolHolders>> {
-    Json(coordinator.pool_holders())
-}
-
-#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
-fn held(_coordinator: &Coordinator) -> Json<Vec<()>> {
-    Json(Vec::new())
 }
 
 #[cfg(test)]

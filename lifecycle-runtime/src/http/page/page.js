@@ -1,6 +1,6 @@
 "use strict";
-// The status page's script: polls the snapshot (`health/tasks`) and the pools' holders
-// (`lifecycle/held`), both relative to the page, and redraws. No library, no build step.
+// The status page's script: polls the snapshot (`health/tasks`, relative to the page) and
+// redraws. No library, no build step.
 
 const POLL_EVERY_MS = 500;
 const REQUEST_TIMEOUT_MS = 2000;
@@ -104,11 +104,9 @@ function renderCounters(counters) {
   document.getElementById("counters").replaceChildren(...items);
 }
 
-function renderPools(pools, holders) {
-  const heldByPool = new Map((holders || []).map((pool) => [pool.name, pool.held]));
+function renderPools(pools) {
   const sections = pools.map((pool) => {
-    // The snapshot's own list when it has one; else the page's route.
-    const held = pool.held || heldByPool.get(pool.name) || [];
+    const held = pool.held || [];
     const title = el("h3", {}, pool.name, " ", el("span", { class: "tag" }, pool.backend), pool.closed ? el("span", { class: "tag bad" }, "closed") : null);
     const figures = el(
       "div",
@@ -213,7 +211,7 @@ function renderShutdown(view) {
   document.getElementById("waterfall").replaceChildren(axis, ...rows);
 }
 
-function render(snapshot, holders) {
+function render(snapshot) {
   const phase = document.getElementById("phase");
   phase.textContent = snapshot.readiness;
   phase.dataset.phase = snapshot.readiness;
@@ -241,10 +239,18 @@ function render(snapshot, holders) {
   );
   fill(
     "#resources",
-    snapshot.resources.map((resource) => el("li", { "data-resource": resource.name }, resource.name)),
+    snapshot.resources.map((resource) =>
+      el(
+        "li",
+        { "data-resource": resource.name, "data-limit": resource.close_timeout_secs === null ? "none" : resource.close_timeout_secs },
+        el("span", { class: "name" }, resource.name),
+        resource.kind === "process" ? el("span", { class: "tag" }, "process") : null,
+        el("span", { class: "limit" }, resource.close_timeout_secs === null ? "no close limit" : "closes within " + secs(resource.close_timeout_secs)),
+      ),
+    ),
     "none open",
   );
-  renderPools(snapshot.pools, holders);
+  renderPools(snapshot.pools);
 }
 
 function answering(yes, error) {
@@ -263,8 +269,7 @@ function answering(yes, error) {
 
 async function poll() {
   try {
-    const [snapshot, holders] = await Promise.all([getJson("health/tasks"), getJson("lifecycle/held").catch(() => [])]);
-    render(snapshot, holders);
+    render(await getJson("health/tasks"));
     answering(true);
   } catch (error) {
     answering(false, error.name === "AbortError" ? "no answer in " + REQUEST_TIMEOUT_MS / 1000 + " s" : error.message);
