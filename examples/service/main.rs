@@ -6,6 +6,10 @@
 //!   page (open it in a browser). Each request runs as a task named for it (`http POST /items`);
 //! - `batch-writer items`: writes accepted items in batches; at shutdown it stops after the server
 //!   and its requests (`stop_after(["http"])`), writing what is left before the pool closes;
+//! - `admin`: a second server on `ADMIN_ADDR` with the operator's routes only (health routes and
+//!   the status page). It stops after the writer (`stop_after(["batch-writer items"])`), so its
+//!   status page keeps answering through the whole stop and draws it live, where the page on
+//!   `LISTEN_ADDR` goes quiet when the API stops;
 //! - `heartbeat`: a loop that logs every second;
 //! - `flusher`: appends accepted ids to a journal every 500ms, with one last flush at shutdown;
 //! - `load-sampler`: a blocking sampler on its own OS thread;
@@ -21,6 +25,8 @@
 //! Environment:
 //! - `LISTEN_ADDR`: where to listen (default `127.0.0.1:8080`; port 0 picks a free one, logged
 //!   as `listening address=...`);
+//! - `ADMIN_ADDR`: where the operator's server listens (default `127.0.0.1:9090`, logged as
+//!   `admin routes served address=...`; `off` for none);
 //! - `DATABASE_URL`: `postgres://...` or `sqlite://...` (default: an SQLite file in the
 //!   temporary directory);
 //! - `HTTP_STOP_TIMEOUT`: how long a request may go on after tasks are told to stop (default
@@ -51,9 +57,13 @@ use crate::parts::{Journal, Stats, Store};
 /// Where the demo listens when `LISTEN_ADDR` is not set.
 const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
 
+/// Where the operator's server listens when `ADMIN_ADDR` is not set.
+const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9090";
+
 /// The settings the demo reads from its environment.
 struct Settings {
     listen: SocketAddr,
+    admin: Option<SocketAddr>,
     http_stop_timeout: Duration,
     run_for: Option<Duration>,
     faults: bool,
@@ -62,28 +72,42 @@ struct Settings {
 impl Settings {
     /// Reads the environment; the error names the variable, its value and what to write.
     fn from_env() -> Result<Settings, String> {
-        let listen = match std::env::var("LISTEN_ADDR") {
-            Ok(text) => text.trim().parse().map_err(|error| {
-                format!(
-                    "LISTEN_ADDR={text:?} is not an address to listen on ({error}); write it \
-                     like \"127.0.0.1:8080\" or \"0.0.0.0:8080\""
-                )
-            })?,
-            Err(_) => DEFAULT_LISTEN_ADDR
-                .parse()
-                .expect("the default address parses"),
-        };
+        let listen = address_var("LISTEN_ADDR", DEFAULT_LISTEN_ADDR, "8080")?
+            .expect("LISTEN_ADDR cannot be off");
+        let admin = address_var("ADMIN_ADDR", DEFAULT_ADMIN_ADDR, "9090")?;
         let http_stop_timeout = duration_var("HTTP_STOP_TIMEOUT")?
             .unwrap_or(lifecycle_runtime::http::DEFAULT_HTTP_STOP_TIMEOUT);
         let run_for = duration_var("DEMO_RUN_FOR")?;
         let faults = faults::enabled()?;
         Ok(Settings {
             listen,
+            admin,
             http_stop_timeout,
             run_for,
             faults,
         })
     }
+}
+
+/// An address to listen on from the environment `name`, or `default`; `None` for `off` (only
+/// where `off` is allowed: not for `LISTEN_ADDR`). The error names the variable.
+fn address_var(name: &str, default: &str, port: &str) -> Result<Option<SocketAddr>, String> {
+    let text = std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    let text = text.trim();
+    if text == "off" && name != "LISTEN_ADDR" {
+        return Ok(None);
+    }
+    let or_off = if name == "LISTEN_ADDR" {
+        ""
+    } else {
+        ", or \"off\""
+    };
+    text.parse().map(Some).map_err(|error| {
+        format!(
+            "{name}={text:?} is not an address to listen on ({error}); write it like \
+             \"127.0.0.1:{port}\" or \"0.0.0.0:{port}\"{or_off}"
+        )
+    })
 }
 
 /// A duration from the environment ("3s", "500ms"), naming the variable on error.
@@ -185,6 +209,9 @@ async fn main() -> Result<(), String> {
         .stop_timeout(settings.http_stop_timeout)
         .spawn();
     tracing::info!(%address, "listening");
+    if let Some(admin) = settings.admin {
+        serve_admin(admin).await?;
+    }
     // Start-up is done (database open, server accepting): from now on `/readyz` answers 200,
     // until shutdown starts.
     lifecycle_runtime::mark_ready();
@@ -207,5 +234,30 @@ async fn main() -> Result<(), String> {
         pending = written.pending,
         "main is done"
     );
+    Ok(())
+}
+
+/// The operator's server on `address`: the health routes and the status page, and nothing a
+/// client of the API calls. It stops after the batch writer, itself after the API server, so it
+/// answers until every write is done and its status page draws the whole stop.
+async fn serve_admin(address: SocketAddr) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|error| {
+            format!(
+                "cannot listen on {address} (ADMIN_ADDR): {error}; choose a free port, 0 for any, or \"off\""
+            )
+        })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|error| format!("cannot read the address listened on: {error}"))?;
+    let routes = lifecycle_runtime::http::axum::Router::new()
+        .merge(lifecycle_runtime::http::health_routes())
+        .merge(lifecycle_runtime::http::status_page());
+    lifecycle_runtime::http::serve(listener, routes)
+        .name("admin")
+        .stop_after(["batch-writer items"])
+        .spawn();
+    tracing::info!(address = %bound, "admin routes served");
     Ok(())
 }

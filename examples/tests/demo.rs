@@ -19,6 +19,7 @@ fn demo_for(test: &str) -> Command {
         format!("sqlite://{}?mode=rwc", file.display()),
     );
     command.env("LISTEN_ADDR", "127.0.0.1:0");
+    command.env("ADMIN_ADDR", "127.0.0.1:0");
     command
 }
 
@@ -36,6 +37,7 @@ fn the_demo_runs_and_stops_cleanly_by_itself() {
         "task http",
         "thread load-sampler",
         "task batch-writer items",
+        "task admin",
     ] {
         assert!(
             stderr.contains(&format!("stopped   {part}")),
@@ -155,4 +157,58 @@ fn a_bad_listen_addr_stops_the_demo_at_start_with_2_naming_the_variable() {
         "{stderr}"
     );
     assert!(!stderr.contains("demo service running"), "{stderr}");
+}
+
+#[test]
+fn a_bad_admin_addr_stops_the_demo_at_start_with_2_naming_the_variable() {
+    let (code, stderr) = Program::start(demo_for("admin-addr"), &[("ADMIN_ADDR", "9090")]).finish();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ADMIN_ADDR=\"9090\" is not an address to listen on"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("write it like \"127.0.0.1:9090\" or \"0.0.0.0:9090\", or \"off\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("demo service running"), "{stderr}");
+}
+
+/// The operator's server answers the health routes and the status page, not the API, and stops
+/// last: its report entries come in the stage after the writer's.
+#[test]
+fn the_admin_server_serves_the_operators_routes_and_stops_after_the_writer() {
+    let mut demo = Program::start(demo_for("admin"), &[]);
+    let admin = demo.logged_address("admin routes served");
+    demo.wait_for("demo service running");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime for the client");
+    runtime.block_on(async {
+        let checks = async {
+            let mut client = lifecycle_tests::http::Connection::open(admin)
+                .await
+                .expect("connect to the admin server");
+            assert_eq!(client.get("/readyz").await.expect("readyz").status, 200);
+            let page = client.get("/lifecycle").await.expect("the status page");
+            assert_eq!(page.status, 200, "{page:?}");
+            // The API is not served here.
+            let count = client.get("/items/count").await.expect("items/count");
+            assert_eq!(count.status, 404, "{count:?}");
+        };
+        tokio::time::timeout(lifecycle_tests::LIMIT, checks)
+            .await
+            .expect("the checks finish within the limit");
+    });
+    demo.signal(libc::SIGTERM);
+    let (code, stderr) = demo.finish();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopped   task admin"), "{stderr}");
+    let stage = stderr
+        .lines()
+        .find(|line| line.contains("stage 2"))
+        .unwrap_or_else(|| panic!("no stage 2 in:\n{stderr}"));
+    assert!(stage.contains("admin"), "{stage}");
+    assert!(stage.contains("batch-writer items"), "{stage}");
 }

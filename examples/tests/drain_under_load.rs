@@ -52,7 +52,8 @@ fn demo(test: &str, run: usize) -> (Command, PathBuf) {
             "DATABASE_URL",
             format!("sqlite://{}?mode=rwc", file.display()),
         )
-        .env("LISTEN_ADDR", "127.0.0.1:0");
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("ADMIN_ADDR", "off");
     (command, file)
 }
 

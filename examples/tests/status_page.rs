@@ -134,7 +134,8 @@ fn demo(test: &str, env: &[(&str, &str)]) -> (Program, SocketAddr) {
             "DATABASE_URL",
             format!("sqlite://{}?mode=rwc", file.display()),
         )
-        .env("LISTEN_ADDR", "127.0.0.1:0");
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("ADMIN_ADDR", "127.0.0.1:0");
     let mut demo = Program::start(command, env);
     let address = demo.listening_address();
     demo.wait_for("demo service running");
@@ -149,11 +150,34 @@ fn with_page<T>(
     env: &[(&str, &str)],
     test: impl AsyncFnOnce(&Client, SocketAddr, &mut Program) -> T,
 ) -> Option<(T, Program)> {
+    with_page_on(Server::Api, name, env, test)
+}
+
+/// Which of the demo's servers the browser opens the page on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Server {
+    /// `LISTEN_ADDR`: the API's server, which stops when tasks are told to.
+    Api,
+    /// `ADMIN_ADDR`: the operator's server, which stops after the batch writer.
+    Admin,
+}
+
+/// [`with_page`] with the page opened on `server`; `test` still gets the API's address.
+fn with_page_on<T>(
+    server: Server,
+    name: &str,
+    env: &[(&str, &str)],
+    test: impl AsyncFnOnce(&Client, SocketAddr, &mut Program) -> T,
+) -> Option<(T, Program)> {
     let _one = ONE_BROWSER
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
     let driver = Driver::start()?;
     let (mut demo, address) = demo(name, env);
+    let page = match server {
+        Server::Api => address,
+        Server::Admin => demo.logged_address("admin routes served"),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -163,7 +187,7 @@ fn with_page<T>(
             .await
             .expect("a Chromium session within the limit");
         browser
-            .goto(&format!("http://{address}/lifecycle"))
+            .goto(&format!("http://{page}/lifecycle"))
             .await
             .expect("open the status page");
         let result = tokio::time::timeout(LIMIT, test(&browser, address, &mut demo)).await;
@@ -458,6 +482,136 @@ fn on_sigterm_with_a_drain_the_phase_changes_and_the_waterfall_draws_until_the_s
     let (code, stderr) = demo.finish();
     assert_eq!(code, Some(0), "the demo did not exit cleanly:\n{stderr}");
     assert!(stderr.contains("drained   drain"), "{stderr}");
+}
+
+/// The page on the operator's server (`ADMIN_ADDR`, stopped after the batch writer) keeps
+/// answering through the stop: it shows the phase `stopping`, two requests still running on the
+/// API after the drain as awaited, then the first one's row from the report while the second
+/// still runs, until its own server goes once the second has ended and the writer after it.
+#[test]
+fn on_sigterm_the_operators_page_draws_the_stop_until_its_server_goes() {
+    let env = [("LIFECYCLE_DRAIN", "1s")];
+    let Some(((), demo)) = with_page_on(
+        Server::Admin,
+        "shutdown_stop_waterfall",
+        &env,
+        async |browser, address, demo| {
+            wait_for(browser, "#phase[data-phase=\"ready\"]", "ready", LIMIT).await;
+            // Two requests that outlast the drain, by about 1 s and 3 s: the API's stage waits
+            // for both.
+            let slow = |id: u32, delay_ms: u32| {
+                tokio::spawn(async move {
+                    let mut connection = Connection::open(address).await.expect("connect");
+                    connection
+                        .send(
+                            "POST",
+                            &format!("/items?delay_ms={delay_ms}"),
+                            Some(format!(r#"{{"id":{id},"name":"late"}}"#)),
+                        )
+                        .await
+                        .map(|answer| answer.status)
+                })
+            };
+            let shorter = slow(7, 2000);
+            let longer = slow(8, 4000);
+            wait_for(
+                browser,
+                "#tasks tr[data-task=\"http POST /items\"]",
+                "2",
+                LIMIT,
+            )
+            .await;
+            demo.signal(libc::SIGTERM);
+            wait_for(
+                browser,
+                "#phase[data-phase=\"draining\"]",
+                "draining",
+                LIMIT,
+            )
+            .await;
+            // Tasks are told to stop: the API stops listening, its requests still run and are
+            // drawn as awaited since the stop.
+            wait_for(
+                browser,
+                "#phase[data-phase=\"stopping\"]",
+                "stopping",
+                LIMIT,
+            )
+            .await;
+            wait_for(
+                browser,
+                ".waterfall-row[data-pending^=\"task http POST /items\"]",
+                "waiting",
+                LIMIT,
+            )
+            .await;
+            wait_for(browser, "#waterfall .stop", "stop", LIMIT).await;
+            // The writer and the operator's server are of later stages: not told yet, they
+            // are listed apart, without a bar.
+            for later in ["task batch-writer items", "task admin"] {
+                let css = format!(".waterfall-row.held[data-not-told=\"{later}\"]");
+                wait_for(browser, &css, "not told yet", LIMIT).await;
+            }
+            assert!(
+                TcpStream::connect(address).is_err(),
+                "the API still accepts connections while stopping"
+            );
+            screenshot(browser, "shutdown_stop_waterfall_awaiting").await;
+            // The shorter one ended (its item written: 201) and is the report's row, while the
+            // longer one is still awaited.
+            assert_eq!(shorter.await.expect("the shorter request"), Ok(201));
+            let row = ".waterfall-row[data-outcome=\"stopped\"][data-entry=\"http POST /items\"]";
+            wait_for(browser, row, "stopped", LIMIT).await;
+            wait_for(
+                browser,
+                ".waterfall-row[data-pending=\"task http POST /items\"]",
+                "waiting",
+                LIMIT,
+            )
+            .await;
+            screenshot(browser, "shutdown_stop_waterfall_partly_stopped").await;
+            // Then the longer one, the writer's stage, and the operator's server itself: the page
+            // says it is gone and keeps the last view, in the stop.
+            assert_eq!(longer.await.expect("the longer request"), Ok(201));
+            wait_for(
+                browser,
+                "#connection[data-answering=\"false\"]",
+                "not answering",
+                LIMIT,
+            )
+            .await;
+            let phase = browser
+                .find(Locator::Css("#phase"))
+                .await
+                .expect("the phase")
+                .attr("data-phase")
+                .await
+                .expect("its phase");
+            assert_eq!(
+                phase.as_deref(),
+                Some("stopping"),
+                "the last phase seen stays"
+            );
+            let rows = browser
+                .find_all(Locator::Css(".waterfall-row[data-outcome]"))
+                .await
+                .expect("the waterfall's rows");
+            assert!(
+                rows.len() >= 3,
+                "the report's rows stay on show: {}",
+                rows.len()
+            );
+        },
+    ) else {
+        return;
+    };
+    let (code, stderr) = demo.finish();
+    assert_eq!(code, Some(0), "the demo did not exit cleanly:\n{stderr}");
+    assert!(
+        stderr.contains("stopped   task http POST /items"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stopped   task admin"), "{stderr}");
 }
 
 /// Without a browser: the page is served whole, and the snapshot it reads (`/health/tasks`)

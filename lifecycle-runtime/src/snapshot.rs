@@ -435,5 +435,9 @@ pub struct ShutdownView {
     /// The report's entries known so far, in the report's order and shape.
     pub entries: Vec<crate::report::Entry>,
     /// What it still waits for (`task http ×3`, `resource database orders`), folded by name.
+    /// Workers of a stop order's stages not told to stop yet are in `not_told` instead.
     pub waiting_for: Vec<String>,
+    /// Workers of a stop order's later stages, still at work because their stage is not told
+    /// to stop yet (`task batch-writer items`), folded by name.
+    pub not_told: Vec<String>,
 }

@@ -79,12 +79,20 @@ impl Program {
 
     /// The address a server program logged as `listening address=...` (waiting for the line).
     pub fn listening_address(&mut self) -> std::net::SocketAddr {
-        self.wait_for("listening");
+        self.logged_address("listening")
+    }
+
+    /// The address in the latest line holding `message` and `address=...` (waiting for one
+    /// when none was seen yet).
+    pub fn logged_address(&mut self, message: &str) -> std::net::SocketAddr {
+        if !self.seen().iter().any(|line| line.contains(message)) {
+            self.wait_for(message);
+        }
         let line = self
             .seen()
             .iter()
             .rev()
-            .find(|line| line.contains("listening"))
+            .find(|line| line.contains(message))
             .expect("the line just seen");
         line.split("address=")
             .nth(1)

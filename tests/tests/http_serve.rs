@@ -294,3 +294,164 @@ async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
     })
     .await;
 }
+
+/// What happened when, in the order it happened.
+type Events = Arc<std::sync::Mutex<Vec<&'static str>>>;
+
+fn event(events: &Events, what: &'static str) {
+    events.lock().unwrap().push(what);
+}
+
+fn position(events: &[&'static str], what: &str) -> usize {
+    events
+        .iter()
+        .position(|seen| *seen == what)
+        .unwrap_or_else(|| panic!("no {what:?} in {events:?}"))
+}
+
+/// A route that records `what` once it has slept `sleep`.
+fn slow_route(events: &Events, sleep: Duration, what: &'static str) -> Router {
+    let events = events.clone();
+    Router::new().route(
+        "/slow",
+        get(move || {
+            let events = events.clone();
+            async move {
+                tokio::time::sleep(sleep).await;
+                event(&events, what);
+                "done"
+            }
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_declared_to_stop_after_the_writer_answers_through_the_whole_stop() {
+    let coordinator = coordinator();
+    within(&coordinator, async {
+        let events: Events = Arc::default();
+        // The API: stops first (stage 0); a request of 300 ms is in flight at the stop.
+        let api = start(
+            slow_route(&events, Duration::from_millis(300), "api request done"),
+            Duration::from_secs(5),
+        )
+        .await;
+        // What the API feeds: stops after it (stage 1), and takes 300 ms to flush.
+        let writer = lifecycle_runtime::spawn_after("writer", ["http"], {
+            let events = events.clone();
+            async move {
+                lifecycle_runtime::shutdown_signal().triggered().await;
+                event(&events, "writer told");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                event(&events, "writer done");
+            }
+        })
+        .unwrap();
+        // The operator's server: stops after the writer (stage 2). A slow request of its own
+        // (1.5 s) is in flight at the stop, and must not hold the earlier stages.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        let admin_routes = slow_route(&events, Duration::from_millis(1500), "admin request done")
+            .merge(lifecycle_runtime::http::health_routes());
+        lifecycle_runtime::http::serve(listener, admin_routes)
+            .name("admin")
+            .stop_after(["writer"])
+            .spawn();
+        lifecycle_runtime::mark_ready();
+
+        let mut api_client = Connection::open(api).await.unwrap();
+        let api_request = tokio::spawn(async move { api_client.get("/slow").await });
+        let mut admin_client = Connection::open(admin).await.unwrap();
+        let admin_request = tokio::spawn(async move { admin_client.get("/slow").await });
+        // Both requests are running (each is listed once polled).
+        let mut probe = Connection::open(admin).await.unwrap();
+        loop {
+            let answer = probe.get("/health/tasks").await.unwrap();
+            if answer.body.contains("http GET /slow") && answer.body.contains("admin GET /slow") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let report = tokio::spawn(lifecycle_runtime::shutdown());
+
+        // Through the stop, the operator's server answers while the API is gone.
+        let mut seen_writer_stopping = false;
+        let mut api_refused_meanwhile = false;
+        let mut answers = 0;
+        loop {
+            let Ok(mut client) = Connection::open(admin).await else {
+                break;
+            };
+            let Ok(answer) = client.get("/health/tasks").await else {
+                break;
+            };
+            answers += 1;
+            let json: serde_json::Value = serde_json::from_str(&answer.body).expect("JSON");
+            let names: Vec<&str> = json["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|task| task["name"].as_str().unwrap())
+                .collect();
+            if json["readiness"] == "stopping"
+                && names.contains(&"writer")
+                && !names.contains(&"http")
+                && events.lock().unwrap().contains(&"writer told")
+            {
+                seen_writer_stopping = true;
+                api_refused_meanwhile |= tokio::net::TcpStream::connect(api).await.is_err();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let report = report.await.unwrap();
+        assert!(report.is_clean(), "{report}");
+        assert!(
+            seen_writer_stopping,
+            "the admin server answered {answers} times, never while the writer was stopping:\n{report}"
+        );
+        assert!(api_refused_meanwhile, "the API still accepted during stage 1");
+        let events = events.lock().unwrap().clone();
+        assert!(
+            position(&events, "api request done") < position(&events, "writer told"),
+            "{events:?}"
+        );
+        // The operator's own request did not hold the writer's stage back: the writer was told
+        // (and done) while it still ran.
+        assert!(
+            position(&events, "writer done") < position(&events, "admin request done"),
+            "{events:?}"
+        );
+        assert_eq!(api_request.await.unwrap().unwrap().status, 200);
+        assert_eq!(admin_request.await.unwrap().unwrap().status, 200);
+        for name in ["admin", "admin connection", "admin GET /slow", "writer", "http"] {
+            assert_eq!(outcome_of(&report, name), &Outcome::Stopped, "{name}");
+        }
+        let text = report.to_string();
+        assert!(text.contains("stage 2"), "{text}");
+        drop(writer);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_stop_order_is_a_cycle_is_refused_naming_it() {
+    let coordinator = coordinator();
+    within(&coordinator, async {
+        lifecycle_runtime::stop_after("writer", ["admin"]).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = lifecycle_runtime::http::serve(listener, Router::new())
+            .name("admin")
+            .stop_after(["writer"]);
+        let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.spawn()))
+            .expect_err("a cycle is refused");
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            message.contains("HTTP server `admin`")
+                && message.contains("`admin` → `writer` → `admin`"),
+            "{message}"
+        );
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}

@@ -95,3 +95,39 @@ async fn before_shutdown_the_json_says_null() {
     let json = serde_json::to_value(coordinator.snapshot()).unwrap();
     assert!(json["shutdown"].is_null(), "{json}");
 }
+
+/// With a stop order, workers of a stage not told yet are not "awaited": they still work, and the
+/// view lists them apart until their stage is told.
+#[tokio::test(start_paused = true)]
+async fn workers_of_a_stage_not_told_yet_are_listed_apart() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        lifecycle_runtime::stop_after("writer", ["http"]).unwrap();
+        lifecycle_runtime::spawn("http", async {
+            lifecycle_runtime::shutdown_signal().triggered().await;
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+        });
+        for _ in 0..2 {
+            lifecycle_runtime::spawn("writer", async {
+                lifecycle_runtime::shutdown_signal().triggered().await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            });
+        }
+        settle().await;
+        let report = tokio::spawn(lifecycle_runtime::shutdown());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let view = lifecycle_runtime::snapshot().shutdown.unwrap();
+        assert_eq!(view.waiting_for, ["task http"], "{view:?}");
+        assert_eq!(view.not_told, ["task writer ×2"], "{view:?}");
+        // Once `http` ended, the writers' stage is told: they are awaited.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let view = lifecycle_runtime::snapshot().shutdown.unwrap();
+        assert_eq!(view.waiting_for, ["task writer ×2"], "{view:?}");
+        assert!(view.not_told.is_empty(), "{view:?}");
+        let json = serde_json::to_value(lifecycle_runtime::snapshot()).unwrap();
+        assert_eq!(json["shutdown"]["not_told"], serde_json::json!([]));
+        let report = report.await.unwrap();
+        assert!(report.is_clean(), "{report}");
+    })
+    .await;
+}

@@ -491,3 +491,52 @@ async fn a_supervised_service_in_a_later_stage_is_restarted_until_its_own_stage_
         "{report}"
     );
 }
+
+/// Tasks keep being spawned late in a staged stop (requests to a server of the last stage),
+/// each in its first poll for a moment only. However long after the stop signal they come, none
+/// is taken for a task blocked in its first poll: that takes one in it for the default stop
+/// timeout.
+#[test]
+fn tasks_spawned_late_in_a_staged_stop_are_not_taken_for_blocked_ones() {
+    let _watchdog = Watchdog::new("late_first_polls", Duration::from_secs(30));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let coordinator = coordinator();
+    let report = runtime.block_on(coordinator.scope(async {
+        lifecycle_runtime::stop_after("b", ["a"]).unwrap();
+        lifecycle_runtime::stop_after("c", ["b"]).unwrap();
+        // Stages 0 and 1 take 1.2 s each: "c" is told 2.4 s after the stop signal, past the
+        // default stop timeout (2 s).
+        for name in ["a", "b"] {
+            lifecycle_runtime::spawn(name, async {
+                lifecycle_runtime::shutdown_signal().triggered().await;
+                tokio::time::sleep(Duration::from_millis(1200)).await;
+            });
+        }
+        lifecycle_runtime::spawn("c", async {
+            lifecycle_runtime::shutdown_signal().triggered().await;
+            for _ in 0..20 {
+                // A first poll that takes 30 ms (blocking, as a slow handler's first step may),
+                // then a wait: it registers, and step 3 looks again.
+                lifecycle_runtime::spawn("c request", async {
+                    std::thread::sleep(Duration::from_millis(30));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        settle().await;
+        lifecycle_runtime::shutdown().await
+    }));
+    assert!(report.is_clean(), "{report}");
+    let told = entry(&report, "c").start();
+    assert!(told >= Duration::from_millis(2400), "{report}");
+    assert_eq!(
+        entry(&report, "c request").count(),
+        20,
+        "every request ran and ended: {report}"
+    );
+}

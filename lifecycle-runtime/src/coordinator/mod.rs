@@ -360,34 +360,68 @@ impl Coordinator {
     /// counted in runs of one name as the registry is walked, so a million of one name cost no
     /// million strings.
     pub(crate) fn pending_folded(&self, most: usize) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        let mut run: Option<(crate::workers::WorkerKind, crate::workers::TaskName, usize)> = None;
-        self.state.workers.for_each(|worker| match &mut run {
-            Some((kind, name, count)) if *kind == worker.kind() && name == worker.name() => {
-                *count += 1;
-            }
-            _ => {
-                if let Some((kind, name, count)) =
-                    run.replace((worker.kind(), worker.name().clone(), 1))
-                {
-                    names.push(fold_marker(format!("{} {name}", kind.entry_kind()), count));
+        self.pending_split(most, false).0
+    }
+
+    /// [`pending_folded`](Self::pending_folded), with the workers of a stop order's stages not
+    /// told to stop yet apart, in the second list (when `split` and an order is declared; else
+    /// that list is empty).
+    pub(crate) fn pending_split(&self, most: usize, split: bool) -> (Vec<String>, Vec<String>) {
+        let workers = &self.state.workers;
+        let order = workers.order();
+        let walk = |held: &dyn Fn(&str) -> bool| {
+            let mut names: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+            let mut run: Option<(
+                crate::workers::WorkerKind,
+                crate::workers::TaskName,
+                bool,
+                usize,
+            )> = None;
+            let mut push = |(kind, name, held, count): (
+                crate::workers::WorkerKind,
+                crate::workers::TaskName,
+                bool,
+                usize,
+            )| {
+                names[usize::from(held)]
+                    .push(fold_marker(format!("{} {name}", kind.entry_kind()), count));
+            };
+            workers.for_each(|worker| match &mut run {
+                Some((kind, name, _, count)) if *kind == worker.kind() && name == worker.name() => {
+                    *count += 1;
                 }
+                _ => {
+                    let is_held = held(worker.name().as_str());
+                    if let Some(done) =
+                        run.replace((worker.kind(), worker.name().clone(), is_held, 1))
+                    {
+                        push(done);
+                    }
+                }
+            });
+            if let Some(done) = run {
+                push(done);
             }
-        });
-        if let Some((kind, name, count)) = run {
-            names.push(fold_marker(format!("{} {name}", kind.entry_kind()), count));
-        }
+            names
+        };
+        let [mut awaited, held] = if split && order.is_used() {
+            order.with_staged(|staged| {
+                walk(&|name| matches!(staged(name), crate::workers::Staged::Held(_)))
+            })
+        } else {
+            walk(&|_| false)
+        };
         if let Some(name) = self.state.resources.closing_now() {
-            names.push(fold_marker(format!("resource {name} (closing)"), 1));
+            awaited.push(fold_marker(format!("resource {name} (closing)"), 1));
         }
-        names.extend(
+        awaited.extend(
             self.state
                 .resources
                 .open_names()
                 .into_iter()
                 .map(|name| fold_marker(format!("resource {name}"), 1)),
         );
-        fold_names(names, most)
+        (fold_names(awaited, most), fold_names(held, most))
     }
 
     /// Starts shutdown (step 1): readiness goes false, the sequence is spawned, and with no drain

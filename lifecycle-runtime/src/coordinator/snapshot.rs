@@ -130,11 +130,12 @@ impl Coordinator {
                 stop_started,
                 entries: report.entries().to_vec(),
                 waiting_for: Vec::new(),
+                not_told: Vec::new(),
             });
         }
         let mut entries = self.state.sequence.recorded();
         entries.extend(self.state.workers.peek_entries(started));
-        let mut waiting_for = self.pending_folded(LIVE_NAMES);
+        let (mut waiting_for, not_told) = self.pending_split(LIVE_NAMES, true);
         if let Some(closing) = self.state.resources.closing_now() {
             waiting_for.push(format!("resource {closing}"));
         }
@@ -146,6 +147,7 @@ impl Coordinator {
             stop_started,
             entries,
             waiting_for,
+            not_told,
         })
     }
 }

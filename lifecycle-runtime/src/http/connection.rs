@@ -16,8 +16,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tower_service::Service;
 
-use crate::Coordinator;
 use crate::workers::{OkFuture, TaskError, TaskName, WorkerKind, WorkerMeta};
+use crate::{Coordinator, Shutdown};
 
 /// The most bytes of a request's path that go into its task's name: a name is kept for every
 /// request in flight, and a client chooses the path.
@@ -31,6 +31,13 @@ pub(super) struct Connections {
 
 struct Shared {
     coordinator: Coordinator,
+    /// The server's token: fires when its stage is told to stop.
+    shutdown: Shutdown,
+    /// The server's name: its connections are `<server> connection`, its requests
+    /// `<server> GET /path`.
+    server: TaskName,
+    /// `<server> connection`, made once.
+    connection_name: TaskName,
     router: Router,
     request_stop_timeout: Duration,
     connection_stop_timeout: Duration,
@@ -39,13 +46,19 @@ struct Shared {
 impl Connections {
     pub(super) fn new(
         coordinator: Coordinator,
+        shutdown: Shutdown,
+        server: TaskName,
         router: Router,
         request_stop_timeout: Duration,
         connection_stop_timeout: Duration,
     ) -> Connections {
+        let connection_name = TaskName::from(format!("{server} connection"));
         Connections {
             inner: Arc::new(Shared {
                 coordinator,
+                shutdown,
+                server,
+                connection_name,
                 router,
                 request_stop_timeout,
                 connection_stop_timeout,
@@ -64,7 +77,7 @@ pub(super) fn serve_connection(
 ) {
     let shared = connections.inner.clone();
     let meta = WorkerMeta::new(
-        TaskName::from("http connection"),
+        shared.connection_name.clone(),
         WorkerKind::Task,
         shared.connection_stop_timeout,
         None,
@@ -76,7 +89,7 @@ pub(super) fn serve_connection(
 /// Serves requests on `stream` until the client closes it or tasks are told to stop; then
 /// closes at once when idle, or after the response of the request in flight.
 async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, alive: mpsc::Sender<()>) {
-    let shutdown = shared.coordinator.shutdown_signal();
+    let shutdown = shared.shutdown.clone();
     let service = {
         let shared = shared.clone();
         hyper::service::service_fn(move |request: Request<Incoming>| {
@@ -109,7 +122,7 @@ async fn run(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, alive: mp
 /// Runs the router on `request` in a tracked task named for it, and answers with its response
 /// (a 500 when the handler panicked, a 503 when shutdown aborted it).
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
-    let name = request_name(request.method(), request.uri().path());
+    let name = request_name(&shared.server, request.method(), request.uri().path());
     let meta = WorkerMeta::new(name, WorkerKind::Task, shared.request_stop_timeout, None);
     let mut router = shared.router.clone();
     let request = request.map(Body::new);
@@ -163,17 +176,17 @@ fn plain(status: StatusCode, text: String) -> Response<Body> {
     response
 }
 
-/// The name of a request's task: `http POST /items`, its path cut to [`MAX_PATH_IN_NAME`]
-/// bytes (with `…`).
-pub(super) fn request_name(method: &Method, path: &str) -> TaskName {
+/// The name of a request's task: `http POST /items` (`<server> <METHOD> <path>`), its path cut
+/// to [`MAX_PATH_IN_NAME`] bytes (with `…`).
+pub(super) fn request_name(server: &str, method: &Method, path: &str) -> TaskName {
     let name = if path.len() <= MAX_PATH_IN_NAME {
-        format!("http {method} {path}")
+        format!("{server} {method} {path}")
     } else {
         let mut end = MAX_PATH_IN_NAME;
         while !path.is_char_boundary(end) {
             end -= 1;
         }
-        format!("http {method} {}…", &path[..end])
+        format!("{server} {method} {}…", &path[..end])
     };
     TaskName::from(name)
 }
@@ -184,9 +197,16 @@ mod tests {
 
     #[test]
     fn requests_are_named_by_method_and_path() {
-        assert_eq!(&*request_name(&Method::POST, "/items"), "http POST /items");
+        assert_eq!(
+            &*request_name("http", &Method::POST, "/items"),
+            "http POST /items"
+        );
+        assert_eq!(
+            &*request_name("admin", &Method::GET, "/lifecycle"),
+            "admin GET /lifecycle"
+        );
         let long = format!("/{}", "é".repeat(100));
-        let name = request_name(&Method::GET, &long);
+        let name = request_name("http", &Method::GET, &long);
         assert!(name.len() <= "http GET ".len() + MAX_PATH_IN_NAME + "…".len());
         assert!(name.ends_with('…'), "{name}");
     }

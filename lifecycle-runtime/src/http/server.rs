@@ -10,8 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::connection::{Connections, serve_connection};
-use crate::Coordinator;
 use crate::workers::{OkFuture, TaskHandle, TaskName, WorkerKind, WorkerMeta};
+use crate::{Coordinator, Shutdown};
 
 /// How long a request may go on after tasks are told to stop before it is aborted and named in
 /// the report, unless [`Server::stop_timeout`] says otherwise.
@@ -54,6 +54,7 @@ pub fn serve(listener: TcpListener, router: Router) -> Server {
         router,
         name: TaskName::from("http"),
         stop_timeout: DEFAULT_HTTP_STOP_TIMEOUT,
+        stop_after: Vec::new(),
     }
 }
 
@@ -89,6 +90,7 @@ pub struct Server {
     router: Router,
     name: TaskName,
     stop_timeout: Duration,
+    stop_after: Vec<String>,
 }
 
 impl fmt::Debug for Server {
@@ -97,13 +99,16 @@ impl fmt::Debug for Server {
             .field("address", &self.listener.local_addr().ok())
             .field("name", &self.name)
             .field("stop_timeout", &self.stop_timeout)
+            .field("stop_after", &self.stop_after)
             .finish_non_exhaustive()
     }
 }
 
 impl Server {
-    /// The server task's name in logs, snapshots and the report. Default `http`. (A worker that
-    /// must stop after the server names it.)
+    /// The server task's name in logs, snapshots and the report. Default `http`. Its
+    /// connections are named `<name> connection` and its requests `<name> <METHOD> <path>`
+    /// (`http POST /items`). A worker that must stop after the server, its connections and its
+    /// requests names it in its `stop_after`.
     pub fn name(mut self, name: impl Into<TaskName>) -> Self {
         self.name = name.into();
         self
@@ -117,12 +122,84 @@ impl Server {
         self
     }
 
+    /// Keep serving until every worker named here has ended (or was cut off at its stop
+    /// timeout), instead of stopping when tasks are told to: the server, its connections and its
+    /// requests then stop together, in the stage after those workers (see
+    /// [`Coordinator::stop_after`]), and its stop timeouts run from then. Default: none, the
+    /// server stops with everything else.
+    ///
+    /// This is for a second server with the operator's routes (health, status page, metrics):
+    /// declared to stop after the workers that write, it keeps answering through the whole stop,
+    /// so the status page draws the stop live and metrics are scraped to the end. The server
+    /// users' traffic comes to should stop first (no `stop_after`), so the workers it feeds can
+    /// stop after it.
+    ///
+    /// ```
+    /// use lifecycle_runtime::http::axum::Router;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// # lifecycle_runtime::Coordinator::new().scope(async {
+    /// let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// lifecycle_runtime::http::serve(api, Router::new()).spawn();
+    /// let writer = lifecycle_runtime::spawn_after("writer", ["http"], async {
+    ///     lifecycle_runtime::shutdown_signal().triggered().await;
+    /// })
+    /// .unwrap();
+    /// let operator_routes = Router::new()
+    ///     .merge(lifecycle_runtime::http::health_routes())
+    ///     .merge(lifecycle_runtime::http::status_page());
+    /// lifecycle_runtime::http::serve(admin, operator_routes)
+    ///     .name("admin")
+    ///     .stop_after(["writer"])
+    ///     .spawn();
+    /// let report = lifecycle_runtime::shutdown().await;
+    /// assert!(report.is_clean(), "{report}");
+    /// // `http` stops first, then `writer`, then `admin`.
+    /// assert!(report.to_string().contains("stage 2"), "{report}");
+    /// # drop(writer);
+    /// # Ok(())
+    /// # }).await
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// [`spawn`](Self::spawn) panics when the order would be a cycle (one of these workers
+    /// already stops after the server), naming the cycle. Declare it with
+    /// [`Coordinator::stop_after`] first to handle that as an error.
+    pub fn stop_after<I>(mut self, after: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.stop_after
+            .extend(after.into_iter().map(|name| name.as_ref().to_owned()));
+        self
+    }
+
     /// Starts the server task on the current coordinator and returns its handle. Must be called
     /// inside a tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// When [`stop_after`](Self::stop_after) names a cycle; see there.
     pub fn spawn(self) -> TaskHandle {
         let coordinator = Coordinator::current();
+        if !self.stop_after.is_empty()
+            && let Err(error) = coordinator
+                .workers()
+                .order()
+                .declare_family(self.name.as_str(), &self.stop_after)
+        {
+            panic!("HTTP server `{}`: {error}", self.name);
+        }
+        let shutdown = Shutdown::for_name(coordinator.clone(), self.name.as_str());
         let connections = Connections::new(
             coordinator.clone(),
+            shutdown.clone(),
+            self.name.clone(),
             self.router,
             self.stop_timeout,
             self.stop_timeout.saturating_add(CUT_MARGIN),
@@ -133,19 +210,18 @@ impl Server {
             self.stop_timeout.saturating_add(CUT_MARGIN * 2),
             None,
         );
-        let accept = accept_loop(coordinator.clone(), self.name, self.listener, connections);
+        let accept = accept_loop(shutdown, self.name, self.listener, connections);
         coordinator.spawn_worker(meta, OkFuture::new(accept))
     }
 }
 
 /// Accepts connections until tasks are told to stop, then waits for the last one to end.
 async fn accept_loop(
-    coordinator: Coordinator,
+    shutdown: Shutdown,
     name: TaskName,
     listener: TcpListener,
     connections: Connections,
 ) {
-    let shutdown = coordinator.shutdown_signal();
     let address = listener.local_addr().ok();
     // Every connection task holds a clone of `alive`: once the loop drops its own, `ended`
     // answers `None` when the last connection has ended.

@@ -297,8 +297,30 @@ impl Workers {
         self.registry.linked()
     }
 
+    /// Since when some task has been in its first poll, as far as step 3 can tell from counts:
+    /// the start of the current window when a task spawned before it has still not ended its
+    /// first poll, else `now`, opening a new window. Tasks keep being spawned through the stop
+    /// (requests to a server of a later stage): each window only asks about the tasks spawned
+    /// before it opened, so a stream of tasks that each end their first poll at once is never
+    /// taken for one blocked in it.
+    pub(crate) fn unpolled_since(&self, now: Instant) -> Instant {
+        let (spawned, polled) = self.registry.first_poll_counts();
+        let ignored = self.ignored_unpolled.load(Ordering::Acquire);
+        let mut window = crate::util::lock(&self.unpolled_window);
+        match *window {
+            // Every first poll that ended is a distinct task: fewer than were spawned before
+            // the window opened means one of those is still in it.
+            Some((since, spawned_then)) if polled.saturating_add(ignored) < spawned_then => since,
+            _ => {
+                *window = Some((now, spawned));
+                now
+            }
+        }
+    }
+
     /// Gives up on the tasks still in their first poll: they cannot be named.
     pub(crate) fn give_up_unpolled(&self) {
+        *crate::util::lock(&self.unpolled_window) = None;
         let unpolled = self.unpolled();
         let ignored = self.ignored_unpolled.swap(unpolled, Ordering::AcqRel);
         let count = unpolled.saturating_sub(ignored);

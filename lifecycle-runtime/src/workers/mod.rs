@@ -143,6 +143,9 @@ pub(crate) struct Workers {
     deferred_wakes: sync::Mutex<Vec<std::task::Waker>>,
     /// Tasks still in their first poll that step 3 gave up on (they block their thread).
     ignored_unpolled: AtomicU64,
+    /// Since when some task spawned before then has been in its first poll, and how many tasks
+    /// had been spawned then (`judge.rs`).
+    unpolled_window: Mutex<Option<(Instant, u64)>>,
     records: Mutex<Records>,
     failures: Failures,
     /// `#[background]` loops' states, for snapshots (loops are few; keeping them here keeps a
@@ -172,6 +175,7 @@ impl Workers {
             aborts_issued: AtomicBool::new(false),
             deferred_wakes: sync::Mutex::new(Vec::new()),
             ignored_unpolled: AtomicU64::new(0),
+            unpolled_window: Mutex::new(None),
             records: Mutex::new(Records::default()),
             failures: Failures::default(),
             loops: Mutex::new(Slab::new()),

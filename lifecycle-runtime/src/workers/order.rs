@@ -8,6 +8,11 @@
 //! up on at its stop timeout. A staged worker's stop timeout runs from its stage's start, and the
 //! budget caps it as it caps every other.
 //!
+//! A *family* name (an HTTP server's) also covers every worker named `<family> …` (its
+//! connections, `admin connection`, and requests, `admin GET /x`): they stand where the family
+//! does, so a server declared to stop after others keeps serving, with its connections and
+//! requests, until its stage is told.
+//!
 //! Nothing here costs a program that declares no order: the hot paths ask [`StopOrder::is_used`]
 //! (one atomic load) and go no further.
 
@@ -140,6 +145,8 @@ struct Inner {
     after: BTreeMap<String, Vec<String>>,
     /// The signal each declared name's workers watch.
     signals: HashMap<String, StopSignal>,
+    /// Names whose stage also covers every worker named `<name> …` (HTTP servers).
+    families: Vec<String>,
     /// Set when workers are told to stop: each declared name's stage, and when each stage
     /// started (index 0, stage 0, starts at the stop signal).
     frozen: Option<Frozen>,
@@ -219,6 +226,22 @@ impl StopOrder {
         Ok(signal)
     }
 
+    /// Declares `name` as [`declare`](Self::declare) does, and makes it a family: a worker named
+    /// `<name> …` (a space after the name) stands where `name` does, unless its own name is
+    /// declared.
+    pub(crate) fn declare_family(
+        &self,
+        name: &str,
+        after: &[String],
+    ) -> Result<StopSignal, StopOrderError> {
+        let signal = self.declare(name, after)?;
+        let mut inner = self.inner();
+        if !inner.families.iter().any(|family| family == name) {
+            inner.families.push(name.to_owned());
+        }
+        Ok(signal)
+    }
+
     /// The signal workers named `name` watch, when the name is in a declared order.
     pub(crate) fn signal(&self, name: &str) -> Option<StopSignal> {
         if !self.is_used() {
@@ -269,7 +292,12 @@ impl StopOrder {
             let Some(frozen) = &inner.frozen else {
                 return Staged::No;
             };
-            match frozen.stage_of.get(name) {
+            let stage = frozen.stage_of.get(name).or_else(|| {
+                inner
+                    .family_of(name)
+                    .and_then(|family| frozen.stage_of.get(family))
+            });
+            match stage {
                 None | Some(0) => Staged::No,
                 Some(&stage) => match frozen.started[stage] {
                     Some(at) => Staged::Started(stage, at),
@@ -366,6 +394,19 @@ impl StopOrder {
 }
 
 impl Inner {
+    /// The longest family `name` belongs to (`name` is `<family> …`).
+    fn family_of(&self, name: &str) -> Option<&str> {
+        self.families
+            .iter()
+            .filter(|family| {
+                name.len() > family.len()
+                    && name.starts_with(family.as_str())
+                    && name.as_bytes()[family.len()] == b' '
+            })
+            .max_by_key(|family| family.len())
+            .map(String::as_str)
+    }
+
     /// A path of declarations from `from` to `to` (`from` stops after …, which stops after `to`),
     /// both ends included.
     fn path(&self, from: &str, to: &str) -> Option<Vec<String>> {
@@ -515,5 +556,28 @@ mod tests {
                 .to_string()
                 .contains("`lonely` is declared to stop after nothing")
         );
+    }
+
+    #[test]
+    fn a_family_covers_the_workers_named_after_it() {
+        let order = StopOrder::default();
+        order.declare("items", &names(&["http"])).unwrap();
+        order.declare_family("admin", &names(&["items"])).unwrap();
+        // Declaring a family twice keeps one.
+        order.declare_family("admin", &names(&["items"])).unwrap();
+        order
+            .declare_family("admin api", &names(&["admin"]))
+            .unwrap();
+        order.freeze(Instant::now());
+        assert_eq!(order.staged("admin"), Staged::Held(2));
+        assert_eq!(order.staged("admin connection"), Staged::Held(2));
+        assert_eq!(order.staged("admin GET /lifecycle"), Staged::Held(2));
+        // The longest family wins; a name only starting like a family is not in it.
+        assert_eq!(order.staged("admin api GET /x"), Staged::Held(3));
+        assert_eq!(order.staged("administrator"), Staged::No);
+        assert_eq!(order.staged("http connection"), Staged::No);
+        // `items` is no family: a worker named `items flusher` is in stage 0.
+        assert_eq!(order.staged("items flusher"), Staged::No);
+        assert_eq!(order.inner().families, names(&["admin", "admin api"]));
     }
 }

@@ -72,9 +72,10 @@ impl StopPolicy {
 
     /// Tasks spawned but still in their first poll cannot be named. They register (or end) at
     /// the end of that poll, normally moments away: step 3 looks again soon, and gives up on them
-    /// after the default stop timeout (they block their threads).
-    pub(crate) fn unpolled(&self, now: Instant) -> Unpolled {
-        let give_up = after(self.stop_started, DEFAULT_STOP_TIMEOUT).min(self.deadline);
+    /// once one has been in it for the default stop timeout since `since` (they block their
+    /// threads), or at the deadline.
+    pub(crate) fn unpolled(&self, now: Instant, since: Instant) -> Unpolled {
+        let give_up = after(since.max(self.stop_started), DEFAULT_STOP_TIMEOUT).min(self.deadline);
         if now >= give_up {
             Unpolled::GiveUp
         } else {
@@ -166,25 +167,37 @@ mod tests {
     #[test]
     fn unpolled_tasks_are_looked_at_again_then_given_up_on() {
         let policy = policy(30);
+        let start = policy.stop_started;
         assert_eq!(
-            policy.unpolled(policy.stop_started),
-            Unpolled::LookAgainAt(policy.stop_started + UNPOLLED_RECHECK)
+            policy.unpolled(start, start),
+            Unpolled::LookAgainAt(start + UNPOLLED_RECHECK)
         );
-        let near = policy.stop_started + DEFAULT_STOP_TIMEOUT - Duration::from_micros(10);
+        let near = start + DEFAULT_STOP_TIMEOUT - Duration::from_micros(10);
         assert_eq!(
-            policy.unpolled(near),
-            Unpolled::LookAgainAt(policy.stop_started + DEFAULT_STOP_TIMEOUT)
+            policy.unpolled(near, start),
+            Unpolled::LookAgainAt(start + DEFAULT_STOP_TIMEOUT)
         );
         assert_eq!(
-            policy.unpolled(policy.stop_started + DEFAULT_STOP_TIMEOUT),
+            policy.unpolled(start + DEFAULT_STOP_TIMEOUT, start),
+            Unpolled::GiveUp
+        );
+        // A task in its first poll since later (spawned later in the stop) gets the same time
+        // from then.
+        let later = start + SEC * 5;
+        assert_eq!(
+            policy.unpolled(later, later),
+            Unpolled::LookAgainAt(later + UNPOLLED_RECHECK)
+        );
+        assert_eq!(
+            policy.unpolled(later + DEFAULT_STOP_TIMEOUT, later),
             Unpolled::GiveUp
         );
         let short = StopPolicy {
-            deadline: policy.stop_started + Duration::from_millis(500),
+            deadline: start + Duration::from_millis(500),
             ..policy
         };
         assert_eq!(
-            short.unpolled(short.deadline),
+            short.unpolled(short.deadline, start),
             Unpolled::GiveUp,
             "the budget caps it"
         );

@@ -96,7 +96,7 @@ async fn cut_off_the_late(workers: &Workers, policy: &StopPolicy) -> bool {
             }
         }
         let recheck = if workers.unpolled_pending() {
-            match policy.unpolled(now) {
+            match policy.unpolled(now, workers.unpolled_since(now)) {
                 Unpolled::GiveUp => {
                     workers.give_up_unpolled();
                     continue;

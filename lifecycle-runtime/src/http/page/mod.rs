@@ -39,7 +39,8 @@ const PAGE: &str = concat!(
 ///   acquired, by which task, for how long;
 /// - once shutdown starts, its timeline as a waterfall, redrawn as it goes (`#waterfall`, one
 ///   `.waterfall-row` per report entry, with `data-outcome`, and one per thing still awaited,
-///   with `data-pending`): each bar runs from the entry's start to its end on the scale of the
+///   with `data-pending`; a worker of a stop order's stage not told yet is a row without a bar,
+///   with `data-not-told`): each bar runs from the entry's start to its end on the scale of the
 ///   shutdown budget, as the report's timeline prints it. It keeps drawing until the server stops
 ///   answering (with `http::serve`, at the end of the drain).
 ///

@@ -191,6 +191,18 @@ function renderShutdown(view) {
     for (const waiting of view.waiting_for) {
       rows.push(bar(waiting, stopAt, view.elapsed_secs, scale, { class: "waterfall-row pending", "data-pending": waiting }, "waiting…"));
     }
+    // Workers of later stages of a stop order still work: nothing to draw until they are told.
+    for (const held of view.not_told || []) {
+      rows.push(
+        el(
+          "div",
+          { class: "waterfall-row held", "data-not-told": held },
+          el("span", { class: "row-label", title: held }, held),
+          el("span", { class: "track" }),
+          el("span", { class: "row-note" }, "not told yet: stops after an earlier stage"),
+        ),
+      );
+    }
   }
   const still = document.getElementById("still-running");
   still.textContent = !view.done && draining && view.waiting_for.length ? "still running: " + view.waiting_for.join(", ") : "";
