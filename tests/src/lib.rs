@@ -142,6 +142,39 @@ impl Program {
     }
 }
 
+/// A test that fails before [`Program::finish`] still ends its program: SIGTERM (a clean stop,
+/// which also stops the program's managed subprocesses), a second SIGTERM if it is still there
+/// after 3 s (the runtime then kills them and exits at once), and SIGKILL last.
+impl Drop for Program {
+    fn drop(&mut self) {
+        let gone = |child: &mut Child, within: Duration| {
+            let deadline = Instant::now() + within;
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => return true,
+                    Ok(None) if Instant::now() >= deadline => return false,
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        };
+        if gone(&mut self.child, Duration::ZERO) {
+            return;
+        }
+        let Ok(pid) = i32::try_from(self.child.id()) else {
+            return;
+        };
+        for within in [Duration::from_secs(3), Duration::from_secs(1)] {
+            // SAFETY: kill(2) on a pid we own (not reaped yet) has no memory effects.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            if gone(&mut self.child, within) {
+                return;
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Records how long the current test's fault took to end, measured from outside, for the
 /// "measured" column of FAULTS.md. Written only when `LIFECYCLE_FAULT_TIMES` names a file
 /// (`LIFECYCLE_FAULT_TIMES=$PWD/target/fault-times.tsv cargo test --workspace`); the test's own

@@ -20,6 +20,12 @@
 //! 3. what still runs at the stop timeout is aborted by the coordinator and named in the report
 //!    (`ABORTED task http GET /slow`).
 //!
+//! Connections and requests are named after their server (`admin connection`, `admin GET
+//! /readyz` for a server named `admin`). A server declared with
+//! [`Server::stop_after`] goes through step 2 only once the workers it names have ended: an
+//! operator's server (health routes, the status page) that stops after the writers answers
+//! through the whole stop.
+//!
 //! ```no_run
 //! use lifecycle_runtime::http::axum::{Router, routing::get};
 //!

@@ -21,7 +21,7 @@ const PAGE: &str = concat!(
 );
 
 /// The status page: `GET /lifecycle`, a live view of the program. Merge it beside
-/// [`health_routes`](super::health_routes), whose `/health/tasks` (the [`Snapshot`] as JSON) is
+/// [`health_routes`](super::health_routes), whose `/health/tasks` (the [`Snapshot`](crate::Snapshot) as JSON) is
 /// all the page reads.
 ///
 /// The page (plain HTML, CSS and JavaScript inside this crate: nothing fetched from elsewhere,
