@@ -201,7 +201,17 @@ fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize, u64) {
         let mut unready_after = None;
         let mut failed_probes = 0;
         while failed_probes < FAILURE_THRESHOLD {
-            let answer = probe.get("/readyz").await.expect("readyz during the drain");
+            let answer = match probe.get("/readyz").await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    let (code, stderr) = demo.finish();
+                    panic!(
+                        "run {run}: readyz {:?} after the signal ({failed_probes} probes failed \
+                         so far): {error}; the demo exited with {code:?}:\n{stderr}",
+                        signalled_at.elapsed()
+                    );
+                }
+            };
             if answer.status == 503 {
                 assert!(answer.body.contains(r#""phase":"draining""#), "{answer:?}");
                 unready_after.get_or_insert_with(|| signalled_at.elapsed());

@@ -175,7 +175,8 @@ fn the_metrics_demo_serves_the_runtime_metrics_as_prometheus_text() {
         .build()
         .unwrap();
 
-    // Until the collector ran and the flaky loop failed once (its third tick, at 600ms).
+    // Until the collector ran, the flaky loop failed once (its third tick, at 600ms) and the
+    // orders loop ticked twice.
     let started = Instant::now();
     let (samples, types, text) = loop {
         let text = runtime.block_on(scrape(address));
@@ -185,7 +186,23 @@ fn the_metrics_demo_serves_the_runtime_metrics_as_prometheus_text() {
             "lifecycle_task_failures_total",
             &[("name", "flaky-upstream")],
         );
-        if failed.is_some() && types.contains_key("lifecycle_tasks") {
+        // What grows with time (ticks, acquires) is waited for too: on a loaded machine the
+        // first scrape with a failure may come before the second tick.
+        let at_least_two = |name: &str, labels: &[(&str, &str)]| {
+            value(&samples, name, labels).is_some_and(|count| count >= 2.0)
+        };
+        if failed.is_some()
+            && types.contains_key("lifecycle_tasks")
+            && at_least_two("lifecycle_ticks_total", &[("name", "orders-count")])
+            && at_least_two(
+                "lifecycle_tick_duration_seconds_count",
+                &[("name", "orders-count")],
+            )
+            && at_least_two(
+                "lifecycle_pool_acquire_seconds_count",
+                &[("pool", "metrics-demo")],
+            )
+        {
             break (samples, types, text);
         }
         assert!(

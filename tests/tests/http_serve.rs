@@ -372,6 +372,7 @@ async fn a_server_declared_to_stop_after_the_writer_answers_through_the_whole_st
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let called = std::time::Instant::now();
         let report = tokio::spawn(lifecycle_runtime::shutdown());
 
         // Through the stop, the operator's server answers while the API is gone.
@@ -404,6 +405,7 @@ async fn a_server_declared_to_stop_after_the_writer_answers_through_the_whole_st
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let report = report.await.unwrap();
+        lifecycle_tests::record_fault_time(called.elapsed());
         assert!(report.is_clean(), "{report}");
         assert!(
             seen_writer_stopping,

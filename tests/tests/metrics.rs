@@ -169,6 +169,33 @@ fn a_loop_slower_than_its_period_counts_missed_ticks() {
     assert_eq!(on_time, 0);
 }
 
+#[background(interval = "10ms", shutdown, timeout = "5ms", name = "metrics-hanging")]
+async fn hanging() {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[test]
+fn a_tick_cut_off_at_its_timeout_counts_as_timed_out_not_failed() {
+    let seen = recorded("timed_out_tick", |_| async {
+        hanging();
+        // Ticks start at 0, 10 and 20 ms, each cut off 5 ms later.
+        tokio::time::sleep(Duration::from_millis(28)).await;
+        lifecycle_runtime::shutdown().await;
+    });
+    let timed_out = seen.counter("lifecycle_task_timeouts_total{name=metrics-hanging}");
+    assert!(timed_out >= 2, "{seen:#?}");
+    assert_eq!(
+        seen.counter("lifecycle_ticks_total{name=metrics-hanging}"),
+        timed_out,
+        "every tick was cut off: {seen:#?}"
+    );
+    assert_eq!(
+        seen.counter("lifecycle_task_failures_total{name=metrics-hanging}"),
+        0,
+        "a timeout is counted apart from failures"
+    );
+}
+
 /// A resource with nothing to release.
 struct Cache;
 impl lifecycle_runtime::NoCleanup for Cache {}

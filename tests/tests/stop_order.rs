@@ -529,7 +529,10 @@ fn tasks_spawned_late_in_a_staged_stop_are_not_taken_for_blocked_ones() {
             }
         });
         settle().await;
-        lifecycle_runtime::shutdown().await
+        let called = Instant::now();
+        let report = lifecycle_runtime::shutdown().await;
+        lifecycle_tests::record_fault_time(called.elapsed());
+        report
     }));
     assert!(report.is_clean(), "{report}");
     let told = entry(&report, "c").start();
