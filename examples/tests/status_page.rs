@@ -236,6 +236,14 @@ async fn wait_for(browser: &Client, css: &str, text: &str, limit: Duration) -> S
     }
 }
 
+/// Runs `script` in the page and returns what it returns.
+async fn read(browser: &Client, script: &str) -> serde_json::Value {
+    browser
+        .execute(script, Vec::new())
+        .await
+        .unwrap_or_else(|error| panic!("run {script:?} in the page: {error}"))
+}
+
 /// `POST path` on a connection of its own; the answer's status.
 async fn post(address: SocketAddr, path: &str) -> u16 {
     let mut connection = Connection::open(address)
@@ -264,13 +272,16 @@ fn the_page_lists_the_demos_tasks_threads_resources_and_pool() {
             let css = format!("#tasks tr[data-task=\"{task}\"][data-failing=\"false\"]");
             wait_for(browser, &css, task, LIMIT).await;
         }
-        let heartbeat = browser
-            .find(Locator::Css("tr[data-task=\"heartbeat\"]"))
-            .await
-            .expect("the heartbeat's row");
-        let state = heartbeat.attr("data-state").await.expect("its state");
+        // Read in one script: the page redraws its rows twice a second, so an element found in
+        // one WebDriver call may be gone by the next.
+        let state = read(
+            browser,
+            "return document.querySelector('tr[data-task=\"heartbeat\"]').dataset.state",
+        )
+        .await;
+        let state = state.as_str();
         assert!(
-            matches!(state.as_deref(), Some("idle" | "ticking")),
+            matches!(state, Some("idle" | "ticking")),
             "the heartbeat is a loop between ticks or in one: {state:?}"
         );
         wait_for(
@@ -282,22 +293,23 @@ fn the_page_lists_the_demos_tasks_threads_resources_and_pool() {
         .await;
         // Resources in the order they close (the last registered first), each with its limit.
         wait_for(browser, "#resources", "store", LIMIT).await;
+        let listed = read(
+            browser,
+            "return [...document.querySelectorAll('#resources li[data-resource]')]\
+             .map((item) => [item.dataset.resource, item.dataset.limit, item.textContent])",
+        )
+        .await;
         let mut order = Vec::new();
-        for item in browser
-            .find_all(Locator::Css("#resources li[data-resource]"))
-            .await
-            .expect("the resources")
-        {
-            let name = item.attr("data-resource").await.expect("its name");
-            let limit = item.attr("data-limit").await.expect("its limit");
-            let text = item.text().await.expect("its text");
-            let limit: f64 = limit
-                .as_deref()
+        for item in listed.as_array().expect("a list") {
+            let name = item[0].as_str().expect("a name");
+            let limit: f64 = item[1]
+                .as_str()
                 .and_then(|limit| limit.parse().ok())
-                .unwrap_or_else(|| panic!("{name:?} shows no limit: {limit:?}"));
+                .unwrap_or_else(|| panic!("{name:?} shows no limit: {item}"));
             assert!(limit > 0.0, "{name:?}: {limit}");
+            let text = item[2].as_str().expect("its text");
             assert!(text.contains("closes within"), "{name:?}: {text}");
-            order.push(name.expect("a name"));
+            order.push(name.to_owned());
         }
         assert_eq!(
             order,
@@ -376,14 +388,24 @@ fn a_held_connection_shows_its_acquiring_site_and_task() {
             "[data-pool=\"lifecycle-demo\"] tr[data-site^=\"examples/service/faults.rs:\"]";
         let text = wait_for(browser, holder, "task http POST /demo/faults/hold", LIMIT).await;
         assert!(text.contains("examples/service/faults.rs:"), "{text}");
-        let active = wait_for(
-            browser,
-            "[data-pool=\"lifecycle-demo\"] [data-figure=\"in_use\"]",
-            "active",
-            LIMIT,
-        )
-        .await;
-        assert!(active.starts_with('1'), "one connection active: {active:?}");
+        // One connection active (read in the page: its figures are redrawn twice a second).
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let active = read(
+                browser,
+                "return document.querySelector('[data-pool=\"lifecycle-demo\"] \
+                 [data-figure=\"in_use\"] .value').textContent",
+            )
+            .await;
+            if active == "1" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not one connection active: {active}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(hold.await.expect("the holding request"), 200);
         // Given back, it leaves the list.
         wait_for(
@@ -556,6 +578,14 @@ fn on_sigterm_the_operators_page_draws_the_stop_until_its_server_goes() {
                 TcpStream::connect(address).is_err(),
                 "the API still accepts connections while stopping"
             );
+            // Rows read as the report's lines: the body of `main` is `task main`.
+            wait_for(
+                browser,
+                ".waterfall-row[data-entry=\"main\"]",
+                "task main",
+                LIMIT,
+            )
+            .await;
             screenshot(browser, "shutdown_stop_waterfall_awaiting").await;
             // The shorter one ended (its item written: 201) and is the report's row, while the
             // longer one is still awaited.

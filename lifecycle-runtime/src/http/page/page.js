@@ -178,7 +178,9 @@ function renderShutdown(view) {
     rows.push(bar("drain", 0, view.elapsed_secs, scale, { "data-pending": "drain", class: "waterfall-row pending" }, "draining…"));
   }
   for (const entry of view.entries) {
-    const name = (entry.kind === "drain" ? "" : entry.kind + " ") + entry.name + (entry.count > 1 ? " ×" + entry.count : "");
+    // As the report prints it: the body of `main` is a task named "main".
+    const kind = entry.kind === "main" ? "task" : entry.kind;
+    const name = (entry.kind === "drain" ? "" : kind + " ") + entry.name + (entry.count > 1 ? " ×" + entry.count : "");
     const outcome = entry.outcome;
     const note = outcome.replace("_", " ") + " " + secs(entry.elapsed_secs) + (entry.message ? ": " + entry.message : "") + (entry.detail ? " (" + entry.detail + ")" : "");
     const cls = "waterfall-row " + (CLEAN.has(outcome) ? "clean" : outcome === "skipped" ? "skipped" : "bad") + (entry.parent ? " child" : "");
