@@ -124,12 +124,16 @@ impl Probe {
 /// server out of rotation. From the start of shutdown the server answers `connection: close`;
 /// the client then opens a new connection, as a client (or a load balancer's pool) does.
 async fn client(
+    stagger: Duration,
     address: SocketAddr,
     next_id: Arc<AtomicI64>,
     unready: Arc<AtomicBool>,
     signalled: Arc<OnceLock<Instant>>,
     tally: Arc<Mutex<Tally>>,
 ) {
+    // Clients start spread over one request's time, as real traffic is: in step, their last
+    // requests would all start at one moment, before the end of the drain or not at all.
+    tokio::time::sleep(stagger).await;
     let mut connection: Option<Connection> = None;
     while !unready.load(Ordering::SeqCst) {
         let open = match connection.as_mut() {
@@ -186,8 +190,10 @@ fn one_run(run: usize, signal_after: Duration) -> (u64, usize, usize, u64) {
     let (unready_after, demo) = runtime.block_on(async {
         let next_id = Arc::new(AtomicI64::new(1));
         let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| {
+            .map(|index| {
+                let stagger = Duration::from_millis(REQUEST_DELAY_MS) * index as u32 / CLIENTS as u32;
                 tokio::spawn(client(
+                    stagger,
                     address,
                     next_id.clone(),
                     unready.clone(),
