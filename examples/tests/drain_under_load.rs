@@ -166,10 +166,22 @@ async fn client(
             Ok(answer) => tally
                 .failures
                 .push(format!("item {id}: {} {}", answer.status, answer.body)),
-            Err(error) => tally.failures.push(format!("item {id}: {error}")),
+            Err(error) => {
+                // A broken connection is not used again: this client reconnects (and ends if
+                // it cannot), rather than failing on the same socket in a loop that never waits.
+                tally.failures.push(format!("item {id}: {error}"));
+                connection = None;
+            }
+        }
+        // Any failure fails the run: a few are enough to say which.
+        if tally.failures.len() >= MAX_FAILURES_KEPT {
+            return;
         }
     }
 }
+
+/// How many failures a client goes on after: the run fails with the first; these say how.
+const MAX_FAILURES_KEPT: usize = 20;
 
 /// Runs one round: load, SIGTERM after `signal_after`, then checks the exit, the report and the
 /// database. Returns (requests sent, failed, lost, answered after the drain).
