@@ -32,7 +32,6 @@ pub(crate) use group::{Group, Groups};
 pub(crate) use judge::{AwaitingReport, BudgetEnd, Wait};
 pub use name::TaskName;
 pub(crate) use node::{Entry as LiveWorker, Node, Verdict, WorkerMeta};
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) use order::Staged;
 pub use order::StopOrderError;
 pub(crate) use order::{Stage, StopOrder, Why as StageStart};

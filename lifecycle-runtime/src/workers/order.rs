@@ -229,6 +229,7 @@ impl StopOrder {
     /// Declares `name` as [`declare`](Self::declare) does, and makes it a family: a worker named
     /// `<name> …` (a space after the name) stands where `name` does, unless its own name is
     /// declared.
+    #[cfg(any(test, feature = "http"))]
     pub(crate) fn declare_family(
         &self,
         name: &str,
