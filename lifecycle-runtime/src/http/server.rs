@@ -128,6 +128,10 @@ impl Server {
     /// [`Coordinator::stop_after`]), and its stop timeouts run from then. Default: none, the
     /// server stops with everything else.
     ///
+    /// The stage goes by name: every worker named `<server name> …` (the name, a space, more)
+    /// is in it, unless its own name is declared in a stop order. Give other tasks names that do
+    /// not start that way.
+    ///
     /// This is for a second server with the operator's routes (health, status page, metrics):
     /// declared to stop after the workers that write, it keeps answering through the whole stop,
     /// so the status page draws the stop live and metrics are scraped to the end. The server
