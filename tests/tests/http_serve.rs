@@ -457,3 +457,79 @@ async fn a_server_whose_stop_order_is_a_cycle_is_refused_naming_it() {
     })
     .await;
 }
+
+/// A server whose name is declared with `Coordinator::stop_after` (not its builder) stops with
+/// its connections and requests in the same stage all the same, and a handler waiting for its
+/// own shutdown signal hears it when that stage is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_declared_by_name_keeps_its_requests_in_its_stage() {
+    let coordinator = coordinator();
+    within(&coordinator, async {
+        let events: Events = Arc::default();
+        lifecycle_runtime::stop_after("admin", ["writer"]).unwrap();
+        let writer = lifecycle_runtime::spawn("writer", {
+            let events = events.clone();
+            async move {
+                lifecycle_runtime::shutdown_signal().triggered().await;
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                event(&events, "writer done");
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        // A request of 800 ms with a stop timeout of 300 ms: cut off if timed from the stop
+        // signal, not if timed from its stage (told at about 600 ms).
+        let events_route = {
+            let events = events.clone();
+            get(move || {
+                let events = events.clone();
+                async move {
+                    lifecycle_runtime::shutdown_signal().triggered().await;
+                    event(&events, "handler told");
+                    "bye"
+                }
+            })
+        };
+        let routes = slow_route(&events, Duration::from_millis(800), "admin request done")
+            .route("/events", events_route)
+            .merge(lifecycle_runtime::http::health_routes());
+        lifecycle_runtime::http::serve(listener, routes)
+            .name("admin")
+            .stop_timeout(Duration::from_millis(300))
+            .spawn();
+        let mut slow = Connection::open(admin).await.unwrap();
+        let slow = tokio::spawn(async move { slow.get("/slow").await });
+        let mut waiting = Connection::open(admin).await.unwrap();
+        let waiting = tokio::spawn(async move { waiting.get("/events").await });
+        let mut probe = Connection::open(admin).await.unwrap();
+        loop {
+            let answer = probe.get("/health/tasks").await.unwrap();
+            if answer.body.contains("admin GET /slow") && answer.body.contains("admin GET /events")
+            {
+                break;
+            }
+
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(probe);
+        let report = lifecycle_runtime::shutdown().await;
+        assert!(report.is_clean(), "{report}");
+        for name in [
+            "admin GET /slow",
+            "admin GET /events",
+            "admin connection",
+            "admin",
+        ] {
+            assert_eq!(outcome_of(&report, name), &Outcome::Stopped, "{name}");
+        }
+        assert_eq!(slow.await.unwrap().unwrap().status, 200);
+        assert_eq!(waiting.await.unwrap().unwrap().body, "bye");
+        let events = events.lock().unwrap().clone();
+        assert!(
+            position(&events, "writer done") < position(&events, "handler told"),
+            "the handler heard its stage, not the stop signal: {events:?}"
+        );
+        drop(writer);
+    })
+    .await;
+}

@@ -543,3 +543,52 @@ fn tasks_spawned_late_in_a_staged_stop_are_not_taken_for_blocked_ones() {
         "every request ran and ended: {report}"
     );
 }
+
+/// A task blocked in its first poll is still given up on (and the report says so) while quick
+/// tasks keep being spawned and polled around it: their first polls ending never hide it.
+#[test]
+fn a_task_blocked_in_its_first_poll_is_given_up_on_while_quick_ones_keep_coming() {
+    let _watchdog = Watchdog::new("blocked_first_poll_in_traffic", Duration::from_secs(30));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let coordinator = coordinator_with_budget(Duration::from_secs(10));
+    let stop_stream = Arc::new(AtomicBool::new(false));
+    let report = runtime.block_on(coordinator.scope(async {
+        // Quick tasks, every 50 ms, from a thread of their own, all through the stop.
+        let stream = std::thread::spawn({
+            let handle = tokio::runtime::Handle::current();
+            let coordinator = lifecycle_runtime::Coordinator::current();
+            let stop = stop_stream.clone();
+            move || {
+                let _runtime = handle.enter();
+                while !stop.load(Ordering::SeqCst) {
+                    drop(coordinator.spawn("quick", async {}));
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+        // Blocks one of the two runtime threads in its first poll for 4 s.
+        drop(lifecycle_runtime::spawn("stuck", async {
+            std::thread::sleep(Duration::from_secs(4));
+        }));
+        let called = Instant::now();
+        let report = lifecycle_runtime::shutdown().await;
+        let took = called.elapsed();
+        lifecycle_tests::record_fault_time(took);
+        stop_stream.store(true, Ordering::SeqCst);
+        stream.join().unwrap();
+        (report, took)
+    }));
+    let (report, took) = report;
+    let text = report.to_string();
+    assert!(
+        text.contains("never returned from their first poll"),
+        "{text}"
+    );
+    // Given up on about the default stop timeout (2 s) after it was seen, not when it ended
+    // by itself (4 s).
+    assert!(took < Duration::from_millis(3500), "took {took:?}:\n{text}");
+}

@@ -191,13 +191,15 @@ impl Server {
     /// When [`stop_after`](Self::stop_after) names a cycle; see there.
     pub fn spawn(self) -> TaskHandle {
         let coordinator = Coordinator::current();
-        if !self.stop_after.is_empty()
-            && let Err(error) = coordinator
-                .workers()
-                .order()
-                .declare_family(self.name.as_str(), &self.stop_after)
-        {
-            panic!("HTTP server `{}`: {error}", self.name);
+        let order = coordinator.workers().order();
+        if !self.stop_after.is_empty() {
+            if let Err(error) = order.declare_family(self.name.as_str(), &self.stop_after) {
+                panic!("HTTP server `{}`: {error}", self.name);
+            }
+        } else {
+            // Declared through `Coordinator::stop_after` instead: its connections and requests
+            // go with it all the same.
+            order.make_family(self.name.as_str());
         }
         let shutdown = Shutdown::for_name(coordinator.clone(), self.name.as_str());
         let connections = Connections::new(

@@ -297,25 +297,19 @@ impl Workers {
         self.registry.linked()
     }
 
-    /// Since when some task has been in its first poll, as far as step 3 can tell from counts:
-    /// the start of the current window when a task spawned before it has still not ended its
-    /// first poll, else `now`, opening a new window. Tasks keep being spawned through the stop
-    /// (requests to a server of a later stage): each window only asks about the tasks spawned
-    /// before it opened, so a stream of tasks that each end their first poll at once is never
-    /// taken for one blocked in it.
+    /// Since when step 3 has seen some task in its first poll at every look: the first look of
+    /// the current run of such looks (`now` opens one). A look that sees none ends the run
+    /// ([`no_unpolled_seen`](Self::no_unpolled_seen)). Tasks keep being spawned through the
+    /// stop (requests to a server of a later stage), each in its first poll for a moment: such a
+    /// stream leaves looks that see none, so it is never taken for a task blocked there, while
+    /// a task that is blocked keeps every look seeing one, whatever else comes and goes.
     pub(crate) fn unpolled_since(&self, now: Instant) -> Instant {
-        let (spawned, polled) = self.registry.first_poll_counts();
-        let ignored = self.ignored_unpolled.load(Ordering::Acquire);
-        let mut window = crate::util::lock(&self.unpolled_window);
-        match *window {
-            // Every first poll that ended is a distinct task: fewer than were spawned before
-            // the window opened means one of those is still in it.
-            Some((since, spawned_then)) if polled.saturating_add(ignored) < spawned_then => since,
-            _ => {
-                *window = Some((now, spawned));
-                now
-            }
-        }
+        *crate::util::lock(&self.unpolled_window).get_or_insert(now)
+    }
+
+    /// A look of step 3 saw no task in its first poll (that it has not given up on).
+    pub(crate) fn no_unpolled_seen(&self) {
+        *crate::util::lock(&self.unpolled_window) = None;
     }
 
     /// Gives up on the tasks still in their first poll: they cannot be named.

@@ -142,9 +142,8 @@ pub(crate) struct Workers {
     deferred_wakes: sync::Mutex<Vec<std::task::Waker>>,
     /// Tasks still in their first poll that step 3 gave up on (they block their thread).
     ignored_unpolled: AtomicU64,
-    /// Since when some task spawned before then has been in its first poll, and how many tasks
-    /// had been spawned then (`judge.rs`).
-    unpolled_window: Mutex<Option<(Instant, u64)>>,
+    /// Since when every look of step 3 has seen some task in its first poll (`judge.rs`).
+    unpolled_window: Mutex<Option<Instant>>,
     records: Mutex<Records>,
     failures: Failures,
     /// `#[background]` loops' states, for snapshots (loops are few; keeping them here keeps a

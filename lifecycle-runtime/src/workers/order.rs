@@ -243,12 +243,40 @@ impl StopOrder {
         Ok(signal)
     }
 
-    /// The signal workers named `name` watch, when the name is in a declared order.
+    /// The signal workers named `name` watch, when the name is in a declared order (or is
+    /// `<family> …` of a declared family).
     pub(crate) fn signal(&self, name: &str) -> Option<StopSignal> {
         if !self.is_used() {
             return None;
         }
-        self.inner().signals.get(name).cloned()
+        let inner = self.inner();
+        inner
+            .signals
+            .get(name)
+            .or_else(|| {
+                inner
+                    .family_of(name)
+                    .and_then(|family| inner.signals.get(family))
+            })
+            .cloned()
+    }
+
+    /// Makes `name`, already declared, a family (an HTTP server declared to stop after others
+    /// through [`Coordinator::stop_after`](crate::Coordinator::stop_after) rather than its own
+    /// builder). Returns whether `name` is declared.
+    #[cfg(feature = "http")]
+    pub(crate) fn make_family(&self, name: &str) -> bool {
+        if !self.is_used() {
+            return false;
+        }
+        let mut inner = self.inner();
+        if !inner.signals.contains_key(name) {
+            return false;
+        }
+        if !inner.families.iter().any(|family| family == name) {
+            inner.families.push(name.to_owned());
+        }
+        true
     }
 
     /// Turns the declarations into stages (workers are being told to stop); stage 0 starts now.
@@ -580,5 +608,9 @@ mod tests {
         // `items` is no family: a worker named `items flusher` is in stage 0.
         assert_eq!(order.staged("items flusher"), Staged::No);
         assert_eq!(order.inner().families, names(&["admin", "admin api"]));
+        // A handler of the family that waits for its own signal gets the family's.
+        let family = order.signal("admin").unwrap();
+        assert!(order.signal("admin GET /events").unwrap().same_as(&family));
+        assert!(order.signal("administrator").is_none());
     }
 }

@@ -104,6 +104,7 @@ async fn cut_off_the_late(workers: &Workers, policy: &StopPolicy) -> bool {
                 Unpolled::LookAgainAt(at) => Some(at),
             }
         } else {
+            workers.no_unpolled_seen();
             None
         };
         let wake = match (bound, recheck) {

@@ -213,26 +213,6 @@ impl Registry {
         self.unpolled_after(registered)
     }
 
-    /// How many tasks were spawned, and how many of them have ended their first poll (registered,
-    /// or ended in it), read in that order: polled first, so it never counts a task spawned after
-    /// the spawned count was read.
-    pub(crate) fn first_poll_counts(&self) -> (u64, u64) {
-        let registered: u64 = (0..self.shards.len())
-            .map(|index| self.lists(index).registered)
-            .sum();
-        let ended: u64 = self
-            .shards
-            .iter()
-            .map(|shard| shard.first_polls.load(Ordering::SeqCst))
-            .sum();
-        let spawned: u64 = self
-            .shards
-            .iter()
-            .map(|shard| shard.spawned.load(Ordering::Acquire))
-            .sum();
-        (spawned, registered + ended)
-    }
-
     /// [`unpolled`](Self::unpolled), given the registered first polls already summed.
     fn unpolled_after(&self, registered: u64) -> u64 {
         let ended: u64 = self
