@@ -149,17 +149,22 @@ impl Held {
             .map(|(_, entry)| (entry.since, entry.site.clone(), entry.task.clone()))
             .collect();
         held.sort_by_key(|(since, _, _)| *since);
-        let workers = self.workers.get();
-        held.into_iter()
+        // Asked once the lock is released (the registry takes its own locks), in one walk for
+        // every holder.
+        let ended = match self.workers.get() {
+            Some(workers) => workers.ended_of(
+                held.iter()
+                    .filter_map(|(_, _, task)| task.as_ref().map(|name| name.as_str())),
+            ),
+            None => std::collections::HashSet::new(),
+        };
+        held.iter()
             .map(|(since, site, task)| {
-                // Asked once the lock is released: the registry takes its own locks.
-                let ended = match (&task, workers) {
-                    (Some(name), Some(workers)) => workers.running(name) == Some(false),
-                    _ => false,
-                };
-                let mut held = held_connection(&site, task, since.elapsed());
-                held.task_ended = ended;
-                held
+                let mut connection = held_connection(site, task.clone(), since.elapsed());
+                connection.task_ended = task
+                    .as_ref()
+                    .is_some_and(|name| ended.contains(name.as_str()));
+                connection
             })
             .collect()
     }

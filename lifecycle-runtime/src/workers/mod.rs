@@ -492,17 +492,25 @@ impl Workers {
         self.registry.for_each(self.stop_started(), f);
     }
 
-    /// Whether a task or thread named `name` is still running: `Some(false)` only when none is
-    /// listed and no spawned task is still in its first poll (such a task is not listed yet), so
-    /// "it has ended" is never said of one that may still be there.
+    /// Which of `names` no task or thread carries any more: a name is said to have ended only
+    /// when none is listed and no spawned task is still in its first poll (such a task is not
+    /// listed yet), so "it has ended" is never said of one that may still be there. One walk of
+    /// the registry for all of them.
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub(crate) fn running(&self, name: &str) -> Option<bool> {
-        let mut running = false;
-        self.for_each(|worker| running |= worker.name().as_str() == name);
-        match running {
-            true => Some(true),
-            false if self.unpolled() == 0 => Some(false),
-            false => None,
+    pub(crate) fn ended_of<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> std::collections::HashSet<&'a str> {
+        let mut ended: std::collections::HashSet<&'a str> = names.into_iter().collect();
+        if ended.is_empty() {
+            return ended;
         }
+        self.for_each(|worker| {
+            ended.remove(worker.name().as_str());
+        });
+        if self.unpolled() > 0 {
+            ended.clear();
+        }
+        ended
     }
 }
