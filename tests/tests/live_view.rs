@@ -131,3 +131,23 @@ async fn workers_of_a_stage_not_told_yet_are_listed_apart() {
     })
     .await;
 }
+
+/// While a resource closes, the view names it once, as being closed.
+#[tokio::test(start_paused = true)]
+async fn a_resource_being_closed_is_listed_once_as_closing() {
+    let coordinator = coordinator();
+    within(&coordinator, LIMIT, async {
+        let log = common::Log::default();
+        let _store = lifecycle_runtime::manage(common::Part::new(
+            "store",
+            &log,
+            common::Behaviour::Slow(Duration::from_millis(800)),
+        ));
+        let report = tokio::spawn(lifecycle_runtime::shutdown());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let view = lifecycle_runtime::snapshot().shutdown.unwrap();
+        assert_eq!(view.waiting_for, ["resource store (closing)"], "{view:?}");
+        assert!(report.await.unwrap().is_clean());
+    })
+    .await;
+}

@@ -38,9 +38,7 @@ use crate::snapshot::Readiness;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::util::after;
 use crate::util::lock;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-use crate::workers::Staged;
-use crate::workers::{AwaitingReport, Phase, Workers, WorkersRef};
+use crate::workers::{AwaitingReport, Phase, Staged, TaskName, WorkerKind, Workers, WorkersRef};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::workers::{Due, StopPolicy};
 use state::State;
@@ -369,23 +367,15 @@ impl Coordinator {
     pub(crate) fn pending_split(&self, most: usize, split: bool) -> (Vec<String>, Vec<String>) {
         let workers = &self.state.workers;
         let order = workers.order();
+        // A run of workers of one kind and name, and whether their stage is not told yet.
+        type Run = (WorkerKind, TaskName, bool, usize);
         let walk = |held: &dyn Fn(&str) -> bool| {
             let mut names: [Vec<String>; 2] = [Vec::new(), Vec::new()];
-            let mut run: Option<(
-                crate::workers::WorkerKind,
-                crate::workers::TaskName,
-                bool,
-                usize,
-            )> = None;
-            let mut push = |(kind, name, held, count): (
-                crate::workers::WorkerKind,
-                crate::workers::TaskName,
-                bool,
-                usize,
-            )| {
+            let mut push = |(kind, name, held, count): Run| {
                 names[usize::from(held)]
                     .push(fold_marker(format!("{} {name}", kind.entry_kind()), count));
             };
+            let mut run: Option<Run> = None;
             workers.for_each(|worker| match &mut run {
                 Some((kind, name, _, count)) if *kind == worker.kind() && name == worker.name() => {
                     *count += 1;
@@ -405,9 +395,7 @@ impl Coordinator {
             names
         };
         let [mut awaited, held] = if split && order.is_used() {
-            order.with_staged(|staged| {
-                walk(&|name| matches!(staged(name), crate::workers::Staged::Held(_)))
-            })
+            order.with_staged(|staged| walk(&|name| matches!(staged(name), Staged::Held(_))))
         } else {
             walk(&|_| false)
         };

@@ -135,10 +135,8 @@ impl Coordinator {
         }
         let mut entries = self.state.sequence.recorded();
         entries.extend(self.state.workers.peek_entries(started));
-        let (mut waiting_for, not_told) = self.pending_split(LIVE_NAMES, true);
-        if let Some(closing) = self.state.resources.closing_now() {
-            waiting_for.push(format!("resource {closing}"));
-        }
+        // With the resource being closed, `resource <name> (closing)`.
+        let (waiting_for, not_told) = self.pending_split(LIVE_NAMES, true);
         Some(ShutdownView {
             reason,
             done: false,

@@ -98,13 +98,7 @@ impl Resources {
 
     /// Names of the open resources, in the order they will close (newest first).
     pub(crate) fn open_names(&self) -> Vec<String> {
-        let slots = lock(&self.slots);
-        let mut entries: Vec<&ResourceEntry> = slots.slab.iter().map(|(_, entry)| entry).collect();
-        entries.sort_by_key(|entry| std::cmp::Reverse(entry.seq));
-        entries
-            .into_iter()
-            .map(|entry| entry.name.to_string())
-            .collect()
+        self.open().into_iter().map(|(name, _, _)| name).collect()
     }
 
     /// Whether any resource is registered.

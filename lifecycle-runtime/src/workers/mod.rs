@@ -264,8 +264,7 @@ impl Workers {
         &self.failures
     }
 
-    // `task` names who failed, for the per-name counters of feature `metrics` (unused without).
-
+    /// Counts a failure of `task` (its name feeds the per-name counters of feature `metrics`).
     pub(crate) fn count_failed(
         &self,
         #[cfg_attr(not(feature = "metrics"), allow(unused_variables))] task: &str,

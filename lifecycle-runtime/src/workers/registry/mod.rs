@@ -411,7 +411,6 @@ impl Registry {
             .min()
     }
 
-    /// Takes the folded rows (stopped when told, aborted) of every shard.
     /// The folded rows so far, left in place (a live view).
     pub(crate) fn peek_folded(&self) -> Vec<Folded> {
         let mut rows = Vec::new();
@@ -421,6 +420,7 @@ impl Registry {
         rows
     }
 
+    /// Takes the folded rows (stopped when told, aborted) of every shard.
     pub(crate) fn take_folded(&self) -> Vec<Folded> {
         let mut rows = Vec::new();
         for index in 0..self.shards.len() {
