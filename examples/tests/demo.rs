@@ -6,21 +6,11 @@ use std::time::{Duration, Instant};
 
 use lifecycle_tests::Program;
 
-/// The demo, on an SQLite file of this test's own and a free port (tests run in parallel).
+mod common;
+
+/// The demo, on an SQLite file of this test's own and free ports.
 fn demo_for(test: &str) -> Command {
-    let file = std::env::temp_dir().join(format!(
-        "lifecycle-demo-{test}-{}.sqlite",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&file);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_service"));
-    command.env(
-        "DATABASE_URL",
-        format!("sqlite://{}?mode=rwc", file.display()),
-    );
-    command.env("LISTEN_ADDR", "127.0.0.1:0");
-    command.env("ADMIN_ADDR", "127.0.0.1:0");
-    command
+    common::demo_command(test).0
 }
 
 #[test]

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use lifecycle_tests::Program;
 use lifecycle_tests::http::Connection;
 
+mod common;
+
 /// Concurrent client connections, each sending one request after another.
 const CLIENTS: usize = 32;
 
@@ -45,21 +47,11 @@ const DRAIN: Duration = Duration::from_secs(1);
 /// The most any single wait in these tests may take: a hang fails instead of freezing CI.
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// The demo on a free port and an SQLite file of the test's own; returns it with the file.
+/// The demo on a free port and an SQLite file of the test's own, without the operator's
+/// server; returns it with the file.
 fn demo(test: &str, run: usize) -> (Command, PathBuf) {
-    let file = std::env::temp_dir().join(format!(
-        "lifecycle-drain-{test}-{run}-{}.sqlite",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&file);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_service"));
-    command
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", file.display()),
-        )
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("ADMIN_ADDR", "off");
+    let (mut command, file) = common::demo_command(&format!("drain-{test}-{run}"));
+    command.env("ADMIN_ADDR", "off");
     (command, file)
 }
 

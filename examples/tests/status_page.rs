@@ -19,6 +19,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use lifecycle_tests::Program;
 use lifecycle_tests::http::Connection;
 
+mod common;
+
 /// The most any wait in these tests may take: a hang fails instead of freezing CI.
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -123,19 +125,7 @@ fn free_port() -> u16 {
 
 /// The demo on a free port with an SQLite file of the test's own, and `env` besides.
 fn demo(test: &str, env: &[(&str, &str)]) -> (Program, SocketAddr) {
-    let file = std::env::temp_dir().join(format!(
-        "lifecycle-page-{test}-{}.sqlite",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&file);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_service"));
-    command
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", file.display()),
-        )
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("ADMIN_ADDR", "127.0.0.1:0");
+    let (command, _file) = common::demo_command(&format!("page-{test}"));
     let mut demo = Program::start(command, env);
     let address = demo.listening_address();
     demo.wait_for("demo service running");
@@ -244,6 +234,12 @@ async fn read(browser: &Client, script: &str) -> serde_json::Value {
         .unwrap_or_else(|error| panic!("run {script:?} in the page: {error}"))
 }
 
+/// Waits until the page shows the readiness phase `phase`.
+async fn wait_phase(browser: &Client, phase: &str) {
+    let css = format!("#phase[data-phase=\"{phase}\"]");
+    wait_for(browser, &css, phase, LIMIT).await;
+}
+
 /// `POST path` on a connection of its own; the answer's status.
 async fn post(address: SocketAddr, path: &str) -> u16 {
     let mut connection = Connection::open(address)
@@ -267,7 +263,7 @@ fn stop_cleanly(demo: Program) -> String {
 #[test]
 fn the_page_lists_the_demos_tasks_threads_resources_and_pool() {
     let Some(((), demo)) = with_page("lists_tasks", &[], async |browser, _, _| {
-        wait_for(browser, "#phase[data-phase=\"ready\"]", "ready", LIMIT).await;
+        wait_phase(browser, "ready").await;
         for task in ["heartbeat", "flusher", "batch-writer items", "http", "main"] {
             let css = format!("#tasks tr[data-task=\"{task}\"][data-failing=\"false\"]");
             wait_for(browser, &css, task, LIMIT).await;
@@ -428,7 +424,7 @@ fn on_sigterm_with_a_drain_the_phase_changes_and_the_waterfall_draws_until_the_s
         "shutdown_waterfall",
         &env,
         async |browser, address, demo| {
-            wait_for(browser, "#phase[data-phase=\"ready\"]", "ready", LIMIT).await;
+            wait_phase(browser, "ready").await;
             assert!(
                 browser
                     .find(Locator::Css("#shutdown"))
@@ -452,13 +448,7 @@ fn on_sigterm_with_a_drain_the_phase_changes_and_the_waterfall_draws_until_the_s
             )
             .await;
             demo.signal(libc::SIGTERM);
-            wait_for(
-                browser,
-                "#phase[data-phase=\"draining\"]",
-                "draining",
-                LIMIT,
-            )
-            .await;
+            wait_phase(browser, "draining").await;
             wait_for(browser, "#shutdown-summary", "SIGTERM received", LIMIT).await;
             wait_for(
                 browser,
@@ -518,7 +508,7 @@ fn on_sigterm_the_operators_page_draws_the_stop_until_its_server_goes() {
         "shutdown_stop_waterfall",
         &env,
         async |browser, address, demo| {
-            wait_for(browser, "#phase[data-phase=\"ready\"]", "ready", LIMIT).await;
+            wait_phase(browser, "ready").await;
             // Two requests that outlast the drain, by about 1 s and 3 s: the API's stage waits
             // for both.
             let slow = |id: u32, delay_ms: u32| {
@@ -544,22 +534,10 @@ fn on_sigterm_the_operators_page_draws_the_stop_until_its_server_goes() {
             )
             .await;
             demo.signal(libc::SIGTERM);
-            wait_for(
-                browser,
-                "#phase[data-phase=\"draining\"]",
-                "draining",
-                LIMIT,
-            )
-            .await;
+            wait_phase(browser, "draining").await;
             // Tasks are told to stop: the API stops listening, its requests still run and are
             // drawn as awaited since the stop.
-            wait_for(
-                browser,
-                "#phase[data-phase=\"stopping\"]",
-                "stopping",
-                LIMIT,
-            )
-            .await;
+            wait_phase(browser, "stopping").await;
             wait_for(
                 browser,
                 ".waterfall-row[data-pending^=\"task http POST /items\"]",
