@@ -8,7 +8,11 @@
 //! A recorder is installed (metrics-util's debugging recorder: a registry as exporters keep),
 //! so the collector's gauges are real registrations, not the facade's no-op.
 //!
-//! `ROUNDS=15 cargo bench -p lifecycle-runtime --features metrics --bench live`
+//! With feature `sqlite` too, a third crowd: the 16 names plus an SQLite pool with
+//! [`HELD`] connections checked out by tasks (the snapshot lists each with its holder, and
+//! whether that holder has ended: one walk of the registry for all of them).
+//!
+//! `ROUNDS=15 cargo bench -p lifecycle-runtime --features metrics,sqlite --bench live`
 
 mod common;
 
@@ -27,6 +31,9 @@ const TASKS: usize = 10_000;
 /// Each case runs this many times a round; a round's value is the mean.
 const REPS: u32 = 20;
 const TASKS_PER_NAME_FEW: usize = TASKS / 16;
+/// Connections held by tasks in the crowd with a pool.
+#[cfg(feature = "sqlite")]
+const HELD: u32 = 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Names {
@@ -113,6 +120,44 @@ fn crowd(
     )
 }
 
+/// An SQLite pool under `coordinator` with [`HELD`] connections checked out, each by a task of
+/// its own that keeps it until shutdown.
+#[cfg(feature = "sqlite")]
+fn hold_connections(runtime: &tokio::runtime::Runtime, coordinator: &Coordinator) {
+    use lifecycle_runtime::db::{Database, DatabaseOptions};
+
+    let file = std::env::temp_dir().join(format!(
+        "lifecycle-bench-live-{}.sqlite",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&file);
+    runtime.block_on(coordinator.scope(async {
+        let db = Database::connect(DatabaseOptions::sqlite(&file, "bench").max_connections(HELD))
+            .await
+            .expect("an SQLite pool");
+        for index in 0..HELD {
+            let db = db.clone();
+            let shutdown = lifecycle_runtime::shutdown_signal();
+            drop(lifecycle_runtime::spawn(
+                format!("holder-{index}"),
+                async move {
+                    let connection = db.acquire().await.expect("a connection");
+                    shutdown.triggered().await;
+                    drop(connection);
+                },
+            ));
+        }
+        let started = Instant::now();
+        while lifecycle_runtime::snapshot().pools[0].held.len() < HELD as usize {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never all held"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }));
+}
+
 /// Mean nanoseconds of `op` over [`REPS`] runs.
 fn mean_ns(mut op: impl FnMut()) -> f64 {
     let started = Instant::now();
@@ -125,17 +170,25 @@ fn mean_ns(mut op: impl FnMut()) -> f64 {
 fn main() {
     let rounds = print::announce(
         // `announce` prints `--bench {this}`: the feature the bench needs goes along.
-        "live --features metrics",
+        "live --features metrics,sqlite",
         "The live view's cost at 10k waiting tasks: snapshot, JSON, metrics collector (2 workers)",
         rounds::DEFAULT_ROUNDS,
     );
     metrics::set_global_recorder(DebuggingRecorder::new()).expect("the only recorder");
     let runtime = common::runtime::two_worker_runtime();
-    for names in [Names::Few, Names::PerTask] {
+    let mut crowds = vec![(Names::Few, false), (Names::PerTask, false)];
+    if cfg!(feature = "sqlite") {
+        crowds.push((Names::Few, true));
+    }
+    for (names, pool) in crowds {
         let coordinator = Coordinator::builder().scan_os_threads(false).build();
         let hand_kept = crowd(&runtime, &coordinator, names);
+        #[cfg(feature = "sqlite")]
+        if pool {
+            hold_connections(&runtime, &coordinator);
+        }
         let taken = coordinator.snapshot();
-        assert_eq!(taken.tasks.len(), TASKS);
+        assert!(taken.tasks.len() >= TASKS);
         let bytes = serde_json::to_string(&taken).expect("JSON").len();
         let mut collector = Collector::new();
         let samples = rounds::run(Case::ALL.to_vec(), rounds, |case| match case {
@@ -159,8 +212,13 @@ fn main() {
         });
         let mut table = Table::new(
             format!(
-                "10k tasks, {} (JSON: {} bytes, {:.0} per task)",
+                "10k tasks, {}{} (JSON: {} bytes, {:.0} per task)",
                 names.label(),
+                if pool {
+                    ", a pool with its connections held by tasks"
+                } else {
+                    ""
+                },
                 bytes,
                 bytes as f64 / TASKS as f64
             ),
